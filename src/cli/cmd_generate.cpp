@@ -1,0 +1,66 @@
+// dsv2 generate: prompt ids in, generated ids out (streamed, space-separated).
+#include <algorithm>
+#include <cstdio>
+#include <vector>
+
+#include "cli/commands.h"
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace dsv2::cli {
+
+int run_generate(int argc, char** argv) {
+  Args args(argc, argv,
+            "dsv2 generate -m DIR --ids \"...\" -n N [--temperature T] [--top-p P] [--top-k K] [--seed S] [--ignore-eos]",
+            {{"model", 'm', true, "DIR       Hugging Face model directory"},
+             {"ids", 0, true, "\"IDS\"     prompt token ids"},
+             {"n", 'n', true, "N         number of tokens to generate (default 32)"},
+             {"temperature", 0, true, "T         sampling temperature, 0 = greedy (default 1.0)"},
+             {"top-p", 0, true, "P         nucleus sampling threshold (default 1.0)"},
+             {"top-k", 0, true, "K         sample among the K most likely tokens, 0 = all (default 0)"},
+             {"seed", 0, true, "S         random seed (default 0)"},
+             {"ignore-eos", 0, false, "         keep generating after the end-of-sequence token"},
+             {"attn", 0, true, "PATH      attention path: absorbed (default) or naive"},
+             {"threads", 't', true, "N         worker threads (default: all cores)"}});
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  apply_thread_option(args);
+  const std::string dir = args.require("model");
+  const std::vector<int32_t> prompt = parse_ids(args.require("ids"), "ids");
+  const long long n = args.get_int("n", 32);
+  if (n < 0 || n > 1'000'000) throw UsageError("option -n: must be between 0 and 1000000");
+  SamplingOptions sampling;
+  sampling.temperature = static_cast<float>(args.get_double("temperature", 1.0));
+  sampling.top_p = static_cast<float>(args.get_double("top-p", 1.0));
+  sampling.top_k = args.get_int("top-k", 0);
+  const long long seed = args.get_int("seed", 0);
+  if (seed < 0) throw UsageError("option --seed: must not be negative");
+  sampling.seed = static_cast<uint64_t>(seed);
+  if (!(sampling.temperature >= 0)) throw UsageError("option --temperature: must be >= 0");
+  if (!(sampling.top_p > 0 && sampling.top_p <= 1)) throw UsageError("option --top-p: must be in (0, 1]");
+  if (sampling.top_k < 0) throw UsageError("option --top-k: must be >= 0");
+  const bool ignore_eos = args.has("ignore-eos");
+  const AttentionPath path = parse_attention_path(args.get("attn", "absorbed"));
+
+  Model model(dir);
+  const Config& config = model.config();
+  const auto prompt_len = static_cast<int64_t>(prompt.size());
+  LatentCache cache(config, prompt_len + std::max<long long>(n, 1));
+  Sampler sampler(sampling);
+  std::vector<float> logits(config.vocab_size);
+  model.forward(prompt.data(), prompt_len, cache, path, logits.data(), /*last_only=*/true);
+  for (long long i = 0; i < n; ++i) {
+    const int32_t next = sampler.sample(logits.data(), config.vocab_size);
+    std::printf("%s%d", i ? " " : "", next);
+    std::fflush(stdout);
+    const bool is_eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) != config.eos_token_ids.end();
+    if ((is_eos && !ignore_eos) || i + 1 == n) break;
+    model.forward(&next, 1, cache, path, logits.data(), true);
+  }
+  std::printf("\n");
+  return 0;
+}
+
+}  // namespace dsv2::cli

@@ -1,0 +1,106 @@
+// dsv2 info: what a model directory holds, read from config.json and the
+// safetensors headers only (weights are mapped, never read).
+#include <cstdio>
+#include <map>
+#include <set>
+#include <string>
+
+#include "cli/commands.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "model/latent_cache.h"
+#include "model/weights.h"
+
+namespace dsv2::cli {
+
+namespace {
+
+std::string human(double value) {
+  const char* units[] = {"", "K", "M", "B", "T"};
+  int u = 0;
+  while (value >= 1000.0 && u < 4) value /= 1000.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", value, units[u]);
+  return buf;
+}
+
+std::string bytes(double value) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (value >= 1024.0 && u < 4) value /= 1024.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", value, units[u]);
+  return buf;
+}
+
+}  // namespace
+
+int run_info(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 info -m DIR", {{"model", 'm', true, "DIR       Hugging Face model directory"}});
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  const std::string dir = args.require("model");
+  const Config c = load_config(dir);
+  const Checkpoint checkpoint(dir);
+  // Validates every tensor exactly as inference would.
+  (void)load_weights(c, checkpoint);
+
+  Weights shapes;
+  int64_t total = 0, routed = 0;
+  std::map<std::string, int64_t> bytes_by_dtype;
+  std::set<std::string> used;
+  for_each_tensor(c, shapes, [&](const TensorSlot& slot) {
+    int64_t n = 1;
+    for (int64_t d : slot.shape) n *= d;
+    total += n;
+    if (slot.is_routed_expert) routed += n;
+    for (const std::string& name : {slot.name, slot.name + "_scale_inv"})
+      if (const TensorInfo* t = checkpoint.find(name)) {
+        bytes_by_dtype[dtype_name(t->dtype)] += static_cast<int64_t>(t->nbytes);
+        used.insert(name);
+      }
+  });
+  int64_t ignored = 0;
+  for (const auto& file : checkpoint.files())
+    for (const auto& t : file->tensors()) ignored += !used.count(t.name);
+  const int64_t active = c.n_routed_experts ? total - routed + routed * c.num_experts_per_tok / c.n_routed_experts : total;
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+
+  std::printf("model            %s (%s)\n", dir.c_str(), c.model_type.c_str());
+  std::printf("layers           %lld (%lld dense, %lld MoE), hidden %lld, vocab %lld\n", (long long)c.num_hidden_layers,
+              (long long)(c.num_hidden_layers - moe_layers), (long long)moe_layers, (long long)c.hidden_size,
+              (long long)c.vocab_size);
+  std::printf("attention        MLA, %lld heads, q_lora_rank %s, kv_lora_rank %lld, qk_nope %lld, qk_rope %lld, v %lld\n",
+              (long long)c.num_attention_heads, c.q_lora_rank ? std::to_string(c.q_lora_rank).c_str() : "none",
+              (long long)c.kv_lora_rank, (long long)c.qk_nope_head_dim, (long long)c.qk_rope_head_dim, (long long)c.v_head_dim);
+  if (c.rope_scaling.type == "yarn")
+    std::printf("rope             theta %g, YaRN factor %g (original %lld), mscale %g, mscale_all_dim %g\n", c.rope_theta,
+                c.rope_scaling.factor, (long long)c.rope_scaling.original_max_position_embeddings, c.rope_scaling.mscale,
+                c.rope_scaling.mscale_all_dim);
+  else
+    std::printf("rope             theta %g\n", c.rope_theta);
+  if (c.n_routed_experts)
+    std::printf("moe              %lld routed + %lld shared experts (width %lld), %lld active; %s, %s, norm_topk_prob %s, "
+                "routed_scaling_factor %g, groups %lld/%lld\n",
+                (long long)c.n_routed_experts, (long long)c.n_shared_experts, (long long)c.moe_intermediate_size,
+                (long long)c.num_experts_per_tok, c.topk_method.c_str(), c.scoring_func.c_str(),
+                c.norm_topk_prob ? "true" : "false", c.routed_scaling_factor, (long long)c.topk_group, (long long)c.n_group);
+  std::printf("parameters       %s total, %s active per token (%lld / %lld)\n", human(double(total)).c_str(),
+              human(double(active)).c_str(), (long long)total, (long long)active);
+  std::printf("weight bytes    ");
+  for (const auto& [dtype, n] : bytes_by_dtype) std::printf(" %s %s;", dtype.c_str(), bytes(double(n)).c_str());
+  std::printf("\n");
+  if (ignored) std::printf("ignored tensors  %lld (e.g. multi-token-prediction layers, unused for inference)\n", (long long)ignored);
+  const int64_t latent = LatentCache::bytes_per_token(c, 4), mha = LatentCache::mha_bytes_per_token(c, 4);
+  std::printf("kv cache/token   MLA latent (%lld + %lld) x %lld layers = %s at f32 (%s at bf16); MHA would need %s at f32 "
+              "(%.1fx more)\n",
+              (long long)c.kv_lora_rank, (long long)c.qk_rope_head_dim, (long long)c.num_hidden_layers,
+              bytes(double(latent)).c_str(), bytes(double(latent) / 2).c_str(), bytes(double(mha)).c_str(),
+              double(mha) / double(latent));
+  return 0;
+}
+
+}  // namespace dsv2::cli

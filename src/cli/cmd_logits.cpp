@@ -1,0 +1,48 @@
+// dsv2 logits: the reference-comparison tool. Output format: raw little-endian
+// float32, one row of vocab_size values per input position, T rows, row-major.
+#include <bit>
+#include <cstdio>
+#include <vector>
+
+#include "cli/commands.h"
+#include "io/atomic_file.h"
+#include "model/model.h"
+
+namespace dsv2::cli {
+
+int run_logits(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 logits -m DIR --ids \"1 2 3 ...\" -o FILE [--prefill N] [--attn naive|absorbed]",
+            {{"model", 'm', true, "DIR       Hugging Face model directory"},
+             {"ids", 0, true, "\"IDS\"     input token ids, separated by spaces or commas"},
+             {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
+             {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
+             {"attn", 0, true, "PATH      attention path: absorbed (default) or naive"},
+             {"threads", 't', true, "N         worker threads (default: all cores)"}});
+  if (args.help_requested()) {
+    std::printf("%s", args.help_text().c_str());
+    return 0;
+  }
+  apply_thread_option(args);
+  const std::string dir = args.require("model"), output = args.require("output");
+  const std::vector<int32_t> ids = parse_ids(args.require("ids"), "ids");
+  const auto total = static_cast<int64_t>(ids.size());
+  const int64_t prefill = args.get_int("prefill", total);
+  if (prefill < 1 || prefill > total)
+    throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(total) + ")");
+  const AttentionPath path = parse_attention_path(args.get("attn", "absorbed"));
+
+  Model model(dir);
+  const int64_t vocab = model.config().vocab_size;
+  LatentCache cache(model.config(), total);
+  std::vector<float> logits(static_cast<size_t>(total * vocab));
+  model.forward(ids.data(), prefill, cache, path, logits.data());
+  for (int64_t t = prefill; t < total; ++t) model.forward(&ids[t], 1, cache, path, logits.data() + t * vocab);
+
+  AtomicFile out(output);
+  static_assert(std::endian::native == std::endian::little, "logits files are little-endian");
+  out.write(logits.data(), logits.size() * sizeof(float));
+  out.commit();
+  return 0;
+}
+
+}  // namespace dsv2::cli

@@ -1,0 +1,20 @@
+// The dsv2 subcommands. Each takes the arguments after its name and returns the
+// process exit code; errors are thrown and reported once by main().
+#pragma once
+
+#include <string>
+
+#include "cli/args.h"
+#include "model/mla.h"
+
+namespace dsv2::cli {
+
+int run_info(int argc, char** argv);
+int run_logits(int argc, char** argv);
+int run_generate(int argc, char** argv);
+
+// Shared option helpers.
+AttentionPath parse_attention_path(const std::string& value);
+void apply_thread_option(const Args& args);
+
+}  // namespace dsv2::cli

@@ -1,0 +1,71 @@
+// dsv2: one binary, many subcommands. Exit code 0 on success; otherwise a
+// one-line reason on stderr and 1 (bad input or failure) or 2 (bad usage).
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(int, char**);
+  const char* summary;
+};
+
+constexpr Command kCommands[] = {
+    {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model"},
+    {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file"},
+    {"generate", dsv2::cli::run_generate, "generate token ids from a prompt"},
+};
+
+void print_usage(std::FILE* out) {
+  std::fprintf(out, "usage: dsv2 <command> [options]\n\ncommands:\n");
+  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(out, "\nRun 'dsv2 <command> --help' for the options of a command.\n");
+}
+
+}  // namespace
+
+namespace dsv2::cli {
+
+AttentionPath parse_attention_path(const std::string& value) {
+  if (value == "naive") return AttentionPath::kNaive;
+  if (value == "absorbed") return AttentionPath::kAbsorbed;
+  throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+}
+
+void apply_thread_option(const Args& args) {
+  if (!args.has("threads")) return;
+  const long long threads = args.get_int("threads", 0);
+  if (threads < 1 || threads > 1024) throw UsageError("option --threads: must be between 1 and 1024");
+  set_num_threads(static_cast<int>(threads));
+}
+
+}  // namespace dsv2::cli
+
+int main(int argc, char** argv) {
+  if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
+    print_usage(argc < 2 ? stderr : stdout);
+    return argc < 2 ? 2 : 0;
+  }
+  const std::string name = argv[1];
+  for (const auto& command : kCommands) {
+    if (name != command.name) continue;
+    try {
+      return command.run(argc - 2, argv + 2);
+    } catch (const dsv2::cli::UsageError& e) {
+      std::fprintf(stderr, "dsv2 %s: %s (see 'dsv2 %s --help')\n", command.name, e.what(), command.name);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "dsv2 %s: error: %s\n", command.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "dsv2: unknown command '%s' (see 'dsv2 --help')\n", name.c_str());
+  return 2;
+}

@@ -1,0 +1,79 @@
+#include "core/dtype.h"
+
+#include <array>
+#include <cmath>
+#include <limits>
+
+namespace dsv2 {
+
+namespace {
+struct DTypeInfo {
+  DType dtype;
+  const char* name;
+  size_t size;
+};
+constexpr std::array<DTypeInfo, 11> kDTypes{{
+    {DType::F64, "F64", 8},     {DType::F32, "F32", 4},         {DType::F16, "F16", 2},
+    {DType::BF16, "BF16", 2},   {DType::F8_E4M3, "F8_E4M3", 1}, {DType::I64, "I64", 8},
+    {DType::I32, "I32", 4},     {DType::I16, "I16", 2},         {DType::I8, "I8", 1},
+    {DType::U8, "U8", 1},       {DType::BOOL, "BOOL", 1},
+}};
+
+std::array<float, 256> make_fp8_table() {
+  std::array<float, 256> table{};
+  for (int bits = 0; bits < 256; ++bits) {
+    const int sign = bits >> 7, exponent = (bits >> 3) & 0xf, mantissa = bits & 7;
+    float value;
+    if (exponent == 0xf && mantissa == 7) {
+      value = std::numeric_limits<float>::quiet_NaN();
+    } else if (exponent == 0) {
+      value = std::ldexp(static_cast<float>(mantissa) / 8.0f, -6);  // subnormal
+    } else {
+      value = std::ldexp(1.0f + static_cast<float>(mantissa) / 8.0f, exponent - 7);
+    }
+    table[bits] = sign ? -value : value;
+  }
+  return table;
+}
+const std::array<float, 256> kFp8Table = make_fp8_table();
+}  // namespace
+
+std::optional<DType> dtype_from_name(std::string_view name) {
+  for (const auto& info : kDTypes)
+    if (name == info.name) return info.dtype;
+  return std::nullopt;
+}
+
+std::string dtype_name(DType dtype) {
+  for (const auto& info : kDTypes)
+    if (info.dtype == dtype) return info.name;
+  return "?";
+}
+
+size_t dtype_size(DType dtype) {
+  for (const auto& info : kDTypes)
+    if (info.dtype == dtype) return info.size;
+  return 0;
+}
+
+bool dtype_is_float(DType dtype) {
+  return dtype == DType::F64 || dtype == DType::F32 || dtype == DType::F16 ||
+         dtype == DType::BF16 || dtype == DType::F8_E4M3;
+}
+
+float f16_to_float(uint16_t bits) {
+  const uint32_t sign = (bits >> 15) & 1, exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
+  float value;
+  if (exponent == 0) {
+    value = std::ldexp(static_cast<float>(mantissa), -24);
+  } else if (exponent == 0x1f) {
+    value = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
+  } else {
+    value = std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, static_cast<int>(exponent) - 15);
+  }
+  return sign ? -value : value;
+}
+
+float fp8_e4m3_to_float(uint8_t bits) { return kFp8Table[bits]; }
+
+}  // namespace dsv2

@@ -1,0 +1,41 @@
+// Element types of stored tensors and their conversions to float.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace dsv2 {
+
+enum class DType { F64, F32, F16, BF16, F8_E4M3, I64, I32, I16, I8, U8, BOOL };
+
+// Safetensors spelling ("F32", "BF16", "F8_E4M3", ...); nullopt if unknown.
+std::optional<DType> dtype_from_name(std::string_view name);
+std::string dtype_name(DType dtype);
+size_t dtype_size(DType dtype);
+bool dtype_is_float(DType dtype);
+
+inline float bf16_to_float(uint16_t bits) {
+  uint32_t u = static_cast<uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// Round to nearest even, as torch does when casting float32 to bfloat16.
+inline uint16_t float_to_bf16(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);  // NaN
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<uint16_t>(u >> 16);
+}
+
+float f16_to_float(uint16_t bits);
+// float8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa bits, no infinities,
+// 0x7f/0xff are NaN. Decoded through a 256-entry table.
+float fp8_e4m3_to_float(uint8_t bits);
+
+}  // namespace dsv2

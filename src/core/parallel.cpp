@@ -1,0 +1,32 @@
+#include "core/parallel.h"
+
+#include <omp.h>
+
+#include <algorithm>
+
+namespace dsv2 {
+
+void parallel_for(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+  if (count <= 0) return;
+  grain = std::max<int64_t>(grain, 1);
+  const int64_t max_chunks = (count + grain - 1) / grain;
+  const int threads = static_cast<int>(std::min<int64_t>(max_chunks, omp_get_max_threads()));
+  if (threads <= 1 || omp_in_parallel()) {
+    body(0, count);
+    return;
+  }
+  // Static split: equal contiguous ranges, one per thread, so results do not
+  // depend on scheduling (sums inside a range are always in the same order).
+#pragma omp parallel num_threads(threads)
+  {
+    const int64_t t = omp_get_thread_num();
+    const int64_t begin = count * t / threads, end = count * (t + 1) / threads;
+    if (begin < end) body(begin, end);
+  }
+}
+
+void set_num_threads(int threads) { omp_set_num_threads(std::max(1, threads)); }
+int num_threads() { return omp_get_max_threads(); }
+int thread_index() { return omp_get_thread_num(); }
+
+}  // namespace dsv2

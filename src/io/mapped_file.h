@@ -1,0 +1,27 @@
+// A read-only memory map of a whole file. Weights are used in place from the
+// page cache, so a 30 GB checkpoint costs no copy and no private memory.
+#pragma once
+
+#include <cstddef>
+#include <string>
+
+namespace dsv2 {
+
+class MappedFile {
+ public:
+  explicit MappedFile(const std::string& path);  // throws Error naming the path
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+
+  const std::byte* data() const { return data_; }
+  size_t size() const { return size_; }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  const std::byte* data_ = nullptr;
+  size_t size_ = 0;
+};
+
+}  // namespace dsv2

@@ -1,0 +1,55 @@
+// Safetensors reader: an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets}}, then the raw tensor bytes. The header
+// is checked completely before any tensor is handed out, so a truncated or
+// lying file fails here with its name instead of crashing later.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "core/dtype.h"
+#include "io/mapped_file.h"
+
+namespace dsv2 {
+
+struct TensorInfo {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  const std::byte* data = nullptr;  // inside the file's mapping
+  uint64_t nbytes = 0;
+  const std::string* file = nullptr;  // for error messages
+
+  int64_t numel() const;
+  std::string shape_string() const;  // "[2048, 512]"
+};
+
+class SafetensorsFile {
+ public:
+  explicit SafetensorsFile(const std::string& path);  // throws Error
+
+  const std::string& path() const { return map_.path(); }
+  const std::vector<TensorInfo>& tensors() const { return tensors_; }
+  const TensorInfo* find(std::string_view name) const;  // nullptr if absent
+
+ private:
+  MappedFile map_;
+  std::vector<TensorInfo> tensors_;
+  std::unordered_map<std::string, size_t> by_name_;
+};
+
+// Writes tensors given as (name, dtype, shape, bytes) into `path` atomically.
+struct TensorToWrite {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  const void* data;
+  uint64_t nbytes;
+};
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+}  // namespace dsv2

@@ -1,0 +1,141 @@
+// Multi-head Latent Attention, following DeepSeek-V2 §2.1.2-2.1.3 (equation
+// numbers from the paper's main text). Notation: d_c = kv_lora_rank, d_n = qk_nope_head_dim,
+// d_R = qk_rope_head_dim, d_v = v_head_dim, n_h = num_attention_heads.
+#include "model/mla.h"
+
+#include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+
+namespace dsv2 {
+
+namespace {
+
+enum Slot : size_t { kQueryLatent, kQuery, kKvA, kHeadsOut, kExpandedKv, kAbsorbedQuery, kOutputLatent };
+
+struct Dims {
+  int64_t heads, nope, rope, v, latent, qk;
+  explicit Dims(const Config& c)
+      : heads(c.num_attention_heads), nope(c.qk_nope_head_dim), rope(c.qk_rope_head_dim), v(c.v_head_dim),
+        latent(c.kv_lora_rank), qk(c.qk_head_dim()) {}
+};
+
+// softmax over scores[0..n) then out = Σ_s p_s · rows[s], rows `stride` apart.
+void attend(float* scores, int64_t n, const float* rows, int64_t stride, int64_t width, float* out) {
+  softmax(scores, n);
+  for (int64_t i = 0; i < width; ++i) out[i] = 0.0f;
+  for (int64_t s = 0; s < n; ++s) axpy(scores[s], rows + s * stride, out, width);
+}
+
+// Naive path: k_nope and v for every cached position, [k_nope ; v] per head (eq. 10-11).
+void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, int64_t tokens, int64_t start,
+                     const float* latents, const float* rope_keys, float scale, float* heads_out, Scratch& scratch) {
+  const int64_t total = start + tokens, kv_width = dm.heads * (dm.nope + dm.v);
+  float* kv = scratch.get(kExpandedKv, total * kv_width);
+  matmul(latents, total, w.kv_b_proj, kv);
+  parallel_for(tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(total);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t t = job / dm.heads, h = job % dm.heads, visible = start + t + 1;
+      const float* q_nope = q + (t * dm.heads + h) * dm.qk;
+      const float* q_rope = q_nope + dm.nope;
+      for (int64_t s = 0; s < visible; ++s) {
+        const float* k_nope = kv + s * kv_width + h * (dm.nope + dm.v);
+        scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
+      }
+      attend(scores.data(), visible, kv + h * (dm.nope + dm.v) + dm.nope, kv_width, dm.v, heads_out + (t * dm.heads + h) * dm.v);
+    }
+  });
+}
+
+// Absorbed path: q_lat = W_UKᵀ·q_nope, scores against c_kv directly, then
+// o_h = W_UV·(Σ p·c_kv). W_UK_h is rows [h(d_n+d_v), h(d_n+d_v)+d_n) of kv_b_proj,
+// W_UV_h the d_v rows after them.
+void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* q, int64_t tokens, int64_t start,
+                        const float* latents, const float* rope_keys, float scale, float* heads_out, Scratch& scratch) {
+  const int64_t per_head = dm.nope + dm.v;
+  float* q_lat = scratch.get(kAbsorbedQuery, tokens * dm.heads * dm.latent);
+  float* o_lat = scratch.get(kOutputLatent, tokens * dm.heads * dm.latent);
+  parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
+    std::vector<float> row(dm.latent);
+    for (int64_t h = h0; h < h1; ++h) {
+      for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t c = 0; c < dm.latent; ++c) q_lat[(t * dm.heads + h) * dm.latent + c] = 0.0f;
+      for (int64_t i = 0; i < dm.nope; ++i) {
+        w.kv_b_proj.dequantize_row(h * per_head + i, row.data());
+        for (int64_t t = 0; t < tokens; ++t)
+          axpy(q[(t * dm.heads + h) * dm.qk + i], row.data(), q_lat + (t * dm.heads + h) * dm.latent, dm.latent);
+      }
+    }
+  });
+  const int64_t total = start + tokens;
+  parallel_for(tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(total);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t t = job / dm.heads, visible = start + t + 1;
+      const float* ql = q_lat + job * dm.latent;
+      const float* q_rope = q + job * dm.qk + dm.nope;
+      for (int64_t s = 0; s < visible; ++s)
+        scores[s] = (dot(ql, latents + s * dm.latent, dm.latent) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;
+      attend(scores.data(), visible, latents, dm.latent, dm.latent, o_lat + job * dm.latent);
+    }
+  });
+  parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
+    std::vector<float> row(dm.latent);
+    for (int64_t h = h0; h < h1; ++h)
+      for (int64_t j = 0; j < dm.v; ++j) {
+        w.kv_b_proj.dequantize_row(h * per_head + dm.nope + j, row.data());
+        for (int64_t t = 0; t < tokens; ++t)
+          heads_out[(t * dm.heads + h) * dm.v + j] = dot(row.data(), o_lat + (t * dm.heads + h) * dm.latent, dm.latent);
+      }
+  });
+}
+
+}  // namespace
+
+void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
+                 int64_t tokens, LatentCache& cache, AttentionPath path, float* out, Scratch& scratch) {
+  const Dims dm(c);
+  const int64_t start = cache.length();
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // Queries (eq. 12-14, 16): q = W_UQ·RMSNorm(W_DQ·h), or q = W_Q·h without compression.
+  // Per head q = [q_nope (d_n) ; q_R (d_R)], RoPE on q_R.
+  float* q = scratch.get(kQuery, tokens * dm.heads * dm.qk);
+  if (c.q_lora_rank > 0) {
+    float* c_q = scratch.get(kQueryLatent, tokens * c.q_lora_rank);
+    matmul(h, tokens, w.q_a_proj, c_q);
+    rmsnorm(c_q, w.q_a_layernorm.data(), eps, tokens, c.q_lora_rank, c_q);
+    matmul(c_q, tokens, w.q_b_proj, q);
+  } else {
+    matmul(h, tokens, w.q_proj, q);
+  }
+  for (int64_t t = 0; t < tokens; ++t) rope.apply(q + t * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, start + t);
+
+  // Keys and values (eq. 9, 15): [c_kv ; k_R] = W_DKV·h; the cache keeps
+  // RMSNorm(c_kv) and RoPE(k_R), one k_R shared by all heads.
+  float* kv_a = scratch.get(kKvA, tokens * (dm.latent + dm.rope));
+  matmul(h, tokens, w.kv_a_proj_with_mqa, kv_a);
+  float* latents = cache.latents(layer);
+  float* rope_keys = cache.rope_keys(layer);
+  for (int64_t t = 0; t < tokens; ++t) {
+    const float* row = kv_a + t * (dm.latent + dm.rope);
+    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, latents + (start + t) * dm.latent);
+    float* k_rope = rope_keys + (start + t) * dm.rope;
+    for (int64_t i = 0; i < dm.rope; ++i) k_rope[i] = row[dm.latent + i];
+    rope.apply(k_rope, 1, dm.rope, start + t);
+  }
+
+  // Attention per head (eq. 17-18), then u = W_O·[o_1; ...; o_nh] (eq. 19).
+  float* heads_out = scratch.get(kHeadsOut, tokens * dm.heads * dm.v);
+  if (path == AttentionPath::kNaive)
+    attention_naive(dm, w, q, tokens, start, latents, rope_keys, rope.softmax_scale(), heads_out, scratch);
+  else
+    attention_absorbed(dm, w, q, tokens, start, latents, rope_keys, rope.softmax_scale(), heads_out, scratch);
+  matmul(heads_out, tokens, w.o_proj, out);
+}
+
+}  // namespace dsv2

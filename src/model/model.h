@@ -1,0 +1,43 @@
+// A DeepSeek-V2/V3 transformer loaded from a Hugging Face model directory.
+//   x = embed(ids)
+//   per layer:  x += MLA(RMSNorm(x));  x += FFN(RMSNorm(x))   (FFN: dense MLP or DeepSeekMoE)
+//   logits = lm_head(RMSNorm(x))
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "core/scratch.h"
+#include "io/checkpoint.h"
+#include "model/config.h"
+#include "model/latent_cache.h"
+#include "model/mla.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv2 {
+
+class Model {
+ public:
+  explicit Model(const std::string& dir);  // throws Error naming the file and field at fault
+
+  const Config& config() const { return config_; }
+  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  const Weights& weights() const { return weights_; }
+
+  // Runs `tokens` ids at positions cache.length()..; appends their latents to
+  // the cache and advances it. Writes logits [tokens, vocab_size], or only the
+  // last token's row when last_only.
+  void forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
+               bool last_only = false);
+
+ private:
+  Config config_;
+  std::unique_ptr<Checkpoint> checkpoint_;
+  Weights weights_;
+  Rope rope_;
+  Scratch activations_, attention_scratch_, ffn_scratch_;
+};
+
+}  // namespace dsv2

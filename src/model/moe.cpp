@@ -1,0 +1,63 @@
+// DeepSeekMoE layer (DeepSeek-V2 §2.2.1): shared experts always run; each token
+// also runs its k routed experts, weighted by the router's gates. Tokens are
+// gathered per expert so that each expert runs one batched matmul, and experts
+// that no token chose cost nothing.
+#include "model/moe.h"
+
+#include <vector>
+
+#include "model/router.h"
+#include "ops/elementwise.h"
+#include "ops/matmul.h"
+
+namespace dsv2 {
+
+namespace {
+enum Slot : size_t { kGate, kUp, kMlpInputs, kMlpOutputs, kRouterLogits, kSharedOut };
+}
+
+void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, Scratch& scratch) {
+  const int64_t width = w.gate_proj.rows;
+  float* gate = scratch.get(kGate, tokens * width);
+  float* up = scratch.get(kUp, tokens * width);
+  matmul(x, tokens, w.gate_proj, gate);
+  matmul(x, tokens, w.up_proj, up);
+  silu_mul(gate, up, tokens * width);
+  matmul(gate, tokens, w.down_proj, out);
+}
+
+void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t tokens, float* out, Scratch& scratch) {
+  const int64_t d = c.hidden_size, n = c.n_routed_experts, k = c.num_experts_per_tok;
+
+  float* logits = scratch.get(kRouterLogits, tokens * n);
+  matmul(u, tokens, w.gate, logits);
+  std::vector<int32_t> chosen(tokens * k);
+  std::vector<float> gates(tokens * k);
+  route_tokens(c, logits, w.e_score_correction_bias.empty() ? nullptr : w.e_score_correction_bias.data(), tokens,
+               chosen.data(), gates.data());
+
+  // Shared experts: one MLP of width n_shared · moe_intermediate_size.
+  if (c.n_shared_experts > 0) {
+    mlp_forward(w.shared_experts, u, tokens, out, scratch);
+  } else {
+    for (int64_t i = 0; i < tokens * d; ++i) out[i] = 0.0f;
+  }
+
+  // Routed experts, in expert order: gather their tokens, run, scatter g·y back.
+  std::vector<std::vector<std::pair<int64_t, float>>> assigned(n);
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t i = 0; i < k; ++i) assigned[chosen[t * k + i]].push_back({t, gates[t * k + i]});
+  for (int64_t e = 0; e < n; ++e) {
+    const auto& list = assigned[e];
+    if (list.empty()) continue;
+    const int64_t m = static_cast<int64_t>(list.size());
+    float* inputs = scratch.get(kMlpInputs, m * d);
+    float* outputs = scratch.get(kMlpOutputs, m * d);
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[list[j].first * d + i];
+    mlp_forward(w.experts[e], inputs, m, outputs, scratch);
+    for (int64_t j = 0; j < m; ++j) axpy(list[j].second, outputs + j * d, out + list[j].first * d, d);
+  }
+}
+
+}  // namespace dsv2

@@ -1,0 +1,128 @@
+#include "model/weights.h"
+
+#include <cstring>
+
+#include "core/error.h"
+#include "io/checkpoint.h"
+
+namespace dsv2 {
+
+namespace {
+
+void visit_mlp(const std::string& prefix, int64_t hidden, int64_t width, MlpWeights& m, bool routed,
+               const std::function<void(const TensorSlot&)>& visit) {
+  visit({prefix + "gate_proj.weight", {width, hidden}, &m.gate_proj, nullptr, routed});
+  visit({prefix + "up_proj.weight", {width, hidden}, &m.up_proj, nullptr, routed});
+  visit({prefix + "down_proj.weight", {hidden, width}, &m.down_proj, nullptr, routed});
+}
+
+void visit_attention(const Config& c, const std::string& prefix, AttentionWeights& a,
+                     const std::function<void(const TensorSlot&)>& visit) {
+  const int64_t d = c.hidden_size, heads = c.num_attention_heads;
+  if (c.q_lora_rank > 0) {
+    visit({prefix + "q_a_proj.weight", {c.q_lora_rank, d}, &a.q_a_proj});
+    visit({prefix + "q_a_layernorm.weight", {c.q_lora_rank}, nullptr, &a.q_a_layernorm});
+    visit({prefix + "q_b_proj.weight", {heads * c.qk_head_dim(), c.q_lora_rank}, &a.q_b_proj});
+  } else {
+    visit({prefix + "q_proj.weight", {heads * c.qk_head_dim(), d}, &a.q_proj});
+  }
+  visit({prefix + "kv_a_proj_with_mqa.weight", {c.kv_lora_rank + c.qk_rope_head_dim, d}, &a.kv_a_proj_with_mqa});
+  visit({prefix + "kv_a_layernorm.weight", {c.kv_lora_rank}, nullptr, &a.kv_a_layernorm});
+  visit({prefix + "kv_b_proj.weight", {heads * (c.qk_nope_head_dim + c.v_head_dim), c.kv_lora_rank}, &a.kv_b_proj});
+  visit({prefix + "o_proj.weight", {d, heads * c.v_head_dim}, &a.o_proj});
+}
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void to_float_vector(const TensorInfo& t, std::vector<float>& out) {
+  out.resize(t.numel());
+  const auto* p = t.data;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    switch (t.dtype) {
+      case DType::F32: { float v; std::memcpy(&v, p + 4 * i, 4); out[i] = v; break; }
+      case DType::F64: { double v; std::memcpy(&v, p + 8 * i, 8); out[i] = static_cast<float>(v); break; }
+      case DType::BF16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); out[i] = bf16_to_float(v); break; }
+      case DType::F16: { uint16_t v; std::memcpy(&v, p + 2 * i, 2); out[i] = f16_to_float(v); break; }
+      case DType::F8_E4M3: out[i] = fp8_e4m3_to_float(static_cast<uint8_t>(p[i])); break;
+      default: throw Error(*t.file + ": tensor '" + t.name + "' has non-float dtype " + dtype_name(t.dtype));
+    }
+  }
+}
+
+}  // namespace
+
+void for_each_tensor(const Config& c, Weights& w, const std::function<void(const TensorSlot&)>& visit) {
+  const int64_t d = c.hidden_size;
+  w.layers.resize(c.num_hidden_layers);
+  visit({"model.embed_tokens.weight", {c.vocab_size, d}, &w.embed_tokens});
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    LayerWeights& layer = w.layers[l];
+    const std::string p = "model.layers." + std::to_string(l) + ".";
+    layer.is_moe = c.is_moe_layer(l);
+    visit({p + "input_layernorm.weight", {d}, nullptr, &layer.input_layernorm});
+    visit_attention(c, p + "self_attn.", layer.self_attn, visit);
+    visit({p + "post_attention_layernorm.weight", {d}, nullptr, &layer.post_attention_layernorm});
+    if (!layer.is_moe) {
+      visit_mlp(p + "mlp.", d, c.intermediate_size, layer.mlp, false, visit);
+      continue;
+    }
+    visit({p + "mlp.gate.weight", {c.n_routed_experts, d}, &layer.moe.gate});
+    if (c.topk_method == "noaux_tc")
+      visit({p + "mlp.gate.e_score_correction_bias", {c.n_routed_experts}, nullptr, &layer.moe.e_score_correction_bias});
+    layer.moe.experts.resize(c.n_routed_experts);
+    for (int64_t e = 0; e < c.n_routed_experts; ++e)
+      visit_mlp(p + "mlp.experts." + std::to_string(e) + ".", d, c.moe_intermediate_size, layer.moe.experts[e], true, visit);
+    if (c.n_shared_experts > 0)
+      visit_mlp(p + "mlp.shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size, layer.moe.shared_experts, false, visit);
+  }
+  visit({"model.norm.weight", {d}, nullptr, &w.norm});
+  if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
+}
+
+Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
+  Weights w;
+  for_each_tensor(config, w, [&](const TensorSlot& slot) {
+    const TensorInfo* t = checkpoint.find(slot.name);
+    if (!t) throw Error(checkpoint.dir() + ": missing tensor '" + slot.name + "' (expected shape " + shape_text(slot.shape) + ")");
+    if (t->shape != slot.shape)
+      throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
+                  shape_text(slot.shape) + " from config.json");
+    if (slot.vector) {
+      to_float_vector(*t, *slot.vector);
+      return;
+    }
+    WeightMatrix& m = *slot.matrix;
+    if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16 && t->dtype != DType::F8_E4M3)
+      throw Error(*t->file + ": tensor '" + slot.name + "' has dtype " + dtype_name(t->dtype) +
+                  "; weights must be F32, BF16, F16 or F8_E4M3");
+    m.dtype = t->dtype;
+    m.rows = slot.shape[0];
+    m.cols = slot.shape[1];
+    m.data = t->data;
+    if (t->dtype == DType::F8_E4M3) {
+      const std::string scale_name = slot.name + "_scale_inv";
+      const TensorInfo* s = checkpoint.find(scale_name);
+      if (!s) throw Error(checkpoint.dir() + ": float8 tensor '" + slot.name + "' has no '" + scale_name + "'");
+      m.block_rows = config.fp8_block_rows;
+      m.block_cols = config.fp8_block_cols;
+      const std::vector<int64_t> scale_shape{(m.rows + m.block_rows - 1) / m.block_rows,
+                                             (m.cols + m.block_cols - 1) / m.block_cols};
+      if (s->dtype != DType::F32 || s->shape != scale_shape)
+        throw Error(*s->file + ": tensor '" + scale_name + "' must be F32 of shape " + shape_text(scale_shape) + ", got " +
+                    dtype_name(s->dtype) + " " + s->shape_string());
+      if (reinterpret_cast<uintptr_t>(s->data) % alignof(float) != 0)
+        throw Error(*s->file + ": tensor '" + scale_name + "' is not 4-byte aligned");
+      m.scale_inv = reinterpret_cast<const float*>(s->data);
+    }
+    if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)
+      throw Error(*t->file + ": tensor '" + slot.name + "' is not aligned to its element size");
+  });
+  if (config.tie_word_embeddings) w.lm_head = w.embed_tokens;
+  return w;
+}
+
+}  // namespace dsv2

@@ -1,0 +1,71 @@
+// Every tensor of a DeepSeek-V2/V3 model, with its Hugging Face name and shape,
+// listed in ONE place: for_each_tensor. Loading, `dsv2 info` and (later) saving,
+// init and the optimizer walk this list, so they cannot disagree.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "ops/weight_matrix.h"
+
+namespace dsv2 {
+
+class Checkpoint;
+
+struct MlpWeights {  // SwiGLU: down(silu(gate·x) ⊙ up·x)
+  WeightMatrix gate_proj, up_proj, down_proj;
+};
+
+struct AttentionWeights {
+  WeightMatrix q_proj;              // used when q_lora_rank == 0
+  WeightMatrix q_a_proj, q_b_proj;  // W_DQ, W_UQ when queries are compressed
+  std::vector<float> q_a_layernorm;
+  WeightMatrix kv_a_proj_with_mqa;  // h -> [c_kv ; k_R]
+  std::vector<float> kv_a_layernorm;
+  WeightMatrix kv_b_proj;  // c_kv -> per head [k_nope ; v]  (W_UK and W_UV stacked)
+  WeightMatrix o_proj;
+};
+
+struct MoeWeights {
+  WeightMatrix gate;                            // router W_g: [n_routed_experts, hidden]
+  std::vector<float> e_score_correction_bias;  // noaux_tc only
+  std::vector<MlpWeights> experts;
+  MlpWeights shared_experts;  // n_shared_experts experts stored as one wider MLP
+};
+
+struct LayerWeights {
+  std::vector<float> input_layernorm, post_attention_layernorm;
+  AttentionWeights self_attn;
+  bool is_moe = false;
+  MlpWeights mlp;  // dense layers
+  MoeWeights moe;  // MoE layers
+};
+
+struct Weights {
+  WeightMatrix embed_tokens;
+  std::vector<LayerWeights> layers;
+  std::vector<float> norm;
+  WeightMatrix lm_head;  // = embed_tokens when tie_word_embeddings
+};
+
+// One tensor of the model: exactly one of `matrix` / `vector` is set.
+struct TensorSlot {
+  std::string name;
+  std::vector<int64_t> shape;
+  WeightMatrix* matrix = nullptr;        // used in place in its stored dtype
+  std::vector<float>* vector = nullptr;  // small 1-D tensors, converted to float32
+  bool is_routed_expert = false;         // for counting active parameters
+};
+
+// Sizes `weights` for `config` (layers, experts) and calls visit for every tensor
+// the model reads, in checkpoint order. MTP layers are not listed: plain
+// inference does not use them.
+void for_each_tensor(const Config& config, Weights& weights, const std::function<void(const TensorSlot&)>& visit);
+
+// Binds every slot to the checkpoint's tensors, validating presence, shape and
+// dtype (float8 weights need their "<name>_scale_inv" block scales).
+Weights load_weights(const Config& config, const Checkpoint& checkpoint);
+
+}  // namespace dsv2

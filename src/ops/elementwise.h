@@ -1,0 +1,21 @@
+// Small per-row kernels: RMSNorm, softmax, SiLU-gated product, RoPE rotation.
+#pragma once
+
+#include <cstdint>
+
+namespace dsv2 {
+
+// out = x / sqrt(mean(x²) + eps) * weight, for `rows` rows of `n` values.
+void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out);
+// In-place softmax of one row (max-subtracted, so it never overflows).
+void softmax(float* x, int64_t n);
+float sigmoid(float x);
+float silu(float x);
+// gate[i] = silu(gate[i]) * up[i]
+void silu_mul(float* gate, const float* up, int64_t n);
+// Rotates interleaved pairs (x[2i], x[2i+1]) by angle θ_i: cos/sin hold n/2 values.
+void rope_rotate(float* x, const float* cos, const float* sin, int64_t n);
+// Rotates half-split pairs (x[i], x[i + n/2]), the layout of rope_interleave=false.
+void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n);
+
+}  // namespace dsv2

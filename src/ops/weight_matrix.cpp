@@ -1,0 +1,42 @@
+#include "ops/weight_matrix.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace dsv2 {
+
+void WeightMatrix::dequantize_row(int64_t r, float* out) const {
+  const std::byte* row = data + static_cast<size_t>(r * cols) * dtype_size(dtype);
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, row, sizeof(float) * cols);
+      break;
+    case DType::BF16: {
+      const auto* p = reinterpret_cast<const uint16_t*>(row);
+      for (int64_t c = 0; c < cols; ++c) out[c] = bf16_to_float(p[c]);
+      break;
+    }
+    case DType::F16: {
+      const auto* p = reinterpret_cast<const uint16_t*>(row);
+      for (int64_t c = 0; c < cols; ++c) out[c] = f16_to_float(p[c]);
+      break;
+    }
+    case DType::F8_E4M3: {
+      const auto* p = reinterpret_cast<const uint8_t*>(row);
+      const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
+      const float* scales = scale_inv + (r / block_rows) * scale_cols;
+      for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
+        const float s = scales[c0 / block_cols];
+        const int64_t c1 = std::min(cols, c0 + block_cols);
+        for (int64_t c = c0; c < c1; ++c) out[c] = fp8_e4m3_to_float(p[c]) * s;
+      }
+      break;
+    }
+    default:
+      std::fill(out, out + cols, 0.0f);  // rejected at load time; never reached
+  }
+}
+
+size_t WeightMatrix::bytes() const { return static_cast<size_t>(rows * cols) * dtype_size(dtype); }
+
+}  // namespace dsv2

@@ -1,0 +1,78 @@
+#include "test_util.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+
+namespace dsv2::test {
+
+namespace fs = std::filesystem;
+
+std::string fixture(const std::string& relative) { return std::string(DSV2_FIXTURES_DIR) + "/" + relative; }
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<float> read_f32(const std::string& path) {
+  const std::string bytes = read_bytes(path);
+  std::vector<float> out(bytes.size() / 4);
+  std::memcpy(out.data(), bytes.data(), out.size() * 4);
+  return out;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+TempDir::TempDir() {
+  std::random_device rd;
+  dir_ = fs::temp_directory_path() / ("dsv2_test_" + std::to_string(::getpid()) + "_" + std::to_string(rd()));
+  fs::create_directories(dir_);
+}
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+std::string TempDir::path(const std::string& name) const { return name.empty() ? dir_.string() : (dir_ / name).string(); }
+
+void copy_model(const std::string& fixture_name, const std::string& dest) {
+  fs::create_directories(dest);
+  for (const auto& entry : fs::directory_iterator(fixture(fixture_name)))
+    fs::copy_file(entry.path(), fs::path(dest) / entry.path().filename(), fs::copy_options::overwrite_existing);
+}
+
+CommandResult run_dsv2(const std::string& args) {
+  TempDir tmp;
+  const std::string out = tmp.path("out"), err = tmp.path("err");
+  const std::string command = std::string(DSV2_BINARY) + " " + args + " >" + out + " 2>" + err;
+  const int status = std::system(command.c_str());
+  CommandResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+  r.out = read_bytes(out);
+  r.err = read_bytes(err);
+  return r;
+}
+
+Diff compare(const std::vector<float>& a, const std::vector<float>& b) {
+  Diff d{0.0f, 0.0f};
+  for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    d.max_abs_diff = std::max(d.max_abs_diff, std::fabs(a[i] - b[i]));
+    d.max_abs_ref = std::max(d.max_abs_ref, std::fabs(b[i]));
+  }
+  if (a.size() != b.size()) d.max_abs_diff = INFINITY;
+  return d;
+}
+
+}  // namespace dsv2::test

@@ -1,0 +1,43 @@
+// Helpers shared by the tests: fixture paths, temp directories, file I/O and
+// running the dsv2 binary.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace dsv2::test {
+
+std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
+std::vector<float> read_f32(const std::string& path);
+void write_bytes(const std::string& path, const std::string& bytes);
+std::string read_bytes(const std::string& path);
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  std::string path(const std::string& name = "") const;
+
+ private:
+  std::filesystem::path dir_;
+};
+
+// Copies a fixture model directory (all files) into `dest`.
+void copy_model(const std::string& fixture_name, const std::string& dest);
+
+struct CommandResult {
+  int exit_code;
+  std::string out, err;
+};
+// Runs the dsv2 binary with `args` (shell-quoted by the caller).
+CommandResult run_dsv2(const std::string& args);
+
+// The largest |a - b| and the largest |b|.
+struct Diff {
+  float max_abs_diff, max_abs_ref;
+};
+Diff compare(const std::vector<float>& a, const std::vector<float>& b);
+
+}  // namespace dsv2::test
