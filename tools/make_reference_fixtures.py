@@ -61,9 +61,10 @@ CASES = {
         num_nextn_predict_layers=1, rope_scaling=YARN_V3,
         quantization_config={"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                              "weight_block_size": [16, 16]})),
-    # V3 without YaRN, sharded over three files with an index, tied embeddings, MTP layer, and the
-    # config.json exactly as transformers 5 writes it (rope_parameters instead of rope_scaling).
-    "v3_sharded": dict(model_type="deepseek_v3", dtype="f32", mtp=True, shards=3, hf_config=True, config=dict(
+    # V3 without YaRN, f16 weights (float32 correction bias beside them), sharded over three files
+    # with an index, tied embeddings, MTP layer, and the config.json exactly as transformers 5
+    # writes it (rope_parameters instead of rope_scaling).
+    "v3_sharded": dict(model_type="deepseek_v3", dtype="f16", mtp=True, shards=3, hf_config=True, config=dict(
         q_lora_rank=48, n_routed_experts=8, n_shared_experts=1, num_experts_per_tok=2, topk_method="noaux_tc",
         n_group=2, topk_group=1, scoring_func="sigmoid", norm_topk_prob=True, routed_scaling_factor=2.5,
         num_nextn_predict_layers=1, tie_word_embeddings=True)),
@@ -210,8 +211,8 @@ def build_case(name, case, seed):
             q, s = fp8_quantize(t, block)
             stored[n], stored[n + "_scale_inv"] = q, s
             tensors[n] = fp8_dequantize(q, s, block)
-        elif case["dtype"] in ("bf16", "fp8") and not n.endswith("e_score_correction_bias"):
-            stored[n] = t.to(torch.bfloat16)
+        elif case["dtype"] in ("bf16", "fp8", "f16") and not n.endswith("e_score_correction_bias"):
+            stored[n] = t.to(torch.float16 if case["dtype"] == "f16" else torch.bfloat16)
             tensors[n] = stored[n].float()
         else:
             stored[n] = t.float().contiguous()

@@ -33,14 +33,14 @@ std::string TensorInfo::shape_string() const {
   return s + "]";
 }
 
-SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
-  const std::string& file = map_.path();
-  if (map_.size() < 8) throw Error(file + ": truncated safetensors file (" + std::to_string(map_.size()) + " bytes, need at least 8)");
-  const uint64_t header_len = read_u64_le(map_.data());
-  if (header_len > kMaxHeaderBytes || header_len > map_.size() - 8)
+std::vector<TensorInfo> parse_safetensors(const std::byte* bytes, size_t size, const std::string* file_name) {
+  const std::string& file = *file_name;
+  if (size < 8) throw Error(file + ": truncated safetensors file (" + std::to_string(size) + " bytes, need at least 8)");
+  const uint64_t header_len = read_u64_le(bytes);
+  if (header_len > kMaxHeaderBytes || header_len > size - 8)
     throw Error(file + ": header length " + std::to_string(header_len) + " runs past the end of the file (" +
-                std::to_string(map_.size()) + " bytes)");
-  const char* header_begin = reinterpret_cast<const char*>(map_.data() + 8);
+                std::to_string(size) + " bytes)");
+  const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
   nlohmann::json header;
   try {
     header = nlohmann::json::parse(header_begin, header_begin + header_len);
@@ -49,8 +49,9 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
   }
   if (!header.is_object()) throw Error(file + ": header is not a JSON object");
 
-  const std::byte* data_begin = map_.data() + 8 + header_len;
-  const uint64_t data_size = map_.size() - 8 - header_len;
+  const std::byte* data_begin = bytes + 8 + header_len;
+  const uint64_t data_size = size - 8 - header_len;
+  std::vector<TensorInfo> tensors;
   for (auto it = header.begin(); it != header.end(); ++it) {
     if (it.key() == "__metadata__") continue;
     const std::string where = file + ": tensor '" + it.key() + "'";
@@ -67,7 +68,7 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
     TensorInfo info;
     info.name = it.key();
     info.dtype = *dtype;
-    info.file = &map_.path();
+    info.file = file_name;
     uint64_t numel = 1;
     for (const auto& d : entry["shape"]) {
       if (!d.is_number_unsigned()) throw Error(where + ": shape entries must be non-negative integers");
@@ -89,19 +90,24 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : map_(path) {
                   dtype_str + " (expected " + std::to_string(expected) + ")");
     info.data = data_begin + begin;
     info.nbytes = expected;
-    tensors_.push_back(std::move(info));
+    tensors.push_back(std::move(info));
   }
 
   // Overlapping byte ranges mean the header lies about at least one tensor.
-  std::vector<size_t> order(tensors_.size());
+  std::vector<size_t> order(tensors.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return tensors_[a].data < tensors_[b].data; });
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return tensors[a].data < tensors[b].data; });
   for (size_t i = 1; i < order.size(); ++i) {
-    const auto& prev = tensors_[order[i - 1]];
-    const auto& cur = tensors_[order[i]];
+    const auto& prev = tensors[order[i - 1]];
+    const auto& cur = tensors[order[i]];
     if (cur.nbytes > 0 && prev.data + prev.nbytes > cur.data)
       throw Error(file + ": tensors '" + prev.name + "' and '" + cur.name + "' overlap");
   }
+  return tensors;
+}
+
+SafetensorsFile::SafetensorsFile(const std::string& path)
+    : map_(path), tensors_(parse_safetensors(map_.data(), map_.size(), &map_.path())) {
   for (size_t i = 0; i < tensors_.size(); ++i) by_name_.emplace(tensors_[i].name, i);
 }
 

@@ -28,6 +28,10 @@ struct TensorInfo {
   std::string shape_string() const;  // "[2048, 512]"
 };
 
+// Validates a whole safetensors image (header + data) held in memory and lists
+// its tensors; `file` names it in errors and is stored in each TensorInfo.
+std::vector<TensorInfo> parse_safetensors(const std::byte* bytes, size_t size, const std::string* file);
+
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::string& path);  // throws Error
