@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "model/config.h"
 #include "model/rope.h"
+#include "model/weights.h"
 #include "test_util.h"
 
 namespace dsv2 {
@@ -120,6 +121,36 @@ TEST(Config, RejectsInvalidValues) {
 TEST(Config, RejectsMalformedJson) {
   EXPECT_THROW(parse_config("{\"model_type\": ", "config.json"), Error);
   EXPECT_THROW(parse_config("[]", "config.json"), Error);
+}
+
+}  // namespace
+}  // namespace dsv2
+
+namespace dsv2 {
+namespace {
+
+// The published sizes: DeepSeek-V2-Lite 15.7B total / 2.4B active, DeepSeek-V2
+// 236B / 21B, DeepSeek-V3 671B / 37B (V3's 671B excludes the 14B MTP module).
+TEST(Config, ParameterCountsOfPublishedModels) {
+  const Config lite = parse_config(R"({"model_type": "deepseek_v2", "vocab_size": 102400, "hidden_size": 2048,
+      "intermediate_size": 10944, "moe_intermediate_size": 1408, "num_hidden_layers": 27, "num_attention_heads": 16,
+      "q_lora_rank": null, "kv_lora_rank": 512, "n_routed_experts": 64, "n_shared_experts": 2,
+      "num_experts_per_tok": 6, "first_k_dense_replace": 1})", "lite.json");
+  const ParameterCounts l = count_parameters(lite);
+  EXPECT_NEAR(l.total / 1e9, 15.7, 0.05);
+  // We count the embedding table as active; V2-Lite's published 2.4B leaves it out (2.66B - 0.21B).
+  EXPECT_NEAR((l.active - 102400.0 * 2048) / 1e9, 2.4, 0.06) << l.active;
+  const Config v2 = parse_config(R"({"model_type": "deepseek_v2", "vocab_size": 102400, "hidden_size": 5120,
+      "intermediate_size": 12288, "moe_intermediate_size": 1536, "num_hidden_layers": 60, "num_attention_heads": 128,
+      "q_lora_rank": 1536, "kv_lora_rank": 512, "n_routed_experts": 160, "n_shared_experts": 2,
+      "num_experts_per_tok": 6, "first_k_dense_replace": 1, "n_group": 8, "topk_group": 3,
+      "topk_method": "group_limited_greedy"})", "v2.json");
+  const ParameterCounts v = count_parameters(v2);
+  EXPECT_NEAR(v.total / 1e9, 236, 1.0);
+  EXPECT_NEAR(v.active / 1e9, 21, 0.5);
+  const ParameterCounts v3 = count_parameters(parse_config(R"({"model_type": "deepseek_v3"})", "v3.json"));
+  EXPECT_NEAR(v3.total / 1e9, 671, 1.0);
+  EXPECT_NEAR(v3.active / 1e9, 37, 0.6);
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 #include "cli/args.h"
 
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
 
@@ -55,8 +56,13 @@ std::string Args::help_text() const {
     left += "--" + s.name;
     text += left + std::string(left.size() < 26 ? 26 - left.size() : 1, ' ') + s.help + "\n";
   }
-  text += "  -h, --help                show this help\n";
+  text += "  -h, --help" + std::string(16, ' ') + "show this help\n";
   return text;
+}
+
+bool Args::print_help_if_requested() const {
+  if (help_) std::fputs(help_text().c_str(), stdout);
+  return help_;
 }
 
 std::string Args::get(const std::string& name, const std::string& fallback) const {

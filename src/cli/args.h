@@ -24,6 +24,8 @@ class Args {
   Args(int argc, char** argv, std::string usage, std::vector<OptionSpec> specs);
 
   bool help_requested() const { return help_; }
+  // Prints the help text to stdout if --help was given; returns whether it was.
+  bool print_help_if_requested() const;
   std::string help_text() const;
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;

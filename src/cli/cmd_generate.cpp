@@ -12,7 +12,7 @@ namespace dsv2::cli {
 int run_generate(int argc, char** argv) {
   Args args(argc, argv,
             "dsv2 generate -m DIR --ids \"...\" -n N [--temperature T] [--top-p P] [--top-k K] [--seed S] [--ignore-eos]",
-            {{"model", 'm', true, "DIR       Hugging Face model directory"},
+            {kModelOption,
              {"ids", 0, true, "\"IDS\"     prompt token ids"},
              {"n", 'n', true, "N         number of tokens to generate (default 32)"},
              {"temperature", 0, true, "T         sampling temperature, 0 = greedy (default 1.0)"},
@@ -20,12 +20,9 @@ int run_generate(int argc, char** argv) {
              {"top-k", 0, true, "K         sample among the K most likely tokens, 0 = all (default 0)"},
              {"seed", 0, true, "S         random seed (default 0)"},
              {"ignore-eos", 0, false, "         keep generating after the end-of-sequence token"},
-             {"attn", 0, true, "PATH      attention path: absorbed (default) or naive"},
-             {"threads", 't', true, "N         worker threads (default: all cores)"}});
-  if (args.help_requested()) {
-    std::printf("%s", args.help_text().c_str());
-    return 0;
-  }
+             kAttnOption,
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = args.require("model");
   const std::vector<int32_t> prompt = parse_ids(args.require("ids"), "ids");

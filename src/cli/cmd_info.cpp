@@ -15,47 +15,37 @@ namespace dsv2::cli {
 
 namespace {
 
-std::string human(double value) {
-  const char* units[] = {"", "K", "M", "B", "T"};
+// 1234567 -> "1.23M" (step 1000) or, for bytes, "1.18 MiB" (step 1024).
+std::string with_unit(double value, bool binary) {
+  const char* decimal[] = {"", "K", "M", "B", "T"};
+  const char* iec[] = {" B", " KiB", " MiB", " GiB", " TiB"};
+  const double step = binary ? 1024.0 : 1000.0;
   int u = 0;
-  while (value >= 1000.0 && u < 4) value /= 1000.0, ++u;
+  while (value >= step && u < 4) value /= step, ++u;
   char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", value, units[u]);
+  std::snprintf(buf, sizeof buf, u ? "%.2f%s" : "%.0f%s", value, binary ? iec[u] : decimal[u]);
   return buf;
 }
-
-std::string bytes(double value) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (value >= 1024.0 && u < 4) value /= 1024.0, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u ? "%.2f %s" : "%.0f %s", value, units[u]);
-  return buf;
-}
+std::string human(double value) { return with_unit(value, false); }
+std::string bytes(double value) { return with_unit(value, true); }
 
 }  // namespace
 
 int run_info(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 info -m DIR", {{"model", 'm', true, "DIR       Hugging Face model directory"}});
-  if (args.help_requested()) {
-    std::printf("%s", args.help_text().c_str());
-    return 0;
-  }
+  Args args(argc, argv, "dsv2 info -m DIR", {kModelOption});
+  if (args.print_help_if_requested()) return 0;
   const std::string dir = args.require("model");
   const Config c = load_config(dir);
   const Checkpoint checkpoint(dir);
   // Validates every tensor exactly as inference would.
   (void)load_weights(c, checkpoint);
 
+  const ParameterCounts counts = count_parameters(c);
+  const int64_t total = counts.total, active = counts.active;
   Weights shapes;
-  int64_t total = 0, routed = 0;
   std::map<std::string, int64_t> bytes_by_dtype;
   std::set<std::string> used;
   for_each_tensor(c, shapes, [&](const TensorSlot& slot) {
-    int64_t n = 1;
-    for (int64_t d : slot.shape) n *= d;
-    total += n;
-    if (slot.is_routed_expert) routed += n;
     for (const std::string& name : {slot.name, slot.name + "_scale_inv"})
       if (const TensorInfo* t = checkpoint.find(name)) {
         bytes_by_dtype[dtype_name(t->dtype)] += static_cast<int64_t>(t->nbytes);
@@ -65,7 +55,6 @@ int run_info(int argc, char** argv) {
   int64_t ignored = 0;
   for (const auto& file : checkpoint.files())
     for (const auto& t : file->tensors()) ignored += !used.count(t.name);
-  const int64_t active = c.n_routed_experts ? total - routed + routed * c.num_experts_per_tok / c.n_routed_experts : total;
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
 
@@ -90,9 +79,9 @@ int run_info(int argc, char** argv) {
                 c.norm_topk_prob ? "true" : "false", c.routed_scaling_factor, (long long)c.topk_group, (long long)c.n_group);
   std::printf("parameters       %s total, %s active per token (%lld / %lld)\n", human(double(total)).c_str(),
               human(double(active)).c_str(), (long long)total, (long long)active);
-  std::printf("weight bytes    ");
-  for (const auto& [dtype, n] : bytes_by_dtype) std::printf(" %s %s;", dtype.c_str(), bytes(double(n)).c_str());
-  std::printf("\n");
+  std::string per_dtype;
+  for (const auto& [dtype, n] : bytes_by_dtype) per_dtype += (per_dtype.empty() ? "" : ", ") + dtype + " " + bytes(double(n));
+  std::printf("weight bytes     %s\n", per_dtype.c_str());
   if (ignored) std::printf("ignored tensors  %lld (e.g. multi-token-prediction layers, unused for inference)\n", (long long)ignored);
   const int64_t latent = LatentCache::bytes_per_token(c, 4), mha = LatentCache::mha_bytes_per_token(c, 4);
   std::printf("kv cache/token   MLA latent (%lld + %lld) x %lld layers = %s at f32 (%s at bf16); MHA would need %s at f32 "

@@ -12,16 +12,13 @@ namespace dsv2::cli {
 
 int run_logits(int argc, char** argv) {
   Args args(argc, argv, "dsv2 logits -m DIR --ids \"1 2 3 ...\" -o FILE [--prefill N] [--attn naive|absorbed]",
-            {{"model", 'm', true, "DIR       Hugging Face model directory"},
+            {kModelOption,
              {"ids", 0, true, "\"IDS\"     input token ids, separated by spaces or commas"},
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
-             {"attn", 0, true, "PATH      attention path: absorbed (default) or naive"},
-             {"threads", 't', true, "N         worker threads (default: all cores)"}});
-  if (args.help_requested()) {
-    std::printf("%s", args.help_text().c_str());
-    return 0;
-  }
+             kAttnOption,
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = args.require("model"), output = args.require("output");
   const std::vector<int32_t> ids = parse_ids(args.require("ids"), "ids");

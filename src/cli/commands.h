@@ -13,6 +13,11 @@ int run_info(int argc, char** argv);
 int run_logits(int argc, char** argv);
 int run_generate(int argc, char** argv);
 
+// Options several commands share, spelled once.
+inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
+inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      attention path: absorbed (default) or naive"};
+inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
+
 // Shared option helpers.
 AttentionPath parse_attention_path(const std::string& value);
 void apply_thread_option(const Args& args);

@@ -83,6 +83,19 @@ void for_each_tensor(const Config& c, Weights& w, const std::function<void(const
   if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
 }
 
+ParameterCounts count_parameters(const Config& config) {
+  Weights shapes;
+  int64_t total = 0, routed = 0;
+  for_each_tensor(config, shapes, [&](const TensorSlot& slot) {
+    int64_t n = 1;
+    for (int64_t d : slot.shape) n *= d;
+    total += n;
+    if (slot.is_routed_expert) routed += n;
+  });
+  const int64_t active_routed = config.n_routed_experts ? routed / config.n_routed_experts * config.num_experts_per_tok : 0;
+  return {total, total - routed + active_routed};
+}
+
 Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
   Weights w;
   for_each_tensor(config, w, [&](const TensorSlot& slot) {

@@ -64,6 +64,13 @@ struct TensorSlot {
 // inference does not use them.
 void for_each_tensor(const Config& config, Weights& weights, const std::function<void(const TensorSlot&)>& visit);
 
+// Parameters the model uses (MTP layers excluded), and those one token activates:
+// everything but the routed experts it does not pick.
+struct ParameterCounts {
+  int64_t total = 0, active = 0;
+};
+ParameterCounts count_parameters(const Config& config);
+
 // Binds every slot to the checkpoint's tensors, validating presence, shape and
 // dtype (float8 weights need their "<name>_scale_inv" block scales).
 Weights load_weights(const Config& config, const Checkpoint& checkpoint);
