@@ -115,7 +115,7 @@ TEST(BadModel, TokenOutOfVocabulary) {
   Model model(test::fixture("v2_lite"));
   LatentCache cache(model.config(), 4);
   std::vector<float> logits(model.config().vocab_size);
-  const int32_t ids[] = {3, 128};
+  const int32_t ids[] = {3, static_cast<int32_t>(model.config().vocab_size)};
   EXPECT_THROW(model.forward(ids, 2, cache, AttentionPath::kAbsorbed, logits.data(), true), Error);
 }
 

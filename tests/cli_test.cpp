@@ -99,5 +99,45 @@ TEST(Cli, BadInputsFailWithOneLine) {
   EXPECT_FALSE(std::filesystem::exists(dir.path("x")));  // nothing half-written
 }
 
+TEST(Cli, TokenizeAndDetokenize) {
+  const std::string tok = "--tokenizer " + test::fixture("tokenizers/deepseek_v2");
+  const auto ids = test::run_dsv2("tokenize " + tok + " --text 'Hello, 世界! 123'");
+  ASSERT_EQ(ids.exit_code, 0) << ids.err;
+  // From tokenizers 0.23.3 on the same tokenizer.json: BOS, then the text.
+  EXPECT_EQ(ids.out, "0 47 857 86 19 228 972 3786 8 228 24 25 26\n");
+  const auto text = test::run_dsv2("detokenize " + tok + " --ids '47 857 86 19 228 972 3786 8 228 24 25 26'");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_EQ(text.out, "Hello, 世界! 123\n");
+  EXPECT_EQ(test::run_dsv2("tokenize " + tok + " --special --text '<｜User｜>hi'").out, "0 3 79 80\n");
+  EXPECT_EQ(test::run_dsv2("tokenize " + tok + " --no-bos --text hi").out, "79 80\n");
+  test::TempDir dir;
+  test::write_bytes(dir.path("in.txt"), "Hello, 世界! 123");
+  EXPECT_EQ(test::run_dsv2("tokenize " + tok + " --file " + dir.path("in.txt")).out, ids.out);
+}
+
+TEST(Cli, TokenizerErrors) {
+  test::TempDir dir;
+  test::write_bytes(dir.path("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}");
+  expect_one_line_error(test::run_dsv2("tokenize --tokenizer " + dir.path() + " --text hi"), 1, "model.merges[0]");
+  expect_one_line_error(test::run_dsv2("tokenize --tokenizer " + dir.path("missing.json") + " --text hi"), 1, "missing.json");
+  expect_one_line_error(test::run_dsv2("tokenize --text hi"), 2, "--tokenizer");
+  expect_one_line_error(test::run_dsv2("detokenize --tokenizer " + test::fixture("tokenizers/deepseek_v2") + " --ids 99999"),
+                        1, "token id 99999");
+}
+
+TEST(Cli, GenerateFromATextPrompt) {
+  // Greedy text from the tiny random model: deterministic, and the same as
+  // generating ids from the encoded prompt and decoding them.
+  const std::string model = test::fixture("v2_lite");
+  const auto text = test::run_dsv2("generate -m " + model + " --prompt 'Alice was' -n 10 --temperature 0 --ignore-eos");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  const auto prompt = test::run_dsv2("tokenize -m " + model + " --text 'Alice was'");
+  const auto ids = test::run_dsv2("generate -m " + model + " --ids '" + prompt.out.substr(0, prompt.out.size() - 1) +
+                                  "' -n 10 --temperature 0 --ignore-eos");
+  const auto decoded = test::run_dsv2("detokenize -m " + model + " --ids '" + ids.out.substr(0, ids.out.size() - 1) + "'");
+  EXPECT_EQ(text.out, decoded.out);
+  EXPECT_EQ(text.out, test::run_dsv2("generate -m " + model + " --prompt 'Alice was' -n 10 --temperature 0 --ignore-eos").out);
+}
+
 }  // namespace
 }  // namespace dsv2

@@ -23,6 +23,8 @@ import sys
 import tempfile
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV2ForCausalLM, DeepseekV3Config, DeepseekV3ForCausalLM
 
@@ -44,8 +46,9 @@ YARN_V3 = {"type": "yarn", "factor": 40.0, "original_max_position_embeddings": 1
 
 CASES = {
     # V2-Lite: no query compression, softmax scores, greedy top-k, no renormalisation, factor 1.
-    "v2_lite": dict(model_type="deepseek_v2", dtype="f32", config=dict(
-        q_lora_rank=None, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3, topk_method="greedy",
+    # It also carries a 512-token DeepSeek-V2-rules tokenizer, so text prompts can be tested.
+    "v2_lite": dict(model_type="deepseek_v2", dtype="f32", tokenizer=512, config=dict(
+        vocab_size=512, q_lora_rank=None, n_routed_experts=8, n_shared_experts=2, num_experts_per_tok=3, topk_method="greedy",
         scoring_func="softmax", norm_topk_prob=False, routed_scaling_factor=1.0, n_group=1, topk_group=1)),
     # V2: query compression, device-limited (group) routing, routed_scaling_factor 16, V2's YaRN, bf16 weights.
     "v2_yarn_bf16": dict(model_type="deepseek_v2", dtype="bf16", config=dict(
@@ -224,6 +227,11 @@ def build_case(name, case, seed):
     else:
         with open(os.path.join(out_dir, "config.json"), "w") as f:
             json.dump(deepseek_config_json(case["model_type"], cfg), f, indent=2)
+
+    if case.get("tokenizer"):
+        import make_tokenizer_fixtures as mtf
+        tok = mtf.train(mtf.ds.DEEPSEEK_V2, case["tokenizer"], mtf.TRAINER_FILES)
+        mtf.save_to(tok, out_dir, merges_as_strings=True)
 
     # 3. The reference model: transformers loading our files, or (fp8) the dequantized weights.
     if case["dtype"] == "fp8":

@@ -72,7 +72,10 @@ def train(pre, vocab_size, files, extra_normalizer=None):
 
 
 def save(tok, name, merges_as_strings, add_bos=True):
-    d = os.path.join(OUT, name)
+    return save_to(tok, os.path.join(OUT, name), merges_as_strings, add_bos)
+
+
+def save_to(tok, d, merges_as_strings, add_bos=True):
     os.makedirs(d, exist_ok=True)
     j = json.loads(tok.to_str())
     if merges_as_strings:

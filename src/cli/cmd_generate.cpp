@@ -1,4 +1,4 @@
-// dsv2 generate: prompt ids in, generated ids out (streamed, space-separated).
+// dsv2 generate: a prompt (text or ids) in; generated text or ids out, streamed.
 #include <algorithm>
 #include <cstdio>
 #include <vector>
@@ -11,9 +11,12 @@ namespace dsv2::cli {
 
 int run_generate(int argc, char** argv) {
   Args args(argc, argv,
-            "dsv2 generate -m DIR --ids \"...\" -n N [--temperature T] [--top-p P] [--top-k K] [--seed S] [--ignore-eos]",
+            "dsv2 generate -m DIR (--prompt TEXT | --ids \"...\") -n N [--temperature T] [--top-p P] [--top-k K] [--seed S] "
+            "[--ignore-eos]",
             {kModelOption,
-             {"ids", 0, true, "\"IDS\"     prompt token ids"},
+             {"prompt", 'p', true, "TEXT      prompt text (needs tokenizer.json); the output is streamed text"},
+             {"ids", 0, true, "\"IDS\"     prompt token ids; the output is token ids"},
+             {"special", 0, false, "          recognise special-token text in --prompt"},
              {"n", 'n', true, "N         number of tokens to generate (default 32)"},
              {"temperature", 0, true, "T         sampling temperature, 0 = greedy (default 1.0)"},
              {"top-p", 0, true, "P         nucleus sampling threshold (default 1.0)"},
@@ -25,7 +28,9 @@ int run_generate(int argc, char** argv) {
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = args.require("model");
-  const std::vector<int32_t> prompt = parse_ids(args.require("ids"), "ids");
+  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
+  const std::vector<int32_t> prompt = prompt_ids(args, tokenizer.get());
+  const bool text_output = args.has("prompt");
   const long long n = args.get_int("n", 32);
   if (n < 0 || n > 1'000'000) throw UsageError("option -n: must be between 0 and 1000000");
   SamplingOptions sampling;
@@ -47,15 +52,26 @@ int run_generate(int argc, char** argv) {
   LatentCache cache(config, prompt_len + std::max<long long>(n, 1));
   Sampler sampler(sampling);
   std::vector<float> logits(config.vocab_size);
+  std::vector<int64_t> stop_ids = config.eos_token_ids;
+  if (tokenizer && tokenizer->eos_id() >= 0) stop_ids.push_back(tokenizer->eos_id());
+  std::unique_ptr<StreamDecoder> stream = text_output ? std::make_unique<StreamDecoder>(*tokenizer) : nullptr;
+  auto emit = [](const std::string& text) {
+    std::fwrite(text.data(), 1, text.size(), stdout);
+    std::fflush(stdout);
+  };
   model.forward(prompt.data(), prompt_len, cache, path, logits.data(), /*last_only=*/true);
   for (long long i = 0; i < n; ++i) {
     const int32_t next = sampler.sample(logits.data(), config.vocab_size);
-    std::printf("%s%d", i ? " " : "", next);
-    std::fflush(stdout);
-    const bool is_eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) != config.eos_token_ids.end();
+    const bool is_eos = std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end();
+    if (is_eos && !ignore_eos && text_output) break;  // text output does not print the end marker
+    if (text_output)
+      emit(stream->push(next));
+    else
+      emit((i ? " " : "") + std::to_string(next));
     if ((is_eos && !ignore_eos) || i + 1 == n) break;
     model.forward(&next, 1, cache, path, logits.data(), true);
   }
+  if (stream) emit(stream->finish());
   std::printf("\n");
   return 0;
 }

@@ -11,9 +11,11 @@
 namespace dsv2::cli {
 
 int run_logits(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 logits -m DIR --ids \"1 2 3 ...\" -o FILE [--prefill N] [--attn naive|absorbed]",
+  Args args(argc, argv, "dsv2 logits -m DIR (--ids \"1 2 3 ...\" | --prompt TEXT) -o FILE [--prefill N] [--attn naive|absorbed]",
             {kModelOption,
              {"ids", 0, true, "\"IDS\"     input token ids, separated by spaces or commas"},
+             {"prompt", 'p', true, "TEXT      input text, encoded with the model's tokenizer (BOS included)"},
+             {"special", 0, false, "          recognise special-token text in --prompt"},
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              kAttnOption,
@@ -21,7 +23,8 @@ int run_logits(int argc, char** argv) {
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = args.require("model"), output = args.require("output");
-  const std::vector<int32_t> ids = parse_ids(args.require("ids"), "ids");
+  const std::unique_ptr<Tokenizer> tokenizer = args.has("prompt") && Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
+  const std::vector<int32_t> ids = prompt_ids(args, tokenizer.get());
   const auto total = static_cast<int64_t>(ids.size());
   const int64_t prefill = args.get_int("prefill", total);
   if (prefill < 1 || prefill > total)

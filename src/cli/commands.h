@@ -2,16 +2,21 @@
 // process exit code; errors are thrown and reported once by main().
 #pragma once
 
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "cli/args.h"
 #include "model/mla.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv2::cli {
 
 int run_info(int argc, char** argv);
 int run_logits(int argc, char** argv);
 int run_generate(int argc, char** argv);
+int run_tokenize(int argc, char** argv);
+int run_detokenize(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
@@ -21,5 +26,9 @@ inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker t
 // Shared option helpers.
 AttentionPath parse_attention_path(const std::string& value);
 void apply_thread_option(const Args& args);
+// The tokenizer named by --tokenizer, or the one in -m DIR.
+std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args);
+// The prompt as ids: --ids, or --prompt TEXT encoded with the model's tokenizer.
+std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer);
 
 }  // namespace dsv2::cli

@@ -20,7 +20,9 @@ struct Command {
 constexpr Command kCommands[] = {
     {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model"},
     {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file"},
-    {"generate", dsv2::cli::run_generate, "generate token ids from a prompt"},
+    {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt"},
+    {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer"},
+    {"detokenize", dsv2::cli::run_detokenize, "token ids -> text"},
 };
 
 void print_usage(std::FILE* out) {
@@ -37,6 +39,15 @@ AttentionPath parse_attention_path(const std::string& value) {
   if (value == "naive") return AttentionPath::kNaive;
   if (value == "absorbed") return AttentionPath::kAbsorbed;
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+}
+
+std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer) {
+  if (args.has("ids") == args.has("prompt")) throw UsageError("give exactly one of --ids and --prompt");
+  if (args.has("ids")) return parse_ids(args.get("ids"), "ids");
+  if (!tokenizer) throw UsageError("--prompt needs a tokenizer.json in the model directory (or use --ids)");
+  auto ids = tokenizer->encode(args.get("prompt"), {true, args.has("special")});
+  if (ids.empty()) throw UsageError("--prompt: the prompt encodes to no tokens");
+  return ids;
 }
 
 void apply_thread_option(const Args& args) {
