@@ -17,6 +17,7 @@ int run_logits(int argc, char** argv);
 int run_generate(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
 int run_detokenize(int argc, char** argv);
+int run_tokenizer(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};

@@ -23,6 +23,7 @@ constexpr Command kCommands[] = {
     {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt"},
     {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", dsv2::cli::run_detokenize, "token ids -> text"},
+    {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary"},
 };
 
 void print_usage(std::FILE* out) {
