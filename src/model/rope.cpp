@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "ops/backward.h"
 #include "ops/elementwise.h"
 
 namespace dsv2 {
@@ -56,14 +57,28 @@ Rope::Rope(const Config& c) : dim_(c.qk_rope_head_dim), interleave_(c.rope_inter
   softmax_scale_ = static_cast<float>(scale);
 }
 
-void Rope::apply(float* x, int64_t count, int64_t stride, int64_t position) const {
-  const int64_t half = dim_ / 2;
-  float cos[256], sin[256];  // qk_rope_head_dim ≤ 512 is checked at load
-  for (int64_t i = 0; i < half; ++i) {
+void Rope::angles(int64_t position, float* cos, float* sin) const {
+  for (int64_t i = 0; i < dim_ / 2; ++i) {
     const float angle = static_cast<float>(position) * inv_freq_[i];
     cos[i] = static_cast<float>(std::cos(static_cast<double>(angle))) * attention_factor_;
     sin[i] = static_cast<float>(std::sin(static_cast<double>(angle))) * attention_factor_;
   }
+}
+
+void Rope::apply_backward(float* dx, int64_t count, int64_t stride, int64_t position) const {
+  float cos[256], sin[256];
+  angles(position, cos, sin);
+  for (int64_t v = 0; v < count; ++v) {
+    if (interleave_)
+      rope_rotate_backward(dx + v * stride, cos, sin, dim_);
+    else
+      rope_rotate_half_split_backward(dx + v * stride, cos, sin, dim_);
+  }
+}
+
+void Rope::apply(float* x, int64_t count, int64_t stride, int64_t position) const {
+  float cos[256], sin[256];  // qk_rope_head_dim ≤ 512 is checked at load
+  angles(position, cos, sin);
   for (int64_t v = 0; v < count; ++v) {
     if (interleave_)
       rope_rotate(x + v * stride, cos, sin, dim_);

@@ -21,6 +21,8 @@ class Rope {
 
   // Rotates `count` vectors of qk_rope_head_dim values, `stride` apart, all at `position`.
   void apply(float* x, int64_t count, int64_t stride, int64_t position) const;
+  // Gradient of apply: rotates gradients back (training).
+  void apply_backward(float* dx, int64_t count, int64_t stride, int64_t position) const;
   float softmax_scale() const { return softmax_scale_; }
   const std::vector<float>& inv_freq() const { return inv_freq_; }
   float attention_factor() const { return attention_factor_; }
@@ -31,6 +33,8 @@ class Rope {
   std::vector<float> inv_freq_;
   float attention_factor_ = 1.0f;
   float softmax_scale_ = 1.0f;
+
+  void angles(int64_t position, float* cos, float* sin) const;
 };
 
 // YaRN's magnitude correction: 0.1·mscale·ln(scale) + 1 (1 when scale ≤ 1).

@@ -39,6 +39,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 }
 
 void to_float_vector(const TensorInfo& t, std::vector<float>& out) {
+  // Float32 tensors usually are used in place; this copy serves the other dtypes.
   out.resize(t.numel());
   const auto* p = t.data;
   for (int64_t i = 0; i < t.numel(); ++i) {
@@ -96,6 +97,26 @@ ParameterCounts count_parameters(const Config& config) {
   return {total, total - routed + active_routed};
 }
 
+int64_t bind_f32_buffer(const Config& config, Weights& weights, const float* buffer) {
+  int64_t offset = 0;
+  for_each_tensor(config, weights, [&](const TensorSlot& slot) {
+    int64_t n = 1;
+    for (int64_t d : slot.shape) n *= d;
+    if (slot.vector) {
+      *slot.vector = {buffer + offset, n};
+    } else {
+      *slot.matrix = WeightMatrix{};
+      slot.matrix->dtype = DType::F32;
+      slot.matrix->rows = slot.shape[0];
+      slot.matrix->cols = slot.shape[1];
+      slot.matrix->data = reinterpret_cast<const std::byte*>(buffer + offset);
+    }
+    offset += n;
+  });
+  if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
+  return offset;
+}
+
 Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
   Weights w;
   for_each_tensor(config, w, [&](const TensorSlot& slot) {
@@ -105,7 +126,13 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
       throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
                   shape_text(slot.shape) + " from config.json");
     if (slot.vector) {
-      to_float_vector(*t, *slot.vector);
+      if (t->dtype == DType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+        *slot.vector = {reinterpret_cast<const float*>(t->data), t->numel()};
+      } else {
+        w.converted.emplace_back();
+        to_float_vector(*t, w.converted.back());
+        *slot.vector = {w.converted.back().data(), t->numel()};
+      }
       return;
     }
     WeightMatrix& m = *slot.matrix;

@@ -21,22 +21,22 @@ struct MlpWeights {  // SwiGLU: down(silu(gate·x) ⊙ up·x)
 struct AttentionWeights {
   WeightMatrix q_proj;              // used when q_lora_rank == 0
   WeightMatrix q_a_proj, q_b_proj;  // W_DQ, W_UQ when queries are compressed
-  std::vector<float> q_a_layernorm;
+  WeightVector q_a_layernorm;
   WeightMatrix kv_a_proj_with_mqa;  // h -> [c_kv ; k_R]
-  std::vector<float> kv_a_layernorm;
+  WeightVector kv_a_layernorm;
   WeightMatrix kv_b_proj;  // c_kv -> per head [k_nope ; v]  (W_UK and W_UV stacked)
   WeightMatrix o_proj;
 };
 
 struct MoeWeights {
   WeightMatrix gate;                            // router W_g: [n_routed_experts, hidden]
-  std::vector<float> e_score_correction_bias;  // noaux_tc only
+  WeightVector e_score_correction_bias;  // noaux_tc only
   std::vector<MlpWeights> experts;
   MlpWeights shared_experts;  // n_shared_experts experts stored as one wider MLP
 };
 
 struct LayerWeights {
-  std::vector<float> input_layernorm, post_attention_layernorm;
+  WeightVector input_layernorm, post_attention_layernorm;
   AttentionWeights self_attn;
   bool is_moe = false;
   MlpWeights mlp;  // dense layers
@@ -46,8 +46,10 @@ struct LayerWeights {
 struct Weights {
   WeightMatrix embed_tokens;
   std::vector<LayerWeights> layers;
-  std::vector<float> norm;
+  WeightVector norm;
   WeightMatrix lm_head;  // = embed_tokens when tie_word_embeddings
+  // 1-D tensors not stored as aligned float32 are converted into here.
+  std::vector<std::vector<float>> converted;
 };
 
 // One tensor of the model: exactly one of `matrix` / `vector` is set.
@@ -55,7 +57,7 @@ struct TensorSlot {
   std::string name;
   std::vector<int64_t> shape;
   WeightMatrix* matrix = nullptr;        // used in place in its stored dtype
-  std::vector<float>* vector = nullptr;  // small 1-D tensors, converted to float32
+  WeightVector* vector = nullptr;        // small 1-D tensors, float32 (converted if stored otherwise)
   bool is_routed_expert = false;         // for counting active parameters
 };
 
@@ -70,6 +72,10 @@ struct ParameterCounts {
   int64_t total = 0, active = 0;
 };
 ParameterCounts count_parameters(const Config& config);
+
+// Points every slot at float32 storage laid out in for_each_tensor order
+// (training's parameter and gradient buffers); returns the floats used.
+int64_t bind_f32_buffer(const Config& config, Weights& weights, const float* buffer);
 
 // Binds every slot to the checkpoint's tensors, validating presence, shape and
 // dtype (float8 weights need their "<name>_scale_inv" block scales).

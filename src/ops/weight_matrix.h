@@ -28,4 +28,13 @@ struct WeightMatrix {
   size_t bytes() const;
 };
 
+// A 1-D float32 weight (norm scales, biases): a view like WeightMatrix.
+struct WeightVector {
+  const float* values = nullptr;
+  int64_t size = 0;
+
+  const float* data() const { return values; }
+  bool empty() const { return values == nullptr; }
+};
+
 }  // namespace dsv2

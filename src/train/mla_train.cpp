@@ -1,0 +1,174 @@
+// MLA training pass (DeepSeek-V2 §2.1, naive form: K and V are materialised,
+// which is what training does). Backward follows the forward in reverse.
+#include "train/mla_train.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/parallel.h"
+#include "ops/backward.h"
+#include "ops/elementwise.h"
+#include "ops/gemm.h"
+#include "train/train_weights.h"
+
+namespace dsv2 {
+
+namespace {
+
+struct Dims {
+  int64_t heads, nope, rope, v, latent, qk, kv_width;
+  explicit Dims(const Config& c)
+      : heads(c.num_attention_heads), nope(c.qk_nope_head_dim), rope(c.qk_rope_head_dim), v(c.v_head_dim),
+        latent(c.kv_lora_rank), qk(c.qk_head_dim()), kv_width(c.num_attention_heads * (c.qk_nope_head_dim + c.v_head_dim)) {}
+};
+
+// K of one head for one sequence: [T, d_n + d_R] = [k_nope_h | k_R].
+void gather_keys(const Dims& dm, const float* kv, const float* k_rope, int64_t h, int64_t T, float* keys) {
+  for (int64_t t = 0; t < T; ++t) {
+    const float* kn = kv + t * dm.kv_width + h * (dm.nope + dm.v);
+    for (int64_t i = 0; i < dm.nope; ++i) keys[t * dm.qk + i] = kn[i];
+    for (int64_t i = 0; i < dm.rope; ++i) keys[t * dm.qk + dm.nope + i] = k_rope[t * dm.rope + i];
+  }
+}
+
+}  // namespace
+
+void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights& w, const float* h, int64_t B, int64_t T,
+                       MlaActivations& a, float* out) {
+  const Dims dm(c);
+  const int64_t N = B * T, d = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+  a.q.resize(N * dm.heads * dm.qk);
+  if (c.q_lora_rank > 0) {
+    a.c_q_raw.resize(N * c.q_lora_rank);
+    a.c_q.resize(N * c.q_lora_rank);
+    linear_forward(h, N, f32(w.q_a_proj), c.q_lora_rank, d, a.c_q_raw.data());
+    rmsnorm(a.c_q_raw.data(), w.q_a_layernorm.data(), eps, N, c.q_lora_rank, a.c_q.data());
+    linear_forward(a.c_q.data(), N, f32(w.q_b_proj), dm.heads * dm.qk, c.q_lora_rank, a.q.data());
+  } else {
+    linear_forward(h, N, f32(w.q_proj), dm.heads * dm.qk, d, a.q.data());
+  }
+  a.kv_a.resize(N * (dm.latent + dm.rope));
+  linear_forward(h, N, f32(w.kv_a_proj_with_mqa), dm.latent + dm.rope, d, a.kv_a.data());
+  a.c_kv.resize(N * dm.latent);
+  a.k_rope.resize(N * dm.rope);
+  for (int64_t n = 0; n < N; ++n) {
+    const int64_t pos = n % T;
+    rope.apply(a.q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, pos);
+    const float* row = a.kv_a.data() + n * (dm.latent + dm.rope);
+    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, a.c_kv.data() + n * dm.latent);
+    for (int64_t i = 0; i < dm.rope; ++i) a.k_rope[n * dm.rope + i] = row[dm.latent + i];
+    rope.apply(a.k_rope.data() + n * dm.rope, 1, dm.rope, pos);
+  }
+  a.kv.resize(N * dm.kv_width);
+  linear_forward(a.c_kv.data(), N, f32(w.kv_b_proj), dm.kv_width, dm.latent, a.kv.data());
+
+  a.probs.assign(B * dm.heads * T * T, 0.0f);
+  a.heads.resize(N * dm.heads * dm.v);
+  const float scale = rope.softmax_scale();
+  parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> keys(T * dm.qk);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / dm.heads, hd = job % dm.heads;
+      const float* q = a.q.data() + b * T * dm.heads * dm.qk + hd * dm.qk;
+      const float* kv = a.kv.data() + b * T * dm.kv_width;
+      gather_keys(dm, kv, a.k_rope.data() + b * T * dm.rope, hd, T, keys.data());
+      float* p = a.probs.data() + job * T * T;
+      gemm(false, true, T, T, dm.qk, scale, q, dm.heads * dm.qk, keys.data(), dm.qk, 0.0f, p, T);
+      for (int64_t t = 0; t < T; ++t) {
+        softmax(p + t * T, t + 1);  // causal: position t sees 0..t
+        for (int64_t s = t + 1; s < T; ++s) p[t * T + s] = 0.0f;
+      }
+      gemm(false, false, T, dm.v, T, 1.0f, p, T, kv + hd * (dm.nope + dm.v) + dm.nope, dm.kv_width, 0.0f,
+           a.heads.data() + b * T * dm.heads * dm.v + hd * dm.v, dm.heads * dm.v);
+    }
+  });
+  linear_forward(a.heads.data(), N, f32(w.o_proj), d, dm.heads * dm.v, out);
+}
+
+void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeights& w, const AttentionWeights& g,
+                        const float* h, int64_t B, int64_t T, const MlaActivations& a, const float* dout, float* dh) {
+  const Dims dm(c);
+  const int64_t N = B * T, d = c.hidden_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
+
+  // u = W_O·heads
+  std::vector<float> d_heads(N * dm.heads * dm.v);
+  linear_backward_weight(dout, N, a.heads.data(), d, dm.heads * dm.v, mut(g.o_proj));
+  linear_backward_input(dout, N, f32(w.o_proj), d, dm.heads * dm.v, d_heads.data(), false);
+
+  // Attention per (sequence, head).
+  std::vector<float> d_q(N * dm.heads * dm.qk, 0.0f), d_kv(N * dm.kv_width, 0.0f), d_k_rope(N * dm.rope, 0.0f);
+  const float scale = rope.softmax_scale();
+  // Each head writes its own columns of d_q / d_kv; d_k_rope is shared, so heads sum into per-job buffers.
+  std::vector<float> d_k_rope_per_job(B * dm.heads * T * dm.rope, 0.0f);
+  parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> keys(T * dm.qk), d_p(T * T), d_s(T * T), d_keys(T * dm.qk);
+    for (int64_t job = begin; job < end; ++job) {
+      const int64_t b = job / dm.heads, hd = job % dm.heads;
+      const float* q = a.q.data() + b * T * dm.heads * dm.qk + hd * dm.qk;
+      const float* kv = a.kv.data() + b * T * dm.kv_width;
+      const float* p = a.probs.data() + job * T * T;
+      const float* d_o = d_heads.data() + b * T * dm.heads * dm.v + hd * dm.v;
+      const float* v = kv + hd * (dm.nope + dm.v) + dm.nope;
+      gather_keys(dm, kv, a.k_rope.data() + b * T * dm.rope, hd, T, keys.data());
+      // dV = Pᵀ·dO ; dP = dO·Vᵀ
+      gemm(true, false, T, dm.v, T, 1.0f, p, T, d_o, dm.heads * dm.v, 0.0f,
+           d_kv.data() + b * T * dm.kv_width + hd * (dm.nope + dm.v) + dm.nope, dm.kv_width);
+      gemm(false, true, T, T, dm.v, 1.0f, d_o, dm.heads * dm.v, v, dm.kv_width, 0.0f, d_p.data(), T);
+      for (int64_t t = 0; t < T; ++t) {
+        softmax_backward(p + t * T, d_p.data() + t * T, t + 1, d_s.data() + t * T);
+        for (int64_t s = t + 1; s < T; ++s) d_s[t * T + s] = 0.0f;
+      }
+      // S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q
+      gemm(false, false, T, dm.qk, T, scale, d_s.data(), T, keys.data(), dm.qk, 0.0f,
+           d_q.data() + b * T * dm.heads * dm.qk + hd * dm.qk, dm.heads * dm.qk);
+      gemm(true, false, T, dm.qk, T, scale, d_s.data(), T, q, dm.heads * dm.qk, 0.0f, d_keys.data(), dm.qk);
+      for (int64_t t = 0; t < T; ++t) {
+        float* dkn = d_kv.data() + (b * T + t) * dm.kv_width + hd * (dm.nope + dm.v);
+        for (int64_t i = 0; i < dm.nope; ++i) dkn[i] = d_keys[t * dm.qk + i];
+        for (int64_t i = 0; i < dm.rope; ++i) d_k_rope_per_job[(job * T + t) * dm.rope + i] = d_keys[t * dm.qk + dm.nope + i];
+      }
+    }
+  });
+  for (int64_t b = 0; b < B; ++b)  // k_R is one head shared by all heads: sum their gradients
+    for (int64_t hd = 0; hd < dm.heads; ++hd)
+      for (int64_t i = 0; i < T * dm.rope; ++i) d_k_rope[b * T * dm.rope + i] += d_k_rope_per_job[(b * dm.heads + hd) * T * dm.rope + i];
+
+  // kv = c_kv·W_UKVᵀ
+  std::vector<float> d_c_kv(N * dm.latent);
+  linear_backward_weight(d_kv.data(), N, a.c_kv.data(), dm.kv_width, dm.latent, mut(g.kv_b_proj));
+  linear_backward_input(d_kv.data(), N, f32(w.kv_b_proj), dm.kv_width, dm.latent, d_c_kv.data(), false);
+
+  // [c_kv ; k_R] = W_DKV·h, then norm / rope.
+  std::vector<float> d_kv_a(N * (dm.latent + dm.rope), 0.0f), d_norm_in(N * dm.latent, 0.0f);
+  std::vector<float> kv_a_latent(N * dm.latent);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t i = 0; i < dm.latent; ++i) kv_a_latent[n * dm.latent + i] = a.kv_a[n * (dm.latent + dm.rope) + i];
+  rmsnorm_backward(kv_a_latent.data(), w.kv_a_layernorm.data(), eps, N, dm.latent, d_c_kv.data(), d_norm_in.data(),
+                   mut(g.kv_a_layernorm));
+  for (int64_t n = 0; n < N; ++n) {
+    rope.apply_backward(d_k_rope.data() + n * dm.rope, 1, dm.rope, n % T);
+    for (int64_t i = 0; i < dm.latent; ++i) d_kv_a[n * (dm.latent + dm.rope) + i] = d_norm_in[n * dm.latent + i];
+    for (int64_t i = 0; i < dm.rope; ++i) d_kv_a[n * (dm.latent + dm.rope) + dm.latent + i] = d_k_rope[n * dm.rope + i];
+    rope.apply_backward(d_q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, n % T);
+  }
+  linear_backward_weight(d_kv_a.data(), N, h, dm.latent + dm.rope, d, mut(g.kv_a_proj_with_mqa));
+  linear_backward_input(d_kv_a.data(), N, f32(w.kv_a_proj_with_mqa), dm.latent + dm.rope, d, dh, true);
+
+  // Queries.
+  if (c.q_lora_rank > 0) {
+    const int64_t r = c.q_lora_rank;
+    std::vector<float> d_c_q(N * r), d_c_q_raw(N * r, 0.0f);
+    linear_backward_weight(d_q.data(), N, a.c_q.data(), dm.heads * dm.qk, r, mut(g.q_b_proj));
+    linear_backward_input(d_q.data(), N, f32(w.q_b_proj), dm.heads * dm.qk, r, d_c_q.data(), false);
+    rmsnorm_backward(a.c_q_raw.data(), w.q_a_layernorm.data(), eps, N, r, d_c_q.data(), d_c_q_raw.data(), mut(g.q_a_layernorm));
+    linear_backward_weight(d_c_q_raw.data(), N, h, r, d, mut(g.q_a_proj));
+    linear_backward_input(d_c_q_raw.data(), N, f32(w.q_a_proj), r, d, dh, true);
+  } else {
+    linear_backward_weight(d_q.data(), N, h, dm.heads * dm.qk, d, mut(g.q_proj));
+    linear_backward_input(d_q.data(), N, f32(w.q_proj), dm.heads * dm.qk, d, dh, true);
+  }
+}
+
+}  // namespace dsv2

@@ -1,0 +1,36 @@
+// Multi-head Latent Attention for training: the forward pass over whole
+// sequences (K and V expanded from c_kv, as in training), keeping what the
+// backward pass needs, and that backward pass.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/config.h"
+#include "model/rope.h"
+#include "model/weights.h"
+
+namespace dsv2 {
+
+struct MlaActivations {
+  std::vector<float> c_q_raw, c_q;  // [N, q_lora_rank] before / after q_a_layernorm
+  std::vector<float> q;             // [N, H·(d_n+d_R)], q_R already rotated
+  std::vector<float> kv_a;          // [N, d_c+d_R] = h·W_DKVᵀ
+  std::vector<float> c_kv;          // [N, d_c] after kv_a_layernorm
+  std::vector<float> k_rope;        // [N, d_R] rotated
+  std::vector<float> kv;            // [N, H·(d_n+d_v)] = c_kv·W_UKVᵀ
+  std::vector<float> probs;         // [B, H, T, T] attention probabilities
+  std::vector<float> heads;         // [N, H·d_v] attention output before o_proj
+};
+
+// h: [B·T, hidden] (normalised input); sequences of length T are independent.
+void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights& w, const float* h, int64_t batch,
+                       int64_t seq_len, MlaActivations& a, float* out);
+
+// Adds the parameter gradients into `g` (views of the gradient buffer) and the
+// input gradient into dh.
+void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeights& w, const AttentionWeights& g,
+                        const float* h, int64_t batch, int64_t seq_len, const MlaActivations& a, const float* dout,
+                        float* dh);
+
+}  // namespace dsv2

@@ -1,0 +1,68 @@
+#include "train/optimizer.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dsv2 {
+
+AdamW::AdamW(const TrainWeights& weights, const AdamWOptions& options)
+    : options_(options), m_(weights.values.size(), 0.0f), v_(weights.values.size(), 0.0f) {}
+
+void AdamW::step(TrainWeights& weights, double lr) {
+  ++steps_;
+  const double b1 = options_.beta1, b2 = options_.beta2;
+  const double correction1 = 1.0 - std::pow(b1, static_cast<double>(steps_));
+  const double correction2 = 1.0 - std::pow(b2, static_cast<double>(steps_));
+  const double step_size = lr / correction1, sqrt_correction2 = std::sqrt(correction2);
+  for (const auto& info : weights.infos()) {
+    if (!info.trained) continue;
+    const double decay = info.decay ? 1.0 - lr * options_.weight_decay : 1.0;
+    float* p = weights.values.data() + info.offset;
+    const float* g = weights.grads.data() + info.offset;
+    float* m = m_.data() + info.offset;
+    float* v = v_.data() + info.offset;
+    for (int64_t i = 0; i < info.size; ++i) {
+      p[i] = static_cast<float>(p[i] * decay);
+      m[i] = static_cast<float>(b1 * m[i] + (1.0 - b1) * g[i]);
+      v[i] = static_cast<float>(b2 * v[i] + (1.0 - b2) * g[i] * g[i]);
+      const double denom = std::sqrt(static_cast<double>(v[i])) / sqrt_correction2 + options_.eps;
+      p[i] = static_cast<float>(p[i] - step_size * m[i] / denom);
+    }
+  }
+}
+
+double clip_grad_norm(TrainWeights& weights, double max_norm) {
+  double sum = 0.0;
+  for (const auto& info : weights.infos()) {
+    if (!info.trained) continue;
+    const float* g = weights.grads.data() + info.offset;
+    for (int64_t i = 0; i < info.size; ++i) sum += static_cast<double>(g[i]) * g[i];
+  }
+  const double norm = std::sqrt(sum);
+  const double coeff = std::min(1.0, max_norm / (norm + 1e-6));
+  if (coeff < 1.0)
+    for (auto& g : weights.grads) g = static_cast<float>(g * coeff);
+  return norm;
+}
+
+double LrSchedule::at(int64_t step, int64_t total) const {
+  if (warmup_steps > 0 && step < warmup_steps) return peak * static_cast<double>(step + 1) / warmup_steps;
+  if (kind == "constant") return peak;
+  const double progress = total > 0 ? static_cast<double>(step) / total : 0.0;
+  if (kind == "cosine") {
+    const double span = std::max<int64_t>(1, total - warmup_steps);
+    const double t = std::clamp(static_cast<double>(step - warmup_steps) / span, 0.0, 1.0);
+    return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + std::cos(M_PI * t)));
+  }
+  double lr = peak;
+  if (progress >= 0.6) lr *= decay;
+  if (progress >= 0.9) lr *= decay;
+  return lr;
+}
+
+double BatchRamp::share(int64_t step) const {
+  if (steps <= 0 || step >= steps) return 1.0;
+  return start + (1.0 - start) * static_cast<double>(step) / steps;
+}
+
+}  // namespace dsv2

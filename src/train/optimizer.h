@@ -1,0 +1,55 @@
+// AdamW as torch.optim.AdamW computes it (decoupled weight decay applied first,
+// bias-corrected moments), global gradient-norm clipping, and DeepSeek-V2's
+// learning-rate schedule.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/train_weights.h"
+
+namespace dsv2 {
+
+struct AdamWOptions {
+  double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
+};
+
+class AdamW {
+ public:
+  AdamW(const TrainWeights& weights, const AdamWOptions& options);
+  void step(TrainWeights& weights, double lr);
+  int64_t steps() const { return steps_; }
+  std::vector<float>& m() { return m_; }
+  std::vector<float>& v() { return v_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+
+ private:
+  AdamWOptions options_;
+  std::vector<float> m_, v_;
+  int64_t steps_ = 0;
+};
+
+// Scales all gradients so their global L2 norm is at most max_norm (torch's
+// clip_grad_norm_); returns the norm before clipping.
+double clip_grad_norm(TrainWeights& weights, double max_norm);
+
+struct LrSchedule {
+  std::string kind = "step";  // "step" (DeepSeek-V2) | "cosine" | "constant"
+  double peak = 4.2e-4;
+  int64_t warmup_steps = 2000;
+  double min_ratio = 0.1;     // cosine floor as a share of the peak
+  // step: × decay at 60% and again at 90% of training.
+  double decay = 0.316;
+  double at(int64_t step, int64_t total_steps) const;
+};
+
+// Batch-size ramp: the share of the full batch used at a step (DeepSeek-V2
+// grows the batch early in training). Linear from `start` to 1 over `steps`.
+struct BatchRamp {
+  double start = 1.0;
+  int64_t steps = 0;
+  double share(int64_t step) const;
+};
+
+}  // namespace dsv2

@@ -1,0 +1,48 @@
+// One training (or evaluation) pass over a batch of sequences: forward through
+// the whole model, cross-entropy on next tokens plus the MoE balance losses,
+// and (optionally) backward into TrainWeights::grads.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/rope.h"
+#include "train/mla_train.h"
+#include "train/moe_train.h"
+#include "train/train_weights.h"
+
+namespace dsv2 {
+
+struct Batch {
+  int64_t batch = 0, seq_len = 0;
+  std::vector<int32_t> inputs, targets;  // [batch, seq_len] each; target -1 = ignored
+  std::vector<uint8_t> droppable;        // per sequence: may its tokens be dropped (token dropping)
+};
+
+struct StepResult {
+  double loss = 0.0;          // mean cross-entropy over counted targets (nats)
+  double objective = 0.0;     // what backward differentiates: loss + balance losses + α_seq·sequence losses
+  double balance_loss = 0.0;  // Σ over MoE layers of α1·L_exp + α2·L_dev + α3·L_comm
+  double expert_loss = 0.0, device_loss = 0.0, comm_loss = 0.0, sequence_loss = 0.0;  // unweighted, mean over layers
+  double max_violation = 0.0;  // mean over MoE layers
+  double dropped_share = 0.0;
+  int64_t targets = 0;
+  std::vector<std::vector<int64_t>> selected;  // per MoE layer (in layer order), per expert
+  std::vector<double> token_losses;            // per target (when asked), in nats
+};
+
+class TrainingModel {
+ public:
+  TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options);
+
+  // training: token dropping on. backward: accumulate gradients of
+  // loss + balance_loss + α_seq·sequence_loss into weights.grads.
+  StepResult run(const Batch& batch, bool training, bool backward, bool keep_token_losses = false);
+
+ private:
+  TrainWeights& tw_;
+  MoeTrainingOptions options_;
+  Rope rope_;
+};
+
+}  // namespace dsv2
