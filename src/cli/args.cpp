@@ -45,6 +45,7 @@ Args::Args(int argc, char** argv, std::string usage, std::vector<OptionSpec> spe
       if (i + 1 >= argc) throw UsageError("option --" + spec->name + " needs a value");
       values_[spec->name] = argv[++i];
     }
+    all_values_[spec->name].push_back(values_[spec->name]);
   }
 }
 
@@ -68,6 +69,12 @@ bool Args::print_help_if_requested() const {
 std::string Args::get(const std::string& name, const std::string& fallback) const {
   auto it = values_.find(name);
   return it == values_.end() ? fallback : it->second;
+}
+
+const std::vector<std::string>& Args::get_all(const std::string& name) const {
+  static const std::vector<std::string> none;
+  auto it = all_values_.find(name);
+  return it == all_values_.end() ? none : it->second;
 }
 
 std::string Args::require(const std::string& name) const {

@@ -29,6 +29,8 @@ class Args {
   std::string help_text() const;
   bool has(const std::string& name) const { return values_.count(name) > 0; }
   std::string get(const std::string& name, const std::string& fallback = "") const;
+  // Every value given for a repeatable option, in order.
+  const std::vector<std::string>& get_all(const std::string& name) const;
   std::string require(const std::string& name) const;
   long long get_int(const std::string& name, long long fallback) const;
   double get_double(const std::string& name, double fallback) const;
@@ -38,6 +40,7 @@ class Args {
   std::string usage_;
   std::vector<OptionSpec> specs_;
   std::map<std::string, std::string> values_;
+  std::map<std::string, std::vector<std::string>> all_values_;
   std::vector<std::string> positional_;
   bool help_ = false;
 };

@@ -18,6 +18,9 @@ int run_generate(int argc, char** argv);
 int run_tokenize(int argc, char** argv);
 int run_detokenize(int argc, char** argv);
 int run_tokenizer(int argc, char** argv);
+int run_train(int argc, char** argv);
+int run_eval(int argc, char** argv);
+int run_pretokenize(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};

@@ -24,6 +24,9 @@ constexpr Command kCommands[] = {
     {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", dsv2::cli::run_detokenize, "token ids -> text"},
     {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary"},
+    {"train", dsv2::cli::run_train, "train a DeepSeek-V2-architecture model from scratch"},
+    {"eval", dsv2::cli::run_eval, "loss, perplexity and bits per byte of a model on text files"},
+    {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train"},
 };
 
 void print_usage(std::FILE* out) {

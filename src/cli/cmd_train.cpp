@@ -1,0 +1,204 @@
+// dsv2 train / eval / pretokenize.
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "io/checkpoint.h"
+#include "model/model.h"
+#include "train/data.h"
+#include "train/presets.h"
+#include "train/trainer.h"
+#include "train/weights_io.h"
+
+namespace dsv2::cli {
+
+namespace {
+
+TokenData load_data(const Args& args, const Tokenizer& tokenizer, double validation_share) {
+  std::vector<std::string> files = args.get_all("data");
+  for (const auto& p : args.positional()) files.push_back(p);
+  if (files.empty()) throw UsageError("no training data: give --data FILE...");
+  if (files.size() == 1 && files[0].size() > 4 && files[0].substr(files[0].size() - 4) == ".bin") return load_token_data(files[0]);
+  return tokenize_files(files, tokenizer, validation_share);
+}
+
+}  // namespace
+
+int run_train(int argc, char** argv) {
+  Args args(argc, argv,
+            "dsv2 train (--model-config FILE | --preset NAME) --tokenizer FILE|DIR --data FILE... --out DIR [--steps N] "
+            "[--seq-len N] [--batch-tokens N] [--lr X] [--resume]",
+            {{"model-config", 0, true, "FILE      config.json of the model to train (Hugging Face fields)"},
+             {"preset", 0, true, "NAME      a built-in shape: tiny, small, small-dense"},
+             {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
+             {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
+             {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
+             {"steps", 0, true, "N         optimizer steps (default 1000)"},
+             {"seq-len", 0, true, "N         tokens per sequence (default 256)"},
+             {"batch-tokens", 0, true, "N         tokens per step (default 8192)"},
+             {"lr", 0, true, "X         peak learning rate (default 4.2e-4)"},
+             {"warmup", 0, true, "N         warm-up steps (default 2000 or 10% of steps if fewer)"},
+             {"schedule", 0, true, "KIND      step (x0.316 at 60% and 90%, default), cosine or constant"},
+             {"batch-ramp", 0, true, "S,N       start at share S of the batch, reach all of it after N steps"},
+             {"init-std", 0, true, "X         init standard deviation (default 0.006)"},
+             {"seed", 0, true, "N         seed for init and data order (default 1)"},
+             {"validation-share", 0, true, "X         share of each file held out (default 0.02)"},
+             {"alpha1", 0, true, "X         expert-level balance loss weight (V2: 0.003)"},
+             {"alpha2", 0, true, "X         device-level balance loss weight (V2: 0.05)"},
+             {"alpha3", 0, true, "X         communication balance loss weight (V2: 0.02)"},
+             {"devices", 0, true, "D         spread routed experts over D groups (default 1)"},
+             {"device-limit", 0, true, "M         route each token to experts on at most M devices"},
+             {"capacity-factor", 0, true, "X         token dropping: per-device budget (V2: 1.0; default off)"},
+             {"never-drop", 0, true, "X         share of sequences never dropped (default 0.1)"},
+             {"bias-update", 0, true, "X         V3 aux-loss-free balancing speed (e.g. 0.001; needs noaux_tc)"},
+             {"sequence-alpha", 0, true, "X         V3 sequence-wise balance loss weight (e.g. 1e-4)"},
+             {"eval-every", 0, true, "N         validation every N steps (default 100)"},
+             {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
+             {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
+             {"resume", 0, false, "          continue from the last checkpoint in --out"},
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
+  apply_thread_option(args);
+  const auto tokenizer = Tokenizer::load(args.require("tokenizer"));
+  Config config;
+  if (args.has("model-config") == args.has("preset")) throw UsageError("give exactly one of --model-config and --preset");
+  if (args.has("preset")) {
+    config = preset_config(args.get("preset"), tokenizer->vocab_size());
+  } else {
+    config = load_config(args.get("model-config"));
+    if (config.vocab_size < tokenizer->vocab_size())
+      throw Error(args.get("model-config") + ": vocab_size " + std::to_string(config.vocab_size) +
+                  " is smaller than the tokenizer's " + std::to_string(tokenizer->vocab_size()));
+  }
+  TrainerOptions o;
+  o.out_dir = args.require("out");
+  const std::string tok_path = args.get("tokenizer");
+  o.tokenizer_dir = std::filesystem::is_directory(tok_path) ? tok_path : std::filesystem::path(tok_path).parent_path().string();
+  o.steps = args.get_int("steps", 1000);
+  o.seq_len = args.get_int("seq-len", 256);
+  o.batch_tokens = args.get_int("batch-tokens", 8192);
+  o.lr.peak = args.get_double("lr", 4.2e-4);
+  o.lr.warmup_steps = args.get_int("warmup", std::min<int64_t>(2000, o.steps / 10));
+  o.lr.kind = args.get("schedule", "step");
+  if (o.lr.kind != "step" && o.lr.kind != "cosine" && o.lr.kind != "constant") throw UsageError("option --schedule: step, cosine or constant");
+  if (args.has("batch-ramp")) {
+    const std::string v = args.get("batch-ramp");
+    const auto comma = v.find(',');
+    if (comma == std::string::npos) throw UsageError("option --batch-ramp: expected S,N");
+    o.ramp.start = std::stod(v.substr(0, comma));
+    o.ramp.steps = std::stoll(v.substr(comma + 1));
+  }
+  o.init_std = static_cast<float>(args.get_double("init-std", 0.006));
+  o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
+  o.moe.alpha_expert = args.get_double("alpha1", 0.0);
+  o.moe.alpha_device = args.get_double("alpha2", 0.0);
+  o.moe.alpha_comm = args.get_double("alpha3", 0.0);
+  o.moe.devices = args.get_int("devices", 1);
+  o.moe.capacity_factor = args.get_double("capacity-factor", 0.0);
+  o.never_drop_share = args.get_double("never-drop", 0.1);
+  o.moe.bias_update_speed = args.get_double("bias-update", 0.0);
+  o.moe.alpha_sequence = args.get_double("sequence-alpha", 0.0);
+  o.eval_every = args.get_int("eval-every", 100);
+  o.checkpoint_every = args.get_int("checkpoint-every", 100);
+  o.save_bf16 = args.has("save-bf16");
+  o.resume = args.has("resume");
+  if (o.steps < 1 || o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --steps >= 1, --seq-len >= 2, --batch-tokens >= --seq-len");
+  if (o.moe.devices < 1 || (config.n_routed_experts && config.n_routed_experts % o.moe.devices))
+    throw UsageError("option --devices: must divide the number of routed experts");
+  if (args.has("device-limit")) {
+    const long long m = args.get_int("device-limit", 0);
+    if (m < 1 || m > o.moe.devices) throw UsageError("option --device-limit: must be between 1 and --devices");
+    config.topk_method = "group_limited_greedy";  // one group per device: V2's device-limited routing
+    config.n_group = o.moe.devices;
+    config.topk_group = m;
+  }
+  if (o.moe.bias_update_speed > 0 && config.topk_method != "noaux_tc")
+    throw UsageError("option --bias-update: the model's topk_method must be noaux_tc");
+  // Validate the final config exactly as loading it would.
+  config = parse_config(config_json(config), "model config");
+  const TokenData data = load_data(args, *tokenizer, args.get_double("validation-share", 0.02));
+  std::fprintf(stderr, "training on %zu tokens (%.1f MB), validating on %zu\n", data.train.tokens.size(),
+               data.train.bytes / 1e6, data.validation.tokens.size());
+  const double val = train(config, data, o);
+  if (!std::isnan(val)) std::printf("final validation loss %.4f (perplexity %.2f)\n", val, std::exp(val));
+  return 0;
+}
+
+int run_pretokenize(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 pretokenize --tokenizer FILE|DIR --out FILE.bin [--validation-share X] FILE...",
+            {{"tokenizer", 0, true, "PATH      tokenizer.json or its directory"},
+             {"out", 'o', true, "FILE      the token file to write (.bin)"},
+             {"validation-share", 0, true, "X         share of each file held out (default 0.02)"}});
+  if (args.print_help_if_requested()) return 0;
+  const auto tokenizer = Tokenizer::load(args.require("tokenizer"));
+  if (args.positional().empty()) throw UsageError("no input files");
+  const TokenData data = tokenize_files(args.positional(), *tokenizer, args.get_double("validation-share", 0.02));
+  save_token_data(data, args.require("out"));
+  std::printf("%zu training and %zu validation tokens -> %s\n", data.train.tokens.size(), data.validation.tokens.size(),
+              args.get("out").c_str());
+  return 0;
+}
+
+int run_eval(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 eval -m DIR FILE... [--seq-len N] [--max-tokens N] [--json]",
+            {kModelOption,
+             {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
+             {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
+             {"json", 0, false, "          one JSON object per file and for the total"},
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
+  apply_thread_option(args);
+  const std::string dir = args.require("model");
+  if (args.positional().empty()) throw UsageError("no files to evaluate");
+  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
+  const auto tokenizer = Tokenizer::load(dir);
+  Model model(dir);
+  const int64_t seq_len = args.get_int("seq-len", 256), max_tokens = args.get_int("max-tokens", 0);
+  if (seq_len < 2) throw UsageError("option --seq-len: must be at least 2");
+  const int64_t vocab = model.config().vocab_size;
+  double total_nats = 0.0;
+  int64_t total_tokens = 0, total_bytes = 0;
+  std::vector<float> logits(seq_len * vocab);
+  auto report = [&](const std::string& name, double nats, int64_t tokens, int64_t bytes) {
+    const double loss = tokens ? nats / tokens : 0.0, bpb = bytes ? nats / std::log(2.0) / bytes : 0.0;
+    if (args.has("json"))
+      std::printf("%s\n", nlohmann::json({{"file", name}, {"tokens", tokens}, {"bytes", bytes}, {"loss", loss},
+                                         {"perplexity", std::exp(loss)}, {"bits_per_byte", bpb}}).dump().c_str());
+    else
+      std::printf("%-40s tokens %9lld  loss %.4f  ppl %9.3f  bits/byte %.4f\n", name.c_str(), (long long)tokens, loss,
+                  std::exp(loss), bpb);
+  };
+  for (const auto& file : args.positional()) {
+    const std::string text = read_text_file(file);
+    const auto ids = tokenizer->encode(text, {true, false});
+    double nats = 0.0;
+    int64_t tokens = 0;
+    const int64_t limit = max_tokens > 0 ? std::min<int64_t>(max_tokens + 1, ids.size()) : static_cast<int64_t>(ids.size());
+    for (int64_t start = 0; start + 1 < limit; start += seq_len) {
+      const int64_t n = std::min<int64_t>(seq_len, limit - 1 - start);
+      LatentCache cache(model.config(), n);
+      model.forward(ids.data() + start, n, cache, AttentionPath::kAbsorbed, logits.data());
+      for (int64_t t = 0; t < n; ++t) {
+        const float* row = logits.data() + t * vocab;
+        double max = row[0], sum = 0.0;
+        for (int64_t v = 1; v < vocab; ++v) max = std::max<double>(max, row[v]);
+        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
+        nats += max + std::log(sum) - row[ids[start + t + 1]];
+      }
+      tokens += n;
+    }
+    // Bytes of the text the counted targets cover (all of it unless --max-tokens cut it short).
+    const int64_t bytes = limit == static_cast<int64_t>(ids.size())
+                              ? static_cast<int64_t>(text.size())
+                              : static_cast<int64_t>(tokenizer->decode(std::vector<int32_t>(ids.begin() + 1, ids.begin() + limit), true).size());
+    report(file, nats, tokens, bytes);
+    total_nats += nats, total_tokens += tokens, total_bytes += bytes;
+  }
+  if (args.positional().size() > 1) report("total", total_nats, total_tokens, total_bytes);
+  return 0;
+}
+
+}  // namespace dsv2::cli

@@ -1,0 +1,122 @@
+#include "train/data.h"
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "core/error.h"
+#include "io/atomic_file.h"
+#include "io/checkpoint.h"
+#include "tokenizer/tokenizer.h"
+
+namespace dsv2 {
+
+namespace {
+constexpr char kMagic[8] = {'D', 'S', 'V', '2', 'T', 'O', 'K', '1'};
+}
+
+TokenData tokenize_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, double validation_share) {
+  require(validation_share >= 0.0 && validation_share < 1.0, "validation share must be in [0, 1)");
+  TokenData data;
+  for (const auto& file : files) {
+    const std::string text = read_text_file(file);
+    size_t cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - validation_share));
+    if (validation_share > 0.0) {
+      const size_t newline = text.find('\n', cut);
+      cut = newline == std::string::npos ? text.size() : newline + 1;
+    } else {
+      cut = text.size();
+    }
+    for (auto [part, stream] : {std::pair{text.substr(0, cut), &data.train}, std::pair{text.substr(cut), &data.validation}}) {
+      if (part.empty()) continue;
+      const auto ids = tokenizer.encode(part, {true, false});
+      stream->tokens.insert(stream->tokens.end(), ids.begin(), ids.end());
+      stream->bytes += static_cast<int64_t>(part.size());
+    }
+  }
+  return data;
+}
+
+void save_token_data(const TokenData& data, const std::string& path) {
+  AtomicFile out(path);
+  out.write(kMagic, sizeof kMagic);
+  for (const TokenStream* s : {&data.train, &data.validation}) {
+    const int64_t header[2] = {static_cast<int64_t>(s->tokens.size()), s->bytes};
+    out.write(header, sizeof header);
+    out.write(s->tokens.data(), s->tokens.size() * sizeof(int32_t));
+  }
+  out.commit();
+}
+
+TokenData load_token_data(const std::string& path) {
+  const std::string bytes = read_text_file(path);
+  require(bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0,
+          path + ": not a dsv2 token file (made by 'dsv2 pretokenize')");
+  TokenData data;
+  size_t pos = sizeof kMagic;
+  for (TokenStream* s : {&data.train, &data.validation}) {
+    int64_t header[2];
+    require(bytes.size() >= pos + sizeof header, path + ": truncated");
+    std::memcpy(header, bytes.data() + pos, sizeof header);
+    pos += sizeof header;
+    require(header[0] >= 0 && header[1] >= 0 && bytes.size() - pos >= static_cast<size_t>(header[0]) * sizeof(int32_t),
+            path + ": truncated or corrupt token counts");
+    s->tokens.resize(static_cast<size_t>(header[0]));
+    std::memcpy(s->tokens.data(), bytes.data() + pos, s->tokens.size() * sizeof(int32_t));
+    pos += s->tokens.size() * sizeof(int32_t);
+    s->bytes = header[1];
+  }
+  return data;
+}
+
+BatchSampler::BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share)
+    : stream_(stream), rng_(seed), never_drop_share_(never_drop_share) {}
+
+Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
+  const int64_t available = static_cast<int64_t>(stream_.tokens.size()) - seq_len - 1;
+  require(available > 0, "training data has " + std::to_string(stream_.tokens.size()) + " tokens, fewer than seq_len + 1");
+  Batch b;
+  b.batch = sequences;
+  b.seq_len = seq_len;
+  for (int64_t s = 0; s < sequences; ++s) {
+    const int64_t start = static_cast<int64_t>(rng_() % static_cast<uint64_t>(available + 1));
+    const int32_t* p = stream_.tokens.data() + start;
+    b.inputs.insert(b.inputs.end(), p, p + seq_len);
+    b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
+    // ~never_drop_share of sequences are exempt from token dropping (DeepSeek-V2 §3.1.3 keeps ~10%).
+    const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
+    b.droppable.push_back(u >= never_drop_share_ ? 1 : 0);
+  }
+  return b;
+}
+
+std::string BatchSampler::state() const {
+  std::ostringstream ss;
+  ss << rng_;
+  return ss.str();
+}
+
+void BatchSampler::set_state(const std::string& state) {
+  std::istringstream ss(state);
+  ss >> rng_;
+  require(!ss.fail(), "corrupt data-sampler state in the checkpoint");
+}
+
+std::vector<Batch> evaluation_batches(const TokenStream& stream, int64_t seq_len, int64_t per_batch, int64_t max_batches) {
+  std::vector<Batch> batches;
+  const int64_t windows = (static_cast<int64_t>(stream.tokens.size()) - 1) / seq_len;
+  for (int64_t w = 0; w < windows && static_cast<int64_t>(batches.size()) < max_batches;) {
+    Batch b;
+    b.seq_len = seq_len;
+    for (; b.batch < per_batch && w < windows; ++w, ++b.batch) {
+      const int32_t* p = stream.tokens.data() + w * seq_len;
+      b.inputs.insert(b.inputs.end(), p, p + seq_len);
+      b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
+      b.droppable.push_back(0);
+    }
+    batches.push_back(std::move(b));
+  }
+  return batches;
+}
+
+}  // namespace dsv2

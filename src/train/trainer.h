@@ -1,0 +1,47 @@
+// The training loop: batches -> forward/backward -> clip -> AdamW, with the
+// learning-rate schedule, batch-size ramp, aux-loss-free bias updates,
+// validation, a JSONL metrics log, a progress line on a TTY, and checkpoints
+// that resume bit-identically (same thread count) after a crash at any moment.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "train/data.h"
+#include "train/moe_train.h"
+#include "train/optimizer.h"
+
+namespace dsv2 {
+
+struct TrainerOptions {
+  std::string out_dir;
+  std::string tokenizer_dir;  // copied next to the model so the output is a complete model directory
+  int64_t steps = 1000;
+  int64_t seq_len = 256;
+  int64_t batch_tokens = 8192;
+  LrSchedule lr;
+  BatchRamp ramp;
+  AdamWOptions adam;
+  double clip = 1.0;
+  float init_std = 0.006f;
+  uint64_t seed = 1;
+  MoeTrainingOptions moe;
+  double never_drop_share = 0.1;
+  int64_t eval_every = 100, eval_batches = 8;
+  int64_t checkpoint_every = 100;
+  bool resume = false;
+  bool save_bf16 = false;  // also write the root model.safetensors in bfloat16 at the end
+};
+
+// Trains `config` on `data`; returns the final validation loss (nats/token).
+double train(const Config& config, const TokenData& data, const TrainerOptions& options);
+
+struct EvalResult {
+  double loss = 0.0;  // nats per token
+  int64_t tokens = 0, bytes = 0;
+  double perplexity() const;
+  double bits_per_byte() const;  // total nats / ln 2 / bytes of text
+};
+
+}  // namespace dsv2
