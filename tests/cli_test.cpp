@@ -40,6 +40,7 @@ TEST(Cli, HelpAndUnknownCommand) {
   expect_one_line_error(run_dsv2("frobnicate"), 2, "unknown command 'frobnicate'");
   expect_one_line_error(run_dsv2("logits -m x --bogus 1"), 2, "unknown option '--bogus'");
   expect_one_line_error(run_dsv2("logits -m x -o y"), 2, "--ids");
+  expect_one_line_error(run_dsv2("generate -m x"), 2, "--prompt");
 }
 
 TEST(Cli, InfoReportsArchitectureAndCache) {
@@ -120,7 +121,6 @@ TEST(Cli, TokenizerErrors) {
   test::write_bytes(dir.path("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0}, \"merges\": [\"a b\"]}}");
   expect_one_line_error(test::run_dsv2("tokenize --tokenizer " + dir.path() + " --text hi"), 1, "model.merges[0]");
   expect_one_line_error(test::run_dsv2("tokenize --tokenizer " + dir.path("missing.json") + " --text hi"), 1, "missing.json");
-  expect_one_line_error(test::run_dsv2("tokenize --text hi"), 2, "--tokenizer");
   expect_one_line_error(test::run_dsv2("detokenize --tokenizer " + test::fixture("tokenizers/deepseek_v2") + " --ids 99999"),
                         1, "token id 99999");
 }

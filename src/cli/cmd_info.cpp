@@ -34,7 +34,7 @@ std::string bytes(double value) { return with_unit(value, true); }
 int run_info(int argc, char** argv) {
   Args args(argc, argv, "dsv2 info -m DIR", {kModelOption});
   if (args.print_help_if_requested()) return 0;
-  const std::string dir = args.require("model");
+  const std::string dir = model_dir_option(args);
   const Config c = load_config(dir);
   const Checkpoint checkpoint(dir);
   // Validates every tensor exactly as inference would.

@@ -22,7 +22,7 @@ int run_logits(int argc, char** argv) {
              kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
-  const std::string dir = args.require("model"), output = args.require("output");
+  const std::string dir = model_dir_option(args), output = args.require("output");
   const std::unique_ptr<Tokenizer> tokenizer = args.has("prompt") && Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
   const std::vector<int32_t> ids = prompt_ids(args, tokenizer.get());
   const auto total = static_cast<int64_t>(ids.size());

@@ -12,8 +12,8 @@ namespace dsv2::cli {
 
 std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args) {
   if (args.has("tokenizer")) return Tokenizer::load(args.get("tokenizer"));
-  if (args.has("model")) {
-    const std::string dir = args.get("model");
+  if (args.has("model") || !args.has("tokenizer")) {
+    const std::string dir = model_dir_option(args);
     if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
     return Tokenizer::load(dir);
   }

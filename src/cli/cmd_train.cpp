@@ -151,7 +151,7 @@ int run_eval(int argc, char** argv) {
              kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
-  const std::string dir = args.require("model");
+  const std::string dir = model_dir_option(args);
   if (args.positional().empty()) throw UsageError("no files to evaluate");
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "model/mla.h"
+#include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv2::cli {
@@ -21,6 +22,7 @@ int run_tokenizer(int argc, char** argv);
 int run_train(int argc, char** argv);
 int run_eval(int argc, char** argv);
 int run_pretokenize(int argc, char** argv);
+int run_chat(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
@@ -28,6 +30,9 @@ inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      attention path: 
 inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
 
 // Shared option helpers.
+// -m DIR, else $DSV2_MODEL, else the model shipped in the source tree (models/dsv2-mini).
+std::string model_dir_option(const Args& args);
+SamplingOptions parse_sampling(const Args& args, float default_temperature);
 AttentionPath parse_attention_path(const std::string& value);
 void apply_thread_option(const Args& args);
 // The tokenizer named by --tokenizer, or the one in -m DIR.

@@ -2,7 +2,9 @@
 // one-line reason on stderr and 1 (bad input or failure) or 2 (bad usage).
 #include <cstdio>
 #include <cstring>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 
 #include "cli/commands.h"
@@ -21,6 +23,7 @@ constexpr Command kCommands[] = {
     {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model"},
     {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file"},
     {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt"},
+    {"chat", dsv2::cli::run_chat, "interactive chat in the terminal"},
     {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", dsv2::cli::run_detokenize, "token ids -> text"},
     {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary"},
@@ -43,6 +46,15 @@ AttentionPath parse_attention_path(const std::string& value) {
   if (value == "naive") return AttentionPath::kNaive;
   if (value == "absorbed") return AttentionPath::kAbsorbed;
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+}
+
+std::string model_dir_option(const Args& args) {
+  if (args.has("model")) return args.get("model");
+  if (const char* env = std::getenv("DSV2_MODEL"); env && *env) return env;
+#ifdef DSV2_DEFAULT_MODEL
+  if (std::filesystem::is_directory(DSV2_DEFAULT_MODEL)) return DSV2_DEFAULT_MODEL;
+#endif
+  throw UsageError("no model: give -m DIR (or set DSV2_MODEL)");
 }
 
 std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer) {

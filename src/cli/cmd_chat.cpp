@@ -1,0 +1,88 @@
+// dsv2 chat: an interactive conversation in the terminal, streamed, in
+// DeepSeek-V2-Chat's format. The latent cache keeps the conversation so each
+// turn only prefills what is new.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "runtime/chat_format.h"
+#include "runtime/generator.h"
+
+namespace dsv2::cli {
+
+int run_chat(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 chat [-m DIR] [--system TEXT] [-n N] [--temperature T] [--top-p P] [--seed S]",
+            {kModelOption,
+             {"system", 0, true, "TEXT      a system message that starts the conversation"},
+             {"n", 'n', true, "N         at most N tokens per reply (default 256)"},
+             {"temperature", 0, true, "T         sampling temperature, 0 = greedy (default 0.7)"},
+             {"top-p", 0, true, "P         nucleus sampling threshold (default 0.95)"},
+             {"top-k", 0, true, "K         sample among the K most likely tokens (default 0 = all)"},
+             {"seed", 0, true, "S         random seed (default 0)"},
+             {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096)"},
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
+  apply_thread_option(args);
+  const std::string dir = model_dir_option(args);
+  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": chat needs tokenizer.json in the model directory");
+  const auto tokenizer = Tokenizer::load(dir);
+  Model model(dir);
+  GenerationOptions options;
+  options.max_tokens = args.get_int("n", 256);
+  options.sampling = parse_sampling(args, 0.7f);
+  if (!args.has("top-p")) options.sampling.top_p = 0.95f;
+  options.stop_ids = model.config().eos_token_ids;
+  if (tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
+  const int64_t ctx = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
+  if (ctx < 16) throw UsageError("option --ctx: too small");
+  LatentCache cache(model.config(), ctx);
+  const std::string bos = tokenizer->bos_id() >= 0 ? tokenizer->id_to_token(tokenizer->bos_id()) : "";
+  const std::string eos = tokenizer->eos_id() >= 0 ? tokenizer->id_to_token(tokenizer->eos_id()) : "";
+
+  std::vector<ChatMessage> messages;
+  if (args.has("system")) messages.push_back({"system", args.get("system")});
+  std::vector<int32_t> in_cache;  // the tokens the cache holds
+  const bool tty = ::isatty(STDIN_FILENO);
+  if (tty) std::fprintf(stderr, "dsv2 chat with %s — an empty line or Ctrl-D ends it.\n", dir.c_str());
+  std::string line;
+  while (true) {
+    if (tty) std::fprintf(stderr, "\n> ");
+    if (!std::getline(std::cin, line) || line.empty()) break;
+    messages.push_back({"user", line});
+    const std::string text = render_deepseek_chat(messages, bos, eos, true);
+    std::vector<int32_t> prompt = tokenizer->encode(text, {false, true});
+    if (static_cast<int64_t>(prompt.size()) + options.max_tokens > ctx) {
+      std::fprintf(stderr, "(the conversation is longer than the context of %lld tokens; starting over)\n", (long long)ctx);
+      messages.erase(messages.begin() + (args.has("system") ? 1 : 0), messages.end() - 1);
+      prompt = tokenizer->encode(render_deepseek_chat(messages, bos, eos, true), {false, true});
+      in_cache.clear();
+      if (static_cast<int64_t>(prompt.size()) + options.max_tokens > ctx) throw Error("the message alone exceeds the context");
+    }
+    StreamDecoder stream(*tokenizer);
+    std::string reply;
+    const auto generated = generate(model, cache, prompt, common_prefix(in_cache, prompt), options, [&](int32_t id) {
+      if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) return true;
+      const std::string piece = stream.push(id);
+      reply += piece;
+      std::fwrite(piece.data(), 1, piece.size(), stdout);
+      std::fflush(stdout);
+      return true;
+    });
+    const std::string rest = stream.finish();
+    reply += rest;
+    std::printf("%s\n", rest.c_str());
+    std::fflush(stdout);
+    in_cache = prompt;
+    in_cache.insert(in_cache.end(), generated.begin(), generated.end() - (generated.empty() ? 0 : 1));
+    size_t start = reply.find_first_not_of(' ');
+    messages.push_back({"assistant", start == std::string::npos ? "" : reply.substr(start)});
+  }
+  return 0;
+}
+
+}  // namespace dsv2::cli
