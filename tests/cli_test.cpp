@@ -139,5 +139,32 @@ TEST(Cli, GenerateFromATextPrompt) {
   EXPECT_EQ(text.out, test::run_dsv2("generate -m " + model + " --prompt 'Alice was' -n 10 --temperature 0 --ignore-eos").out);
 }
 
+TEST(Cli, EvalHeldOutCoversOnlyTheValidationTail) {
+  // 50 lines of 10 bytes; 3% held out: byte 485 falls in line 48, so the tail
+  // starts after that line's newline, at byte 490.
+  test::TempDir tmp;
+  std::string text;
+  for (int i = 0; i < 50; ++i) text += "line " + std::to_string(1000 + i) + "\n";
+  test::write_bytes(tmp.path("t.txt"), text);
+  const std::string model = test::fixture("v2_lite");
+  const auto all = run_dsv2("eval -m " + model + " --json " + tmp.path("t.txt"));
+  const auto tail = run_dsv2("eval -m " + model + " --json --held-out 0.03 " + tmp.path("t.txt"));
+  ASSERT_EQ(all.exit_code, 0) << all.err;
+  ASSERT_EQ(tail.exit_code, 0) << tail.err;
+  EXPECT_EQ(nlohmann::json::parse(all.out)["bytes"], 500);
+  EXPECT_EQ(nlohmann::json::parse(tail.out)["bytes"], 10);
+  expect_one_line_error(run_dsv2("eval -m " + model + " --held-out 1.5 " + tmp.path("t.txt")), 2, "--held-out");
+}
+
+TEST(Cli, QuantizeWritesALoadableModel) {
+  test::TempDir tmp;
+  const auto r = run_dsv2("quantize -m " + fixture("v3_fp8_yarn") + " -o " + tmp.path("bf16") + " --type bf16");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto info = run_dsv2("info -m " + tmp.path("bf16"));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  EXPECT_NE(info.out.find("BF16"), std::string::npos) << info.out;
+  expect_one_line_error(run_dsv2("quantize -m " + fixture("v2_lite") + " -o " + tmp.path("x") + " --type q9"), 2, "q9");
+}
+
 }  // namespace
 }  // namespace dsv2

@@ -143,8 +143,9 @@ int run_pretokenize(int argc, char** argv) {
 }
 
 int run_eval(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 eval -m DIR FILE... [--seq-len N] [--max-tokens N] [--json]",
+  Args args(argc, argv, "dsv2 eval -m DIR FILE... [--held-out X] [--seq-len N] [--max-tokens N] [--json]",
             {kModelOption,
+             {"held-out", 0, true, "X         evaluate only the last X of each file, split as 'dsv2 train --validation-share X' splits it"},
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
              {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
              {"json", 0, false, "          one JSON object per file and for the total"},
@@ -171,8 +172,11 @@ int run_eval(int argc, char** argv) {
       std::printf("%-40s tokens %9lld  loss %.4f  ppl %9.3f  bits/byte %.4f\n", name.c_str(), (long long)tokens, loss,
                   std::exp(loss), bpb);
   };
+  const double held_out = args.get_double("held-out", 0.0);
+  if (!(held_out >= 0.0 && held_out < 1.0)) throw UsageError("option --held-out: must be in [0, 1)");
   for (const auto& file : args.positional()) {
-    const std::string text = read_text_file(file);
+    std::string text = read_text_file(file);
+    if (held_out > 0.0) text.erase(0, validation_cut(text, held_out));
     const auto ids = tokenizer->encode(text, {true, false});
     double nats = 0.0;
     int64_t tokens = 0;

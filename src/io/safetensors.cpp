@@ -116,24 +116,53 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const {
   return it == by_name_.end() ? nullptr : &tensors_[it->second];
 }
 
-void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+uint64_t TensorSpec::nbytes() const {
+  uint64_t n = dtype_size(dtype);
+  for (int64_t d : shape) n *= static_cast<uint64_t>(d);
+  return n;
+}
+
+SafetensorsWriter::SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs) : specs_(std::move(specs)) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   header["__metadata__"] = {{"format", "pt"}};
-  uint64_t offset = 0;
-  for (const auto& t : tensors) {
-    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + t.nbytes}}};
-    offset += t.nbytes;
+  for (const auto& t : specs_) {
+    const uint64_t n = t.nbytes();
+    header[t.name] = {{"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {expected_, expected_ + n}}};
+    expected_ += n;
   }
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');  // keep tensor data 8-byte aligned
-  AtomicFile out(path);
+  out_ = std::make_unique<AtomicFile>(path);
   uint8_t len_bytes[8];
-  uint64_t len = header_text.size();
+  const uint64_t len = header_text.size();
   for (int i = 0; i < 8; ++i) len_bytes[i] = static_cast<uint8_t>(len >> (8 * i));
-  out.write(len_bytes, 8);
-  out.write(header_text.data(), header_text.size());
-  for (const auto& t : tensors) out.write(t.data, t.nbytes);
-  out.commit();
+  out_->write(len_bytes, 8);
+  out_->write(header_text.data(), header_text.size());
+}
+
+SafetensorsWriter::~SafetensorsWriter() = default;
+
+void SafetensorsWriter::append(const void* data, uint64_t nbytes) {
+  if (written_ + nbytes > expected_) throw Error("safetensors writer: more tensor bytes than the header declares");
+  out_->write(data, nbytes);
+  written_ += nbytes;
+}
+
+void SafetensorsWriter::commit() {
+  if (written_ != expected_)
+    throw Error("safetensors writer: " + std::to_string(written_) + " of " + std::to_string(expected_) + " tensor bytes written");
+  out_->commit();
+}
+
+void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors) {
+  std::vector<TensorSpec> specs;
+  for (const auto& t : tensors) {
+    specs.push_back({t.name, t.dtype, t.shape});
+    if (specs.back().nbytes() != t.nbytes) throw Error(path + ": tensor '" + t.name + "' byte count does not match its shape");
+  }
+  SafetensorsWriter writer(path, std::move(specs));
+  for (const auto& t : tensors) writer.append(t.data, t.nbytes);
+  writer.commit();
 }
 
 }  // namespace dsv2

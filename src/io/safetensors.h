@@ -16,6 +16,8 @@
 
 namespace dsv2 {
 
+class AtomicFile;
+
 struct TensorInfo {
   std::string name;
   DType dtype;
@@ -55,5 +57,27 @@ struct TensorToWrite {
   uint64_t nbytes;
 };
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors);
+
+// The same file written tensor by tensor, for models too large to hold twice
+// in memory: the header is written from the declared (name, dtype, shape)
+// list, then append() must deliver each tensor's bytes in that order.
+struct TensorSpec {
+  std::string name;
+  DType dtype;
+  std::vector<int64_t> shape;
+  uint64_t nbytes() const;
+};
+class SafetensorsWriter {
+ public:
+  SafetensorsWriter(const std::string& path, std::vector<TensorSpec> specs);
+  ~SafetensorsWriter();
+  void append(const void* data, uint64_t nbytes);  // the next tensor, whole, or a piece of it
+  void commit();                                   // every byte delivered, then rename into place
+
+ private:
+  std::vector<TensorSpec> specs_;
+  uint64_t expected_ = 0, written_ = 0;
+  std::unique_ptr<AtomicFile> out_;
+};
 
 }  // namespace dsv2

@@ -15,18 +15,19 @@ namespace {
 constexpr char kMagic[8] = {'D', 'S', 'V', '2', 'T', 'O', 'K', '1'};
 }
 
-TokenData tokenize_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, double validation_share) {
+size_t validation_cut(const std::string& text, double validation_share) {
   require(validation_share >= 0.0 && validation_share < 1.0, "validation share must be in [0, 1)");
+  if (validation_share == 0.0) return text.size();
+  const size_t cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - validation_share));
+  const size_t newline = text.find('\n', cut);
+  return newline == std::string::npos ? text.size() : newline + 1;
+}
+
+TokenData tokenize_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, double validation_share) {
   TokenData data;
   for (const auto& file : files) {
     const std::string text = read_text_file(file);
-    size_t cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - validation_share));
-    if (validation_share > 0.0) {
-      const size_t newline = text.find('\n', cut);
-      cut = newline == std::string::npos ? text.size() : newline + 1;
-    } else {
-      cut = text.size();
-    }
+    const size_t cut = validation_cut(text, validation_share);
     for (auto [part, stream] : {std::pair{text.substr(0, cut), &data.train}, std::pair{text.substr(cut), &data.validation}}) {
       if (part.empty()) continue;
       const auto ids = tokenizer.encode(part, {true, false});

@@ -23,6 +23,10 @@ struct TokenData {
   TokenStream train, validation;
 };
 
+// Where a file's validation part begins: the first line boundary after the
+// first (1 - validation_share) of its bytes (the end of the text for share 0).
+size_t validation_cut(const std::string& text, double validation_share);
+
 // Each file is split at a line boundary: its last `validation_share` of bytes
 // go to validation. Every file starts with BOS (if the tokenizer has one).
 TokenData tokenize_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, double validation_share);
