@@ -45,18 +45,17 @@ double clip_grad_norm(TrainWeights& weights, double max_norm) {
   return norm;
 }
 
-double LrSchedule::at(int64_t step, int64_t total) const {
+double LrSchedule::at(int64_t step, int64_t total, double token_progress) const {
   if (warmup_steps > 0 && step < warmup_steps) return peak * static_cast<double>(step + 1) / warmup_steps;
   if (kind == "constant") return peak;
-  const double progress = total > 0 ? static_cast<double>(step) / total : 0.0;
   if (kind == "cosine") {
     const double span = std::max<int64_t>(1, total - warmup_steps);
     const double t = std::clamp(static_cast<double>(step - warmup_steps) / span, 0.0, 1.0);
     return peak * (min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + std::cos(M_PI * t)));
   }
   double lr = peak;
-  if (progress >= 0.6) lr *= decay;
-  if (progress >= 0.9) lr *= decay;
+  if (token_progress >= 0.6) lr *= decay;
+  if (token_progress >= 0.9) lr *= decay;
   return lr;
 }
 

@@ -39,9 +39,11 @@ struct LrSchedule {
   double peak = 4.2e-4;
   int64_t warmup_steps = 2000;
   double min_ratio = 0.1;     // cosine floor as a share of the peak
-  // step: × decay at 60% and again at 90% of training.
+  // step: × decay after 60% and again after 90% of the training tokens.
   double decay = 0.316;
-  double at(int64_t step, int64_t total_steps) const;
+  // `token_progress`: the share of the run's tokens consumed before this step
+  // (differs from step / total_steps while a batch ramp is on).
+  double at(int64_t step, int64_t total_steps, double token_progress) const;
 };
 
 // Batch-size ramp: the share of the full batch used at a step (DeepSeek-V2

@@ -140,15 +140,18 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     state.sampler = sampler.state();
     save_checkpoint(o.out_dir, tw, adam, state, option_record);
   };
+  const int64_t full = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
+  auto sequences_at = [&](int64_t step) { return std::max<int64_t>(1, std::llround(full * o.ramp.share(step))); };
+  int64_t planned_tokens = 0;  // the whole run's tokens, for the step schedule's decay points
+  for (int64_t s = 0; s < o.steps; ++s) planned_tokens += sequences_at(s) * o.seq_len;
   for (; state.step < o.steps; ++state.step) {
     const auto step_start = std::chrono::steady_clock::now();
-    const int64_t full = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
-    const int64_t sequences = std::max<int64_t>(1, std::llround(full * o.ramp.share(state.step)));
+    const int64_t sequences = sequences_at(state.step);
     const Batch batch = sampler.next(sequences, o.seq_len);
     tw.zero_grads();
     const StepResult r = model.run(batch, true, true);
     const double grad_norm = clip_grad_norm(tw, o.clip);
-    const double lr = o.lr.at(state.step, o.steps);
+    const double lr = o.lr.at(state.step, o.steps, static_cast<double>(state.tokens) / static_cast<double>(planned_tokens));
     adam.step(tw, lr);
     // V3's aux-loss-free balancing: b_i += γ·sign(mean load − load_i), for selection only.
     if (o.moe.bias_update_speed > 0.0 && config.topk_method == "noaux_tc") {
