@@ -13,11 +13,18 @@ namespace dsv2 {
 
 class LatentCache {
  public:
-  LatentCache(const Config& config, int64_t capacity);
+  // Room for `capacity` tokens. With page_tokens > 0 the memory is reserved
+  // page by page as the sequence grows (a server holding many short
+  // conversations then pays for what they use); otherwise all at once.
+  LatentCache(const Config& config, int64_t capacity, int64_t page_tokens = 0);
 
   int64_t length() const { return length_; }
   int64_t capacity() const { return capacity_; }
   void set_length(int64_t length);  // e.g. 0 to start over; keeps the memory
+  // Makes rows [0, tokens) addressable (whole pages); invalidates earlier pointers.
+  void reserve(int64_t tokens);
+  int64_t reserved_tokens() const { return reserved_; }
+  int64_t reserved_bytes() const { return reserved_ * (kv_lora_rank_ + rope_dim_) * layers_ * 4; }
 
   // Rows of layer `layer`, contiguous over positions: [capacity, kv_lora_rank].
   float* latents(int64_t layer) { return latent_[layer].data(); }
@@ -30,7 +37,7 @@ class LatentCache {
   static int64_t mha_bytes_per_token(const Config& config, int64_t bytes_per_value = 4);
 
  private:
-  int64_t kv_lora_rank_, rope_dim_, capacity_, length_ = 0;
+  int64_t kv_lora_rank_, rope_dim_, layers_, capacity_, page_tokens_, reserved_ = 0, length_ = 0;
   std::vector<std::vector<float>> latent_, rope_key_;
 };
 

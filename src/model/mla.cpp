@@ -3,6 +3,7 @@
 // d_R = qk_rope_head_dim, d_v = v_head_dim, n_h = num_attention_heads.
 #include "model/mla.h"
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -30,57 +31,73 @@ void attend(float* scores, int64_t n, const float* rows, int64_t stride, int64_t
   for (int64_t s = 0; s < n; ++s) axpy(scores[s], rows + s * stride, out, width);
 }
 
-// Naive path: k_nope and v for every cached position, [k_nope ; v] per head (eq. 10-11).
-void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, int64_t tokens, int64_t start,
-                     const float* latents, const float* rope_keys, float scale, float* heads_out, Scratch& scratch) {
-  const int64_t total = start + tokens, kv_width = dm.heads * (dm.nope + dm.v);
-  float* kv = scratch.get(kExpandedKv, total * kv_width);
-  matmul(latents, total, w.kv_b_proj, kv);
-  parallel_for(tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(total);
-    for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / dm.heads, h = job % dm.heads, visible = start + t + 1;
-      const float* q_nope = q + (t * dm.heads + h) * dm.qk;
-      const float* q_rope = q_nope + dm.nope;
-      for (int64_t s = 0; s < visible; ++s) {
-        const float* k_nope = kv + s * kv_width + h * (dm.nope + dm.v);
-        scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
+// Where one batch row sits: its position and its sequence's cache rows.
+struct RowContext {
+  int64_t position;
+  float* latents;    // its cache's rows: [position + 1, d_c] visible
+  float* rope_keys;  // [position + 1, d_R]
+};
+
+// Naive path: k_nope and v for every cached position of each sequence, [k_nope ; v] per head (eq. 10-11).
+void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, const std::vector<SequenceSpan>& spans,
+                     int64_t layer, float scale, float* heads_out, Scratch& scratch) {
+  const int64_t kv_width = dm.heads * (dm.nope + dm.v);
+  for (const SequenceSpan& span : spans) {
+    const int64_t start = span.cache->length(), total = start + span.tokens;
+    const float* rope_keys = span.cache->rope_keys(layer);
+    float* kv = scratch.get(kExpandedKv, total * kv_width);
+    matmul(span.cache->latents(layer), total, w.kv_b_proj, kv);
+    parallel_for(span.tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
+      std::vector<float> scores(total);
+      for (int64_t job = begin; job < end; ++job) {
+        const int64_t t = job / dm.heads, h = job % dm.heads, visible = start + t + 1, row = span.first_row + t;
+        const float* q_nope = q + (row * dm.heads + h) * dm.qk;
+        const float* q_rope = q_nope + dm.nope;
+        for (int64_t s = 0; s < visible; ++s) {
+          const float* k_nope = kv + s * kv_width + h * (dm.nope + dm.v);
+          scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
+        }
+        attend(scores.data(), visible, kv + h * (dm.nope + dm.v) + dm.nope, kv_width, dm.v,
+               heads_out + (row * dm.heads + h) * dm.v);
       }
-      attend(scores.data(), visible, kv + h * (dm.nope + dm.v) + dm.nope, kv_width, dm.v, heads_out + (t * dm.heads + h) * dm.v);
-    }
-  });
+    });
+  }
 }
 
 // Absorbed path: q_lat = W_UKᵀ·q_nope, scores against c_kv directly, then
 // o_h = W_UV·(Σ p·c_kv). W_UK_h is rows [h(d_n+d_v), h(d_n+d_v)+d_n) of kv_b_proj,
-// W_UV_h the d_v rows after them.
-void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* q, int64_t tokens, int64_t start,
-                        const float* latents, const float* rope_keys, float scale, float* heads_out, Scratch& scratch) {
+// W_UV_h the d_v rows after them. The two absorptions run over all rows of the
+// batch at once (each kv_b_proj row is read once); only the scores need each
+// row's own cache.
+void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* q, int64_t rows,
+                        const std::vector<RowContext>& context, float scale, float* heads_out, Scratch& scratch) {
   const int64_t per_head = dm.nope + dm.v;
-  float* q_lat = scratch.get(kAbsorbedQuery, tokens * dm.heads * dm.latent);
-  float* o_lat = scratch.get(kOutputLatent, tokens * dm.heads * dm.latent);
+  float* q_lat = scratch.get(kAbsorbedQuery, rows * dm.heads * dm.latent);
+  float* o_lat = scratch.get(kOutputLatent, rows * dm.heads * dm.latent);
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
     std::vector<float> row(dm.latent);
     for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t t = 0; t < rows; ++t)
         for (int64_t c = 0; c < dm.latent; ++c) q_lat[(t * dm.heads + h) * dm.latent + c] = 0.0f;
       for (int64_t i = 0; i < dm.nope; ++i) {
         w.kv_b_proj.dequantize_row(h * per_head + i, row.data());
-        for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t t = 0; t < rows; ++t)
           axpy(q[(t * dm.heads + h) * dm.qk + i], row.data(), q_lat + (t * dm.heads + h) * dm.latent, dm.latent);
       }
     }
   });
-  const int64_t total = start + tokens;
-  parallel_for(tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(total);
+  int64_t longest = 0;
+  for (const RowContext& r : context) longest = std::max(longest, r.position + 1);
+  parallel_for(rows * dm.heads, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(longest);
     for (int64_t job = begin; job < end; ++job) {
-      const int64_t t = job / dm.heads, visible = start + t + 1;
+      const RowContext& r = context[job / dm.heads];
+      const int64_t visible = r.position + 1;
       const float* ql = q_lat + job * dm.latent;
       const float* q_rope = q + job * dm.qk + dm.nope;
       for (int64_t s = 0; s < visible; ++s)
-        scores[s] = (dot(ql, latents + s * dm.latent, dm.latent) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;
-      attend(scores.data(), visible, latents, dm.latent, dm.latent, o_lat + job * dm.latent);
+        scores[s] = (dot(ql, r.latents + s * dm.latent, dm.latent) + dot(q_rope, r.rope_keys + s * dm.rope, dm.rope)) * scale;
+      attend(scores.data(), visible, r.latents, dm.latent, dm.latent, o_lat + job * dm.latent);
     }
   });
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
@@ -88,7 +105,7 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t j = 0; j < dm.v; ++j) {
         w.kv_b_proj.dequantize_row(h * per_head + dm.nope + j, row.data());
-        for (int64_t t = 0; t < tokens; ++t)
+        for (int64_t t = 0; t < rows; ++t)
           heads_out[(t * dm.heads + h) * dm.v + j] = dot(row.data(), o_lat + (t * dm.heads + h) * dm.latent, dm.latent);
       }
   });
@@ -97,45 +114,47 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
 }  // namespace
 
 void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
-                 int64_t tokens, LatentCache& cache, AttentionPath path, float* out, Scratch& scratch) {
+                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch) {
   const Dims dm(c);
-  const int64_t start = cache.length();
   const float eps = static_cast<float>(c.rms_norm_eps);
+  std::vector<RowContext> context(rows);
+  for (const SequenceSpan& span : spans)
+    for (int64_t t = 0; t < span.tokens; ++t)
+      context[span.first_row + t] = {span.cache->length() + t, span.cache->latents(layer), span.cache->rope_keys(layer)};
 
   // Queries (eq. 12-14, 16): q = W_UQ·RMSNorm(W_DQ·h), or q = W_Q·h without compression.
   // Per head q = [q_nope (d_n) ; q_R (d_R)], RoPE on q_R.
-  float* q = scratch.get(kQuery, tokens * dm.heads * dm.qk);
+  float* q = scratch.get(kQuery, rows * dm.heads * dm.qk);
   if (c.q_lora_rank > 0) {
-    float* c_q = scratch.get(kQueryLatent, tokens * c.q_lora_rank);
-    matmul(h, tokens, w.q_a_proj, c_q);
-    rmsnorm(c_q, w.q_a_layernorm.data(), eps, tokens, c.q_lora_rank, c_q);
-    matmul(c_q, tokens, w.q_b_proj, q);
+    float* c_q = scratch.get(kQueryLatent, rows * c.q_lora_rank);
+    matmul(h, rows, w.q_a_proj, c_q);
+    rmsnorm(c_q, w.q_a_layernorm.data(), eps, rows, c.q_lora_rank, c_q);
+    matmul(c_q, rows, w.q_b_proj, q);
   } else {
-    matmul(h, tokens, w.q_proj, q);
+    matmul(h, rows, w.q_proj, q);
   }
-  for (int64_t t = 0; t < tokens; ++t) rope.apply(q + t * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, start + t);
+  for (int64_t t = 0; t < rows; ++t) rope.apply(q + t * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, context[t].position);
 
   // Keys and values (eq. 9, 15): [c_kv ; k_R] = W_DKV·h; the cache keeps
   // RMSNorm(c_kv) and RoPE(k_R), one k_R shared by all heads.
-  float* kv_a = scratch.get(kKvA, tokens * (dm.latent + dm.rope));
-  matmul(h, tokens, w.kv_a_proj_with_mqa, kv_a);
-  float* latents = cache.latents(layer);
-  float* rope_keys = cache.rope_keys(layer);
-  for (int64_t t = 0; t < tokens; ++t) {
+  float* kv_a = scratch.get(kKvA, rows * (dm.latent + dm.rope));
+  matmul(h, rows, w.kv_a_proj_with_mqa, kv_a);
+  for (int64_t t = 0; t < rows; ++t) {
     const float* row = kv_a + t * (dm.latent + dm.rope);
-    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, latents + (start + t) * dm.latent);
-    float* k_rope = rope_keys + (start + t) * dm.rope;
+    const RowContext& r = context[t];
+    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, r.latents + r.position * dm.latent);
+    float* k_rope = r.rope_keys + r.position * dm.rope;
     for (int64_t i = 0; i < dm.rope; ++i) k_rope[i] = row[dm.latent + i];
-    rope.apply(k_rope, 1, dm.rope, start + t);
+    rope.apply(k_rope, 1, dm.rope, r.position);
   }
 
   // Attention per head (eq. 17-18), then u = W_O·[o_1; ...; o_nh] (eq. 19).
-  float* heads_out = scratch.get(kHeadsOut, tokens * dm.heads * dm.v);
+  float* heads_out = scratch.get(kHeadsOut, rows * dm.heads * dm.v);
   if (path == AttentionPath::kNaive)
-    attention_naive(dm, w, q, tokens, start, latents, rope_keys, rope.softmax_scale(), heads_out, scratch);
+    attention_naive(dm, w, q, spans, layer, rope.softmax_scale(), heads_out, scratch);
   else
-    attention_absorbed(dm, w, q, tokens, start, latents, rope_keys, rope.softmax_scale(), heads_out, scratch);
-  matmul(heads_out, tokens, w.o_proj, out);
+    attention_absorbed(dm, w, q, rows, context, rope.softmax_scale(), heads_out, scratch);
+  matmul(heads_out, rows, w.o_proj, out);
 }
 
 }  // namespace dsv2

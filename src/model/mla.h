@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "core/scratch.h"
 #include "model/config.h"
@@ -16,11 +17,20 @@ enum class AttentionPath {
   kAbsorbed,  // fold W_UK into the query and W_UV into the output: K and V never exist
 };
 
-// h: [tokens, hidden] (already normalised); the tokens sit at positions
-// cache.length() .. cache.length()+tokens-1 and attend causally to everything
-// before them. Their c_kv and k_R are written into the cache (the caller
-// advances cache.length() once all layers ran). out: [tokens, hidden].
+// Consecutive tokens of one sequence inside a batch: rows [first_row,
+// first_row + tokens) of the batch, at positions cache->length() .. onwards.
+// A batch may hold several sequences (continuous batching): projections run
+// over all rows at once, attention over each sequence's own cache.
+struct SequenceSpan {
+  LatentCache* cache;
+  int64_t first_row, tokens;
+};
+
+// h: [rows, hidden] (already normalised). Every token attends causally to its
+// sequence's cached tokens and to those before it in its span. Its c_kv and
+// k_R are written into its cache, whose rows must be reserved (the caller
+// advances cache.length() once all layers ran). out: [rows, hidden].
 void mla_forward(const Config& config, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
-                 int64_t tokens, LatentCache& cache, AttentionPath path, float* out, Scratch& scratch);
+                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch);
 
 }  // namespace dsv2

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/scratch.h"
 #include "io/checkpoint.h"
@@ -32,12 +33,28 @@ class Model {
   void forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
                bool last_only = false);
 
+  // One step for several sequences at once (continuous batching): each chunk
+  // is some tokens of one sequence with its own cache. Weights are read once
+  // for all of them. Writes one logits row per chunk, for its last token.
+  struct Chunk {
+    const int32_t* ids;
+    int64_t tokens;
+    LatentCache* cache;
+  };
+  void forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits);
+
  private:
   Config config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   Weights weights_;
   Rope rope_;
   Scratch activations_, attention_scratch_, ffn_scratch_;
+  std::vector<int32_t> batch_ids_;
+  std::vector<SequenceSpan> spans_;
+
+  // Runs the layers over rows of batch_ids_ grouped in spans_; leaves the final
+  // hidden states in the residual slot and advances every cache.
+  float* run_layers(AttentionPath path);
 };
 
 }  // namespace dsv2
