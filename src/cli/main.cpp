@@ -30,6 +30,7 @@ constexpr Command kCommands[] = {
     {"train", dsv2::cli::run_train, "train a DeepSeek-V2-architecture model from scratch"},
     {"eval", dsv2::cli::run_eval, "loss, perplexity and bits per byte of a model on text files"},
     {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train"},
+    {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
     {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type"},
 };
 

@@ -1,0 +1,74 @@
+// dsv2 serve: the OpenAI-compatible HTTP server.
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model.h"
+#include "runtime/chat_format.h"
+#include "server/http_server.h"
+
+namespace dsv2::cli {
+
+namespace {
+Server* running_server = nullptr;
+void stop_on_signal(int) {
+  if (running_server) running_server->stop();
+}
+}  // namespace
+
+int run_serve(int argc, char** argv) {
+  Args args(argc, argv, "dsv2 serve [-m DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N]",
+            {kModelOption,
+             {"host", 0, true, "ADDR      address to bind (default 127.0.0.1: this machine only)"},
+             {"port", 0, true, "N         TCP port (default 8080; 0 picks a free one)"},
+             {"api-key", 0, true, "KEY       require 'Authorization: Bearer KEY' on /v1/ routes (default: $DSV2_API_KEY)"},
+             {"parallel", 0, true, "N         sequences decoded together in one batch (default 4)"},
+             {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
+             {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
+             {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
+  apply_thread_option(args);
+  const std::string dir = model_dir_option(args);
+  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": serving needs tokenizer.json in the model directory");
+  const auto tokenizer = Tokenizer::load(dir);
+  Model model(dir);
+
+  ServerOptions options;
+  options.host = args.get("host", "127.0.0.1");
+  options.port = static_cast<int>(args.get_int("port", 8080));
+  if (options.port < 0 || options.port > 65535) throw UsageError("option --port: must be in [0, 65535]");
+  const char* env_key = std::getenv("DSV2_API_KEY");
+  options.api_key = args.get("api-key", env_key ? env_key : "");
+  options.model_name = std::filesystem::path(dir).lexically_normal().filename().string();
+  if (options.model_name.empty()) options.model_name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+  options.max_body_bytes = static_cast<size_t>(args.get_int("max-body", 1 << 20));
+  options.engine.parallel = args.get_int("parallel", 4);
+  options.engine.context = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
+  options.engine.max_queue = args.get_int("queue", 64);
+  options.engine.idle_caches = options.engine.parallel;
+  if (options.engine.parallel < 1) throw UsageError("option --parallel: must be at least 1");
+  if (options.engine.context < 2) throw UsageError("option --ctx: must be at least 2");
+  if (options.engine.max_queue < 0) throw UsageError("option --queue: must not be negative");
+
+  const std::string bos = tokenizer->bos_id() >= 0 ? tokenizer->id_to_token(tokenizer->bos_id()) : "";
+  const std::string eos = tokenizer->eos_id() >= 0 ? tokenizer->id_to_token(tokenizer->eos_id()) : "";
+  Server server(model, *tokenizer,
+                [bos, eos](const std::vector<ChatMessage>& messages) { return render_deepseek_chat(messages, bos, eos, true); },
+                options);
+  running_server = &server;
+  std::signal(SIGINT, stop_on_signal);
+  std::signal(SIGTERM, stop_on_signal);
+  const bool ok = server.listen([&](int port) {
+    std::fprintf(stderr, "dsv2 serve: %s on http://%s:%d (parallel %lld, context %lld)%s\n", options.model_name.c_str(),
+                 options.host.c_str(), port, static_cast<long long>(options.engine.parallel),
+                 static_cast<long long>(options.engine.context), options.api_key.empty() ? "" : ", API key required");
+  });
+  running_server = nullptr;
+  if (!ok) throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (in use, or not an address of this machine)");
+  return 0;
+}
+
+}  // namespace dsv2::cli

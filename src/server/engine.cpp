@@ -1,0 +1,201 @@
+#include "server/engine.h"
+
+#include <algorithm>
+
+#include "runtime/generator.h"
+
+namespace dsv2 {
+
+struct Engine::Sequence {
+  std::shared_ptr<GenerationJob> job;
+  std::unique_ptr<LatentCache> cache;
+  std::vector<int32_t> in_cache;  // tokens the cache holds
+  int64_t prompt_fed = 0;         // prompt tokens in the cache
+  int32_t next = -1;              // sampled, not yet fed
+  Sampler sampler;
+  bool finished = false;
+
+  Sequence(std::shared_ptr<GenerationJob> j, std::unique_ptr<LatentCache> c)
+      : job(std::move(j)), cache(std::move(c)), sampler(job->sampling) {}
+  bool prefilling() const { return prompt_fed < static_cast<int64_t>(job->prompt.size()); }
+};
+
+Engine::Engine(Model& model, EngineOptions options) : model_(model), options_(options) {
+  thread_ = std::thread([this] { run(); });
+}
+
+Engine::~Engine() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+}
+
+bool Engine::submit(const std::shared_ptr<GenerationJob>& job) {
+  {
+    std::lock_guard lock(mutex_);
+    if (static_cast<int64_t>(queue_.size()) >= options_.max_queue || stopping_) return false;
+    job->submitted = std::chrono::steady_clock::now();
+    queue_.push_back(job);
+    stats_.queued = static_cast<int64_t>(queue_.size());
+  }
+  wake_.notify_all();
+  return true;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard lock(mutex_);
+  return stats_;
+}
+
+// Gives each new job a cache: the idle one sharing the longest prefix with its
+// prompt (at least one prompt token is always computed: its logits start the
+// generation), else a fresh one.
+void Engine::admit(std::vector<std::shared_ptr<GenerationJob>>& incoming) {
+  for (auto& job : incoming) {
+    size_t best = idle_.size();
+    int64_t best_shared = 0;
+    const int64_t limit = static_cast<int64_t>(job->prompt.size()) - 1;
+    for (size_t i = 0; i < idle_.size(); ++i) {
+      const int64_t shared = std::min(common_prefix(idle_[i].tokens, job->prompt), limit);
+      if (shared > best_shared) best = i, best_shared = shared;
+    }
+    std::unique_ptr<LatentCache> cache;
+    std::vector<int32_t> held;
+    if (best < idle_.size()) {
+      cache = std::move(idle_[best].cache);
+      idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(best));
+      cache->set_length(best_shared);
+    } else {
+      cache = std::make_unique<LatentCache>(model_.config(), options_.context, options_.cache_page);
+      best_shared = 0;
+    }
+    auto s = std::make_unique<Sequence>(job, std::move(cache));
+    s->prompt_fed = best_shared;
+    s->in_cache.assign(job->prompt.begin(), job->prompt.begin() + best_shared);
+    {
+      std::lock_guard lock(job->mutex);
+      job->reused_prompt_tokens = best_shared;
+    }
+    std::lock_guard lock(mutex_);
+    stats_.prompt_tokens += static_cast<int64_t>(job->prompt.size());
+    stats_.reused_prompt_tokens += best_shared;
+    active_.push_back(std::move(s));
+  }
+  incoming.clear();
+}
+
+void Engine::finish(Sequence& s, const std::string& reason, const std::string& error) {
+  s.finished = true;
+  {
+    std::lock_guard lock(s.job->mutex);
+    s.job->done = true;
+    s.job->finish_reason = reason;
+    s.job->error = error;
+    s.job->finished = std::chrono::steady_clock::now();
+  }
+  s.job->changed.notify_all();
+  if (!error.empty() || !s.cache) return;
+  // Keep the cache for a later prompt with the same beginning; drop the oldest.
+  s.cache->set_length(static_cast<int64_t>(s.in_cache.size()));
+  idle_.push_back({std::move(s.cache), std::move(s.in_cache)});
+  if (static_cast<int64_t>(idle_.size()) > options_.idle_caches) idle_.erase(idle_.begin());
+}
+
+void Engine::step() {
+  std::vector<Model::Chunk> chunks;
+  std::vector<Sequence*> in_batch;
+  for (auto& s : active_) {
+    if (s->job->cancelled.load()) {
+      finish(*s, "cancelled");
+      continue;
+    }
+    if (s->prefilling()) {
+      const int64_t n = std::min<int64_t>(options_.prefill_chunk, static_cast<int64_t>(s->job->prompt.size()) - s->prompt_fed);
+      chunks.push_back({s->job->prompt.data() + s->prompt_fed, n, s->cache.get()});
+    } else {
+      chunks.push_back({&s->next, 1, s->cache.get()});
+    }
+    in_batch.push_back(s.get());
+  }
+  if (!chunks.empty()) {
+    const int64_t vocab = model_.config().vocab_size;
+    logits_.resize(chunks.size() * vocab);
+    try {
+      model_.forward_batch(chunks, AttentionPath::kAbsorbed, logits_.data());
+    } catch (const std::exception& e) {
+      for (Sequence* s : in_batch) finish(*s, "error", e.what());
+      in_batch.clear();
+    }
+    int64_t rows = 0, generated = 0;
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+      Sequence& s = *in_batch[i];
+      const Model::Chunk& c = chunks[i];
+      rows += c.tokens;
+      s.in_cache.insert(s.in_cache.end(), c.ids, c.ids + c.tokens);
+      if (s.prefilling()) {
+        s.prompt_fed += c.tokens;
+        if (s.prefilling()) continue;  // more prompt to go; these logits are not needed
+      }
+      s.next = s.sampler.sample(logits_.data() + i * vocab, vocab);
+      ++generated;
+      GenerationJob& job = *s.job;
+      bool stop = std::find(job.stop_ids.begin(), job.stop_ids.end(), s.next) != job.stop_ids.end();
+      int64_t count;
+      {
+        std::lock_guard lock(job.mutex);
+        if (job.tokens.empty()) job.first_token = std::chrono::steady_clock::now();
+        job.tokens.push_back(s.next);
+        count = static_cast<int64_t>(job.tokens.size());
+      }
+      job.changed.notify_all();
+      if (stop)
+        finish(s, "stop");
+      else if (count >= job.max_tokens || s.cache->length() + 1 > s.cache->capacity())
+        finish(s, "length");
+    }
+    std::lock_guard lock(mutex_);
+    ++stats_.steps;
+    stats_.batched_rows += rows;
+    stats_.generated_tokens += generated;
+  }
+  active_.erase(std::remove_if(active_.begin(), active_.end(), [](const auto& s) { return s->finished; }), active_.end());
+}
+
+void Engine::run() {
+  std::vector<std::shared_ptr<GenerationJob>> incoming;
+  while (true) {
+    {
+      std::unique_lock lock(mutex_);
+      wake_.wait(lock, [&] { return stopping_ || !queue_.empty() || !active_.empty(); });
+      if (stopping_) break;
+      while (!queue_.empty() && static_cast<int64_t>(active_.size() + incoming.size()) < options_.parallel) {
+        incoming.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      stats_.queued = static_cast<int64_t>(queue_.size());
+    }
+    admit(incoming);
+    step();
+    int64_t bytes = 0;
+    for (const auto& s : active_) bytes += s->cache->reserved_bytes();
+    for (const auto& c : idle_) bytes += c.cache->reserved_bytes();
+    std::lock_guard lock(mutex_);
+    stats_.active = static_cast<int64_t>(active_.size());
+    stats_.idle_caches = static_cast<int64_t>(idle_.size());
+    stats_.cache_bytes = bytes;
+  }
+  // Shutting down: whoever still waits gets an answer.
+  for (auto& s : active_) finish(*s, "cancelled");
+  std::lock_guard lock(mutex_);
+  for (auto& job : queue_) {
+    std::lock_guard job_lock(job->mutex);
+    job->done = true;
+    job->finish_reason = "cancelled";
+    job->changed.notify_all();
+  }
+}
+
+}  // namespace dsv2

@@ -1,0 +1,100 @@
+// Continuous batching. One engine thread owns the model; requests queue up and
+// join the running batch between steps. Every step runs all active sequences
+// through ONE Model::forward_batch call (each with its own paged latent cache):
+// prompts are prefilled in chunks while the others decode a token each, so the
+// routed experts' weights are read once for everyone. A finished sequence's
+// cache is kept in a small pool; a new prompt that starts with the same tokens
+// (a chat's earlier turns, a shared system prompt) reuses it.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "model/model.h"
+#include "runtime/sampler.h"
+
+namespace dsv2 {
+
+struct EngineOptions {
+  int64_t parallel = 4;         // sequences decoded together
+  int64_t context = 4096;       // tokens per sequence (prompt + generation)
+  int64_t max_queue = 64;       // waiting requests beyond which submit() refuses
+  int64_t prefill_chunk = 256;  // prompt tokens per sequence per step
+  int64_t cache_page = 256;     // latent cache growth step, tokens
+  int64_t idle_caches = 4;      // finished caches kept for prefix reuse
+};
+
+// One request's generation, shared between the HTTP handler (which waits on
+// it) and the engine thread (which fills it).
+struct GenerationJob {
+  std::vector<int32_t> prompt;
+  int64_t max_tokens = 16;
+  SamplingOptions sampling;
+  std::vector<int64_t> stop_ids;
+
+  std::atomic<bool> cancelled{false};  // set by the handler: client gone, or a stop string seen
+
+  // Written by the engine under `mutex`, announced on `changed`.
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<int32_t> tokens;  // generated so far (a stop id included)
+  bool done = false;
+  std::string finish_reason;    // "stop", "length", "cancelled" or "error"
+  std::string error;
+  int64_t reused_prompt_tokens = 0;
+  std::chrono::steady_clock::time_point submitted, first_token, finished;
+};
+
+struct EngineStats {
+  int64_t queued = 0, active = 0, idle_caches = 0, cache_bytes = 0;
+  int64_t steps = 0, prompt_tokens = 0, reused_prompt_tokens = 0, generated_tokens = 0, batched_rows = 0;
+};
+
+class Engine {
+ public:
+  Engine(Model& model, EngineOptions options);
+  ~Engine();  // finishes nothing: cancels what is left and joins the thread
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Queues a job; false when the queue is full (the caller answers 503).
+  bool submit(const std::shared_ptr<GenerationJob>& job);
+  EngineStats stats() const;
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  struct Sequence;
+  struct IdleCache {
+    std::unique_ptr<LatentCache> cache;
+    std::vector<int32_t> tokens;  // what the cache holds
+  };
+
+  void run();
+  void admit(std::vector<std::shared_ptr<GenerationJob>>& incoming);
+  void step();
+  void finish(Sequence& s, const std::string& reason, const std::string& error = "");
+
+  Model& model_;
+  EngineOptions options_;
+  mutable std::mutex mutex_;  // guards queue_, stopping_, stats_
+  std::condition_variable wake_;
+  std::deque<std::shared_ptr<GenerationJob>> queue_;
+  bool stopping_ = false;
+  EngineStats stats_;
+
+  // Engine thread only.
+  std::vector<std::unique_ptr<Sequence>> active_;
+  std::vector<IdleCache> idle_;
+  std::vector<float> logits_;
+  std::thread thread_;
+};
+
+}  // namespace dsv2

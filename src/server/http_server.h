@@ -1,0 +1,46 @@
+// dsv2 serve: the OpenAI-compatible HTTP API (cpp-httplib) in front of the
+// continuous-batching engine. Routes, authentication, body limits and error
+// JSON live in http_server.cpp; the wire format in openai_api.cpp.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "runtime/chat_format.h"
+#include "server/engine.h"
+
+namespace dsv2 {
+
+class Tokenizer;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;
+  std::string api_key;     // empty: no authentication
+  std::string model_name;  // the id /v1/models lists and requests may name
+  size_t max_body_bytes = 1 << 20;
+  int http_threads = 64;
+  EngineOptions engine;
+};
+
+class Server {
+ public:
+  // `render_chat` turns messages into the prompt text (the model's chat template).
+  Server(Model& model, const Tokenizer& tokenizer,
+         std::function<std::string(const std::vector<ChatMessage>&)> render_chat, ServerOptions options);
+  ~Server();
+
+  // Binds and serves until stop(); false if the address cannot be bound.
+  // port 0 picks a free port (see port()).
+  bool listen(const std::function<void(int port)>& on_ready = {});
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dsv2
