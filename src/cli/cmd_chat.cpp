@@ -1,6 +1,7 @@
-// dsv2 chat: an interactive conversation in the terminal, streamed, in
-// DeepSeek-V2-Chat's format. The latent cache keeps the conversation so each
-// turn only prefills what is new.
+// dsv2 chat: an interactive conversation in the terminal, streamed, in the
+// model's chat template (DeepSeek-V2-Chat's format if it has none), the same
+// one `dsv2 serve` uses. The latent cache keeps the conversation so each turn
+// only prefills what is new.
 #include <unistd.h>
 
 #include <cstdio>
@@ -10,7 +11,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
-#include "runtime/chat_format.h"
+#include "runtime/chat_template.h"
 #include "runtime/generator.h"
 
 namespace dsv2::cli {
@@ -41,8 +42,7 @@ int run_chat(int argc, char** argv) {
   const int64_t ctx = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
   if (ctx < 16) throw UsageError("option --ctx: too small");
   LatentCache cache(model.config(), ctx);
-  const std::string bos = tokenizer->bos_id() >= 0 ? tokenizer->id_to_token(tokenizer->bos_id()) : "";
-  const std::string eos = tokenizer->eos_id() >= 0 ? tokenizer->id_to_token(tokenizer->eos_id()) : "";
+  const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
 
   std::vector<ChatMessage> messages;
   if (args.has("system")) messages.push_back({"system", args.get("system")});
@@ -54,12 +54,12 @@ int run_chat(int argc, char** argv) {
     if (tty) std::fprintf(stderr, "\n> ");
     if (!std::getline(std::cin, line) || line.empty()) break;
     messages.push_back({"user", line});
-    const std::string text = render_deepseek_chat(messages, bos, eos, true);
+    const std::string text = render(messages, true);
     std::vector<int32_t> prompt = tokenizer->encode(text, {false, true});
     if (static_cast<int64_t>(prompt.size()) + options.max_tokens > ctx) {
       std::fprintf(stderr, "(the conversation is longer than the context of %lld tokens; starting over)\n", (long long)ctx);
       messages.erase(messages.begin() + (args.has("system") ? 1 : 0), messages.end() - 1);
-      prompt = tokenizer->encode(render_deepseek_chat(messages, bos, eos, true), {false, true});
+      prompt = tokenizer->encode(render(messages, true), {false, true});
       in_cache.clear();
       if (static_cast<int64_t>(prompt.size()) + options.max_tokens > ctx) throw Error("the message alone exceeds the context");
     }

@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
-#include "runtime/chat_format.h"
+#include "runtime/chat_template.h"
 #include "server/http_server.h"
 
 namespace dsv2::cli {
@@ -53,11 +53,8 @@ int run_serve(int argc, char** argv) {
   if (options.engine.context < 2) throw UsageError("option --ctx: must be at least 2");
   if (options.engine.max_queue < 0) throw UsageError("option --queue: must not be negative");
 
-  const std::string bos = tokenizer->bos_id() >= 0 ? tokenizer->id_to_token(tokenizer->bos_id()) : "";
-  const std::string eos = tokenizer->eos_id() >= 0 ? tokenizer->id_to_token(tokenizer->eos_id()) : "";
-  Server server(model, *tokenizer,
-                [bos, eos](const std::vector<ChatMessage>& messages) { return render_deepseek_chat(messages, bos, eos, true); },
-                options);
+  const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
+  Server server(model, *tokenizer, [render](const std::vector<ChatMessage>& messages) { return render(messages, true); }, options);
   running_server = &server;
   std::signal(SIGINT, stop_on_signal);
   std::signal(SIGTERM, stop_on_signal);

@@ -42,10 +42,15 @@ const std::string& chat_page_html() {
 <script>
 const log = document.getElementById('log'), input = document.getElementById('input'), send = document.getElementById('send');
 const messages = [];
+const params = new URLSearchParams(location.search);
+const streaming = params.get('stream') !== '0';  // ?stream=0: whole responses (headless tests)
 let model = '';
 fetch('/v1/models').then(r => r.json()).then(j => {
   model = j.data[0].id;
   document.getElementById('model').textContent = 'model: ' + model;
+  // /?prompt=TEXT sends TEXT at once (used by the headless-browser test and for links).
+  const first = params.get('prompt');
+  if (first) ask(first);
 }).catch(e => { document.getElementById('model').textContent = 'cannot list models: ' + e; });
 
 function bubble(role, text) {
@@ -66,26 +71,32 @@ async function ask(text) {
     const response = await fetch('/v1/chat/completions', {
       method: 'POST',
       headers: {'Content-Type': 'application/json'},
-      body: JSON.stringify({model, messages, stream: true,
+      body: JSON.stringify({model, messages, stream: streaming,
                             temperature: Number(document.getElementById('temperature').value),
                             max_tokens: Number(document.getElementById('max_tokens').value)}),
     });
     if (!response.ok) throw new Error((await response.json()).error.message);
-    const reader = response.body.getReader(), decoder = new TextDecoder();
-    let buffer = '';
-    for (;;) {
-      const {value, done} = await reader.read();
-      if (done) break;
-      buffer += decoder.decode(value, {stream: true});
-      let end;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
-        const event = buffer.slice(0, end);
-        buffer = buffer.slice(end + 2);
-        if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
-        const chunk = JSON.parse(event.slice(6));
-        if (chunk.error) throw new Error(chunk.error.message);
-        const delta = chunk.choices.length ? chunk.choices[0].delta : {};
-        if (delta.content) { reply.textContent += delta.content; window.scrollTo(0, document.body.scrollHeight); }
+    if (!streaming) {
+      const whole = await response.json();
+      if (whole.error) throw new Error(whole.error.message);
+      reply.textContent = whole.choices[0].message.content.replace(/^\s+/, '');
+    } else {
+      const reader = response.body.getReader(), decoder = new TextDecoder();
+      let buffer = '';
+      for (;;) {
+        const {value, done} = await reader.read();
+        if (done) break;
+        buffer += decoder.decode(value, {stream: true});
+        let end;
+        while ((end = buffer.indexOf('\n\n')) >= 0) {
+          const event = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (!event.startsWith('data: ') || event === 'data: [DONE]') continue;
+          const chunk = JSON.parse(event.slice(6));
+          if (chunk.error) throw new Error(chunk.error.message);
+          const delta = chunk.choices.length ? chunk.choices[0].delta : {};
+          if (delta.content) { reply.textContent = (reply.textContent + delta.content).replace(/^\s+/, ''); window.scrollTo(0, document.body.scrollHeight); }
+        }
       }
     }
     messages.push({role: 'assistant', content: reply.textContent.trim()});

@@ -36,7 +36,9 @@ Engine::~Engine() {
 bool Engine::submit(const std::shared_ptr<GenerationJob>& job) {
   {
     std::lock_guard lock(mutex_);
-    if (static_cast<int64_t>(queue_.size()) >= options_.max_queue || stopping_) return false;
+    // Refuse only when every slot is taken and max_queue requests already wait.
+    const int64_t waiting = static_cast<int64_t>(queue_.size());
+    if (stopping_ || (waiting >= options_.max_queue && stats_.active + waiting >= options_.parallel)) return false;
     job->submitted = std::chrono::steady_clock::now();
     queue_.push_back(job);
     stats_.queued = static_cast<int64_t>(queue_.size());

@@ -1,0 +1,274 @@
+#!/usr/bin/env python3
+"""dsv2 serve against the official `openai` Python client: chat, completions,
+streaming, seeds, stop strings, errors in OpenAI's format, API keys, body and
+queue limits, client disconnects, prefix reuse, concurrent load, /metrics and
+the chat page (in headless Chromium when it is installed).
+
+    python3 tests/server/test_server.py --dsv2 build/dsv2 --model models/dsv2-mini
+
+Exit code 77 (ctest: skipped) when the openai package is missing.
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.error
+import urllib.request
+
+try:
+    import openai
+except ImportError:
+    print("openai is not installed (pip install openai): skipping")
+    sys.exit(77)
+
+ARGS = None
+
+
+class Server:
+    """A dsv2 serve process on a free port."""
+
+    def __init__(self, *extra):
+        self.proc = subprocess.Popen([ARGS.dsv2, "serve", "-m", ARGS.model, "--port", "0", "-t", "1", *extra],
+                                     stderr=subprocess.PIPE, text=True)
+        line = self.proc.stderr.readline()
+        match = re.search(r"http://[\d.]+:(\d+)", line)
+        if not match:
+            self.proc.kill()
+            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
+        self.port = int(match.group(1))
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def client(self, api_key="none"):
+        return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, timeout=120)
+
+    def raw(self, method, path, body=None, headers=None):
+        data = body if isinstance(body, bytes) else (json.dumps(body).encode() if body is not None else None)
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=120) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name):
+        _, text = self.raw("GET", "/metrics")
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[-1])
+        raise KeyError(name)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.proc.stderr.close()
+
+
+class ServerTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.server = Server("--parallel", "4")
+        cls.model = os.path.basename(os.path.normpath(ARGS.model))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+
+    def chat(self, content, **kw):
+        return self.server.client().chat.completions.create(
+            model=self.model, messages=[{"role": "user", "content": content}], **kw)
+
+    def test_models_and_health(self):
+        self.assertEqual([m.id for m in self.server.client().models.list()], [self.model])
+        self.assertEqual(self.server.raw("GET", "/health"), (200, '{"status":"ok"}'))
+
+    def test_chat_completion(self):
+        r = self.chat("Tell me a story.", max_tokens=12, temperature=0.7, seed=5)
+        self.assertEqual(r.object, "chat.completion")
+        self.assertEqual(r.choices[0].message.role, "assistant")
+        self.assertIsInstance(r.choices[0].message.content, str)
+        self.assertIn(r.choices[0].finish_reason, ("stop", "length"))
+        self.assertLessEqual(r.usage.completion_tokens, 12)
+        self.assertGreater(r.usage.prompt_tokens, 3)
+        self.assertEqual(r.usage.total_tokens, r.usage.prompt_tokens + r.usage.completion_tokens)
+        # Same seed, same text.
+        again = self.chat("Tell me a story.", max_tokens=12, temperature=0.7, seed=5)
+        self.assertEqual(again.choices[0].message.content, r.choices[0].message.content)
+
+    def test_streaming_equals_whole_response(self):
+        kw = dict(max_tokens=16, temperature=0.8, seed=11)
+        whole = self.chat("Once upon a time", **kw).choices[0].message.content
+        chunks = list(self.chat("Once upon a time", stream=True, stream_options={"include_usage": True}, **kw))
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        self.assertEqual(text, whole)
+        finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+        self.assertEqual(len(finish), 1)
+        self.assertIsNotNone(chunks[-1].usage)
+        self.assertEqual(chunks[-1].choices, [])
+        # The raw stream ends with data: [DONE].
+        _, raw = self.server.raw("POST", "/v1/chat/completions",
+                                 {"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 3, "stream": True})
+        self.assertTrue(raw.rstrip().endswith("data: [DONE]"), raw[-200:])
+
+    def test_completion_and_stop_strings(self):
+        c = self.server.client().completions.create(model=self.model, prompt="The king said", max_tokens=24,
+                                                    temperature=0, seed=1)
+        self.assertEqual(c.object, "text_completion")
+        full = c.choices[0].text
+        self.assertTrue(full)
+        # Stop at the first character of the greedy text that is not its start.
+        stop = next((ch for ch in full[1:] if ch.strip()), None)
+        self.assertIsNotNone(stop)
+        cut = self.server.client().completions.create(model=self.model, prompt="The king said", max_tokens=24,
+                                                      temperature=0, stop=[stop])
+        self.assertEqual(cut.choices[0].text, full[:full.index(stop, 1)])
+        self.assertEqual(cut.choices[0].finish_reason, "stop")
+        streamed = "".join(ch.choices[0].text for ch in self.server.client().completions.create(
+            model=self.model, prompt="The king said", max_tokens=24, temperature=0, stop=[stop], stream=True))
+        self.assertEqual(streamed, cut.choices[0].text)
+
+    def test_errors_in_openai_format(self):
+        client = self.server.client()
+        with self.assertRaises(openai.NotFoundError) as e:
+            client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        self.assertEqual(e.exception.body["code"], "model_not_found")
+        with self.assertRaises(openai.BadRequestError) as e:
+            client.completions.create(model=self.model, prompt="word " * 3000, max_tokens=10)
+        self.assertEqual(e.exception.body["code"], "context_length_exceeded")
+        self.assertIn("maximum context length", e.exception.body["message"])
+        with self.assertRaises(openai.BadRequestError) as e:
+            client.chat.completions.create(model=self.model, messages=[{"role": "user", "content": "x"}], temperature=5)
+        self.assertEqual(e.exception.body["param"], "temperature")
+        for body in (b"{not json", b"[1, 2]", json.dumps({"messages": "hi"}).encode(),
+                     json.dumps({"messages": [{"role": "robot", "content": "x"}]}).encode(),
+                     json.dumps({"messages": [{"role": "user", "content": 5}]}).encode(),
+                     json.dumps({"messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}).encode(),
+                     json.dumps({"messages": [{"role": "user", "content": "x"}], "stop": [1]}).encode()):
+            status, text = self.server.raw("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            self.assertEqual(status, 400, body)
+            self.assertEqual(json.loads(text)["error"]["type"], "invalid_request_error")
+        status, text = self.server.raw("POST", "/v1/completions", b"x" * (2 << 20))
+        self.assertEqual(status, 413)
+        self.assertIn("larger than", json.loads(text)["error"]["message"])
+        status, _ = self.server.raw("GET", "/v1/nothing")
+        self.assertEqual(status, 404)
+        self.assertEqual(self.server.raw("GET", "/health")[0], 200)  # still alive
+
+    def test_disconnected_client_is_cancelled(self):
+        before = self.server.metric('dsv2_requests_total{outcome="cancelled"}')
+        body = json.dumps({"messages": [{"role": "user", "content": "Talk forever"}], "max_tokens": 1500,
+                           "stream": True, "temperature": 1.0}).encode()
+        s = socket.create_connection(("127.0.0.1", self.server.port))
+        s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body)
+        s.recv(4096)  # the headers and a first event arrive
+        s.close()
+        deadline = time.time() + 60
+        while time.time() < deadline and self.server.metric('dsv2_requests_total{outcome="cancelled"}') == before:
+            time.sleep(0.2)
+        self.assertGreater(self.server.metric('dsv2_requests_total{outcome="cancelled"}'), before)
+        while time.time() < deadline and self.server.metric("dsv2_active_sequences") > 0:
+            time.sleep(0.2)
+        self.assertEqual(self.server.metric("dsv2_active_sequences"), 0)
+
+    def test_repeated_prefix_is_reused(self):
+        messages = [{"role": "system", "content": "You are a poet who writes about rivers and mountains. " * 8},
+                    {"role": "user", "content": "A verse, please."}]
+        client = self.server.client()
+        client.chat.completions.create(model=self.model, messages=messages, max_tokens=4, temperature=0)
+        before = self.server.metric("dsv2_prompt_tokens_reused_total")
+        client.chat.completions.create(model=self.model, messages=messages[:1] + [{"role": "user", "content": "Another."}],
+                                       max_tokens=4, temperature=0)
+        self.assertGreater(self.server.metric("dsv2_prompt_tokens_reused_total") - before, 60)
+
+    def test_concurrent_requests_share_batches(self):
+        steps0, rows0 = self.server.metric("dsv2_batch_steps_total"), self.server.metric("dsv2_batch_rows_total")
+
+        def one(i):
+            r = self.chat(f"Request {i}: say something.", max_tokens=8, temperature=0.5, seed=i)
+            return r.usage.completion_tokens
+
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            tokens = list(pool.map(one, range(48)))
+        self.assertEqual(len(tokens), 48)
+        steps = self.server.metric("dsv2_batch_steps_total") - steps0
+        rows = self.server.metric("dsv2_batch_rows_total") - rows0
+        self.assertGreater(rows / steps, 1.5, "sequences should decode together")
+        self.assertIn("dsv2_time_to_first_token_seconds_bucket", self.server.raw("GET", "/metrics")[1])
+
+    def test_chat_page(self):
+        status, html = self.server.raw("GET", "/")
+        self.assertEqual(status, 200)
+        self.assertIn("<title>dsv2 chat</title>", html)
+        browser = shutil.which("chromium") or shutil.which("chromium-browser")
+        if not browser:
+            self.skipTest("chromium not installed")
+        with tempfile.TemporaryDirectory() as profile:
+            dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                                  "--virtual-time-budget=30000", "--dump-dom", self.server.url + "/?stream=0&prompt=Hello"],
+                                 capture_output=True, text=True, timeout=120).stdout
+            replies = re.findall(r'<div class="msg assistant">(.*?)</div>', dom, re.S)
+            self.assertIn('class="msg user">Hello</div>', dom)
+            self.assertTrue(replies and replies[0].strip(), dom[-2000:])
+            if ARGS.screenshot:
+                subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                                "--virtual-time-budget=30000", "--window-size=900,640", "--hide-scrollbars",
+                                f"--screenshot={os.path.abspath(ARGS.screenshot)}",
+                                self.server.url + "/?stream=0&prompt=Write%20a%20line%20about%20the%20moon."],
+                               capture_output=True, timeout=120)
+
+
+class LimitsTest(unittest.TestCase):
+    def test_api_key(self):
+        server = Server("--api-key", "sekrit")
+        try:
+            with self.assertRaises(openai.AuthenticationError):
+                server.client("wrong").models.list()
+            self.assertEqual(server.raw("GET", "/v1/models")[0], 401)
+            self.assertEqual(len(server.client("sekrit").models.list().data), 1)
+            self.assertEqual(server.raw("GET", "/health")[0], 200)  # health needs no key
+        finally:
+            server.stop()
+
+    def test_full_queue_is_refused(self):
+        server = Server("--parallel", "1", "--queue", "1")
+        try:
+            body = {"prompt": "Long story", "max_tokens": 400, "temperature": 1.0}
+
+            def post(_):
+                return server.raw("POST", "/v1/completions", body)[0]
+
+            with concurrent.futures.ThreadPoolExecutor(6) as pool:
+                statuses = list(pool.map(post, range(6)))
+            self.assertIn(503, statuses)
+            self.assertIn(200, statuses)
+            self.assertEqual(set(statuses) - {200, 503}, set())
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--dsv2", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--screenshot", help="also save a screenshot of the chat page here")
+    ARGS, rest = parser.parse_known_args()
+    unittest.main(argv=[sys.argv[0]] + rest, verbosity=2)
