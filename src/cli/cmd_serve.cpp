@@ -44,7 +44,9 @@ int run_serve(int argc, char** argv) {
   options.api_key = args.get("api-key", env_key ? env_key : "");
   options.model_name = std::filesystem::path(dir).lexically_normal().filename().string();
   if (options.model_name.empty()) options.model_name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
-  options.max_body_bytes = static_cast<size_t>(args.get_int("max-body", 1 << 20));
+  const int64_t max_body = args.get_int("max-body", 1 << 20);
+  if (max_body < 1) throw UsageError("option --max-body: must be positive");
+  options.max_body_bytes = static_cast<size_t>(max_body);
   options.engine.parallel = args.get_int("parallel", 4);
   options.engine.context = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
   options.engine.max_queue = args.get_int("queue", 64);

@@ -7,6 +7,7 @@
 #include <csignal>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "server/chat_page.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -67,7 +68,13 @@ struct Server::Impl {
 std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r) {
   auto job = std::make_shared<GenerationJob>();
   if (r.chat) {
-    job->prompt = tokenizer.encode(render_chat(r.messages), {false, true});
+    std::string text;
+    try {
+      text = render_chat(r.messages);
+    } catch (const Error& e) {  // e.g. the template's raise_exception("roles must alternate")
+      throw ApiError(400, e.what(), "messages");
+    }
+    job->prompt = tokenizer.encode(text, {false, true});
   } else {
     job->prompt = tokenizer.encode(r.prompt, {true, false});
   }

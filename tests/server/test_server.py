@@ -237,6 +237,32 @@ class ServerTest(unittest.TestCase):
 
 
 class LimitsTest(unittest.TestCase):
+    def test_template_error_is_a_bad_request(self):
+        with tempfile.TemporaryDirectory() as d:
+            for name in os.listdir(ARGS.model):
+                if name != "tokenizer_config.json":
+                    os.symlink(os.path.abspath(os.path.join(ARGS.model, name)), os.path.join(d, name))
+            with open(os.path.join(ARGS.model, "tokenizer_config.json"), encoding="utf-8") as f:
+                config = json.load(f)
+            config["chat_template"] = ("{% for m in messages %}{% if m['role'] == 'assistant' and loop.first %}"
+                                       "{{ raise_exception('the first message must not be the assistant') }}"
+                                       "{% endif %}{{ m['content'] }}{% endfor %}")
+            with open(os.path.join(d, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+                json.dump(config, f, ensure_ascii=False)
+            global_model, ARGS.model = ARGS.model, d
+            server = Server()
+            ARGS.model = global_model
+            try:
+                status, text = server.raw("POST", "/v1/chat/completions",
+                                          {"messages": [{"role": "assistant", "content": "hi"}], "max_tokens": 2})
+                self.assertEqual(status, 400)
+                self.assertIn("must not be the assistant", json.loads(text)["error"]["message"])
+                status, _ = server.raw("POST", "/v1/chat/completions",
+                                       {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 2})
+                self.assertEqual(status, 200)
+            finally:
+                server.stop()
+
     def test_api_key(self):
         server = Server("--api-key", "sekrit")
         try:
