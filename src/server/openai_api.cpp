@@ -38,7 +38,9 @@ std::string message_content(const json& content, const std::string& where) {
   if (!content.is_array()) bad(where, "must be a string or an array of content parts");
   std::string text;
   for (const json& part : content) {
-    if (!part.is_object() || part.value("type", "") != "text" || !part.contains("text") || !part["text"].is_string())
+    const bool text_part = part.is_object() && part.contains("type") && part["type"] == "text" &&
+                           part.contains("text") && part["text"].is_string();
+    if (!text_part)
       bad(where, "only text content parts ({\"type\": \"text\", \"text\": ...}) are supported");
     text += part["text"].get<std::string>();
   }
@@ -60,7 +62,7 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
   json body;
   try {
     body = json::parse(body_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
