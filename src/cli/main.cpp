@@ -32,6 +32,7 @@ constexpr Command kCommands[] = {
     {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train"},
     {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
     {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type"},
+    {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline"},
 };
 
 void print_usage(std::FILE* out) {

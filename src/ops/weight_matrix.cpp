@@ -37,6 +37,13 @@ void WeightMatrix::dequantize_row(int64_t r, float* out) const {
   }
 }
 
-size_t WeightMatrix::bytes() const { return static_cast<size_t>(rows * cols) * dtype_size(dtype); }
+size_t WeightMatrix::bytes() const {
+  size_t n = static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  if (scale_inv) {  // the block scales are read too
+    const int64_t block_grid = ((rows + block_rows - 1) / block_rows) * ((cols + block_cols - 1) / block_cols);
+    n += static_cast<size_t>(block_grid) * sizeof(float);
+  }
+  return n;
+}
 
 }  // namespace dsv2

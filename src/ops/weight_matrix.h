@@ -25,7 +25,7 @@ struct WeightMatrix {
   const float* f32_row(int64_t r) const {
     return dtype == DType::F32 ? reinterpret_cast<const float*>(data) + r * cols : nullptr;
   }
-  size_t bytes() const;
+  size_t bytes() const;  // as stored, block scales included
 };
 
 // A 1-D float32 weight (norm scales, biases): a view like WeightMatrix.

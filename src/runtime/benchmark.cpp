@@ -1,0 +1,119 @@
+#include "runtime/benchmark.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+#include <vector>
+
+#include "core/error.h"
+#include "core/parallel.h"
+
+namespace dsv2 {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double mlp_bytes(const MlpWeights& m) {
+  return static_cast<double>(m.gate_proj.bytes() + m.up_proj.bytes() + m.down_proj.bytes());
+}
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+}  // namespace
+
+DecodeBytes decode_bytes_per_token(const Model& model, int64_t context) {
+  const Config& c = model.config();
+  const Weights& w = model.weights();
+  DecodeBytes b;
+  b.weights += static_cast<double>(w.embed_tokens.bytes()) / static_cast<double>(c.vocab_size);  // one row
+  b.weights += static_cast<double>(w.lm_head.bytes());
+  for (const LayerWeights& layer : w.layers) {
+    const AttentionWeights& a = layer.self_attn;
+    for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
+      b.weights += static_cast<double>(m->bytes());
+    if (!layer.is_moe) {
+      b.weights += mlp_bytes(layer.mlp);
+      continue;
+    }
+    double routed = 0.0;
+    for (const MlpWeights& e : layer.moe.experts) routed += mlp_bytes(e);
+    b.weights += static_cast<double>(layer.moe.gate.bytes()) + mlp_bytes(layer.moe.shared_experts) +
+                 routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
+  }
+  b.cache = static_cast<double>(LatentCache::bytes_per_token(c)) * static_cast<double>(context);
+  return b;
+}
+
+double measure_read_bandwidth(int64_t bytes) {
+  const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
+  std::vector<float> data(static_cast<size_t>(n));
+  parallel_for(n, 1 << 16, [&](int64_t begin, int64_t end) {  // first touch by the threads that read
+    for (int64_t i = begin; i < end; ++i) data[i] = static_cast<float>(i & 7);
+  });
+  double best = 0.0;
+  volatile float sink = 0.0f;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<float> partial(static_cast<size_t>(std::max(1, num_threads())) * 16, 0.0f);
+    const auto start = Clock::now();
+    parallel_for(n, 1 << 16, [&](int64_t begin, int64_t end) {
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+      int64_t i = begin;
+      for (; i + 8 <= end; i += 8) {
+        s0 += data[i], s1 += data[i + 1], s2 += data[i + 2], s3 += data[i + 3];
+        s4 += data[i + 4], s5 += data[i + 5], s6 += data[i + 6], s7 += data[i + 7];
+      }
+      for (; i < end; ++i) s0 += data[i];
+      partial[thread_index() * 16] += s0 + s1 + s2 + s3 + s4 + s5 + s6 + s7;
+    });
+    best = std::max(best, static_cast<double>(bytes) / seconds_since(start));
+    for (float p : partial) sink = sink + p;
+  }
+  return best;
+}
+
+BenchResult run_benchmark(Model& model, const BenchOptions& o) {
+  const Config& c = model.config();
+  require(o.prompt >= 1 && o.generate >= 1, "bench: --prompt and --gen must be at least 1");
+  const int64_t context = std::max(o.context, o.prompt);
+  std::mt19937_64 rng(o.seed);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(c.vocab_size - 1));
+  std::vector<int32_t> ids(static_cast<size_t>(context + o.generate));
+  for (auto& id : ids) id = token(rng);
+
+  LatentCache cache(c, context + o.generate);
+  std::vector<float> logits(static_cast<size_t>(c.vocab_size));
+  BenchResult r;
+  r.prompt_tokens = o.prompt;
+  r.generated_tokens = o.generate;
+  r.context = context;
+
+  auto start = Clock::now();
+  model.forward(ids.data(), o.prompt, cache, AttentionPath::kAbsorbed, logits.data(), true);
+  r.prefill_tokens_per_s = static_cast<double>(o.prompt) / seconds_since(start);
+  for (int64_t pos = o.prompt; pos < context; pos += 512) {  // fill the cache, untimed
+    const int64_t n = std::min<int64_t>(512, context - pos);
+    model.forward(ids.data() + pos, n, cache, AttentionPath::kAbsorbed, logits.data(), true);
+  }
+  std::vector<double> times;
+  for (int64_t i = 0; i < o.generate; ++i) {
+    start = Clock::now();
+    model.forward(&ids[static_cast<size_t>(context + i)], 1, cache, AttentionPath::kAbsorbed, logits.data(), true);
+    times.push_back(seconds_since(start));
+  }
+  std::sort(times.begin(), times.end());
+  r.decode_tokens_per_s = 1.0 / times[times.size() / 2];
+
+  rusage usage{};  // before the bandwidth probe, whose buffer is not the model's
+  getrusage(RUSAGE_SELF, &usage);
+  r.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
+  r.bandwidth_bytes_per_s = measure_read_bandwidth();
+  r.bytes_per_token = decode_bytes_per_token(model, context + o.generate / 2);
+  r.roofline_tokens_per_s = r.bandwidth_bytes_per_s / r.bytes_per_token.total();
+  r.roofline_share = r.decode_tokens_per_s / r.roofline_tokens_per_s;
+  return r;
+}
+
+}  // namespace dsv2

@@ -1,0 +1,42 @@
+// What `dsv2 bench` measures: prefill and decode speed of a model against the
+// memory-bandwidth roofline of batch-1 decoding. Decoding one token must read
+// every weight the token uses (attention, dense and shared FFNs, the router,
+// its routed experts, one embedding row, the LM head) plus the whole latent
+// cache; tokens/s can be at most bandwidth ÷ those bytes.
+#pragma once
+
+#include <cstdint>
+
+#include "model/model.h"
+
+namespace dsv2 {
+
+// Bytes one decoded token reads at context length `context`: weights in their
+// stored dtype (routed experts: num_experts_per_tok of the n_routed_experts,
+// i.e. the average expert size times k) and the float32 latent cache.
+struct DecodeBytes {
+  double weights = 0.0, cache = 0.0;
+  double total() const { return weights + cache; }
+};
+DecodeBytes decode_bytes_per_token(const Model& model, int64_t context);
+
+// Best-of-3 read bandwidth over a buffer much larger than the caches, with the
+// current thread count (bytes/s).
+double measure_read_bandwidth(int64_t bytes = int64_t(512) << 20);
+
+struct BenchOptions {
+  int64_t prompt = 128, generate = 32, context = 0;  // context: decode after this many cached tokens
+  uint64_t seed = 1;
+};
+struct BenchResult {
+  int64_t prompt_tokens = 0, generated_tokens = 0, context = 0;
+  double prefill_tokens_per_s = 0.0, decode_tokens_per_s = 0.0;  // decode: median per-token time
+  double bandwidth_bytes_per_s = 0.0, roofline_tokens_per_s = 0.0, roofline_share = 0.0;
+  DecodeBytes bytes_per_token;
+  int64_t peak_rss_bytes = 0;
+};
+// Prefills `prompt` random tokens (timed), fills the cache up to `context`
+// (untimed, in chunks), then decodes `generate` tokens one by one (timed).
+BenchResult run_benchmark(Model& model, const BenchOptions& options);
+
+}  // namespace dsv2

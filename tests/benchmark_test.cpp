@@ -1,0 +1,71 @@
+// dsv2 bench: the bytes a decoded token reads, counted independently from the
+// checkpoint's tensor headers, and the command's JSON report.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+#include "io/checkpoint.h"
+#include "model/model.h"
+#include "runtime/benchmark.h"
+#include "test_util.h"
+
+namespace dsv2 {
+namespace {
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Weights one token reads, from the safetensors headers: everything the model
+// uses except that the embedding contributes one row and routed experts
+// contribute k of n.
+double expected_weight_bytes(const Model& model) {
+  const Config& c = model.config();
+  double bytes = 0.0;
+  for (const auto& file : model.checkpoint().files())
+    for (const auto& t : file->tensors()) {
+      const std::string& name = t.name;
+      const double n = static_cast<double>(t.nbytes);
+      if (contains(name, "layernorm") || contains(name, "norm.weight") || contains(name, "e_score_correction_bias"))
+        continue;  // 1-D vectors: negligible and not counted as matrices
+      if (contains(name, "layers." + std::to_string(c.num_hidden_layers) + "."))
+        continue;  // V3's MTP layer is not run
+      if (name == "model.embed_tokens.weight")
+        bytes += n / static_cast<double>(c.vocab_size);
+      else if (contains(name, ".mlp.experts."))
+        bytes += n * static_cast<double>(c.num_experts_per_tok) / static_cast<double>(c.n_routed_experts);
+      else
+        bytes += n;
+    }
+  return bytes;
+}
+
+TEST(Benchmark, DecodeBytesCountWhatOneTokenReads) {
+  for (const char* name : {"v2_lite", "v3_fp8_yarn", "v2_yarn_bf16"}) {
+    Model model(test::fixture(name));
+    const DecodeBytes b = decode_bytes_per_token(model, 100);
+    EXPECT_NEAR(b.weights, expected_weight_bytes(model), 1e-6 * b.weights) << name;
+    EXPECT_EQ(b.cache, 100.0 * static_cast<double>(LatentCache::bytes_per_token(model.config()))) << name;
+  }
+}
+
+TEST(Benchmark, JsonReportIsComplete) {
+  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --prompt 8 --gen 4 --ctx 20 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_tokens"], 8);
+  EXPECT_EQ(j["generated_tokens"], 4);
+  EXPECT_EQ(j["context"], 20);
+  EXPECT_EQ(j["threads"], 1);
+  for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
+                          "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes"})
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+}
+
+TEST(Benchmark, BadOptionsFailWithOneLine) {
+  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --gen 0");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--gen"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace dsv2
