@@ -49,6 +49,8 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
   EXPECT_NE(message("{{ x + 'a' }}").find("undefined"), std::string::npos);
   EXPECT_NE(message("{{ 1 +* 2 }}").find("unexpected"), std::string::npos);
   EXPECT_NE(message("{{ 'a' | nosuchfilter }}").find("nosuchfilter"), std::string::npos);
+  // Found by the fuzzer: an integer literal past 64 bits used to escape as std::out_of_range.
+  EXPECT_NE(message("{{ 99999999999999999999999 }}").find("64 bits"), std::string::npos);
 }
 
 }  // namespace

@@ -46,7 +46,7 @@ int run_info(int argc, char** argv) {
   std::map<std::string, int64_t> bytes_by_dtype;
   std::set<std::string> used;
   for_each_tensor(c, shapes, [&](const TensorSlot& slot) {
-    for (const std::string& name : {slot.name, slot.name + "_scale_inv"})
+    for (const std::string& name : {slot.name, slot.name + "_scale_inv", slot.name + "_scale"})
       if (const TensorInfo* t = checkpoint.find(name)) {
         bytes_by_dtype[dtype_name(t->dtype)] += static_cast<int64_t>(t->nbytes);
         used.insert(name);

@@ -9,16 +9,18 @@
 namespace dsv2::cli {
 
 int run_quantize(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 quantize -m IN -o OUT --type bf16|f32",
+  Args args(argc, argv, "dsv2 quantize -m IN -o OUT --type bf16|f32|q8|q4",
             {kModelOption,
              {"output", 'o', true, "DIR       output model directory (config, weights, tokenizer files)"},
-             {"type", 0, true, "TYPE      weight storage type: bf16 or f32"}});
+             {"type", 0, true, "TYPE      weight storage: bf16, f32, q8 or q4 (block-quantized, dsv2 only; docs/FORMATS.md)"}});
   if (args.print_help_if_requested()) return 0;
   const std::string in = model_dir_option(args), out = args.require("output"), type = args.require("type");
   DType target;
-  if (type == "bf16") target = DType::BF16;
-  else if (type == "f32") target = DType::F32;
-  else throw UsageError("option --type: '" + type + "' is not one of bf16, f32");
+  try {
+    target = parse_weight_type(type);
+  } catch (const UsageError& e) {
+    throw UsageError(std::string("option --type: ") + e.what());
+  }
   const bool tty = ::isatty(STDERR_FILENO);
   convert_model_dir(in, out, target, [&](int64_t done, int64_t total) {
     if (tty) std::fprintf(stderr, "\r%lld / %lld tensors", static_cast<long long>(done), static_cast<long long>(total));

@@ -88,8 +88,14 @@ int run_train(int argc, char** argv) {
     const std::string v = args.get("batch-ramp");
     const auto comma = v.find(',');
     if (comma == std::string::npos) throw UsageError("option --batch-ramp: expected S,N");
-    o.ramp.start = std::stod(v.substr(0, comma));
-    o.ramp.steps = std::stoll(v.substr(comma + 1));
+    try {
+      size_t used_start = 0, used_steps = 0;
+      o.ramp.start = std::stod(v.substr(0, comma), &used_start);
+      o.ramp.steps = std::stoll(v.substr(comma + 1), &used_steps);
+      if (used_start != comma || used_steps != v.size() - comma - 1) throw std::invalid_argument(v);
+    } catch (const std::logic_error&) {  // invalid_argument, out_of_range
+      throw UsageError("option --batch-ramp: '" + v + "' is not S,N (a number, then a whole number of steps)");
+    }
   }
   o.init_std = static_cast<float>(args.get_double("init-std", 0.006));
   o.seed = static_cast<uint64_t>(args.get_int("seed", 1));

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cli/args.h"
+#include "core/dtype.h"
 #include "model/mla.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -26,6 +27,7 @@ int run_chat(int argc, char** argv);
 int run_quantize(int argc, char** argv);
 int run_serve(int argc, char** argv);
 int run_bench(int argc, char** argv);
+int run_init(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
@@ -37,6 +39,8 @@ inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker t
 std::string model_dir_option(const Args& args);
 SamplingOptions parse_sampling(const Args& args, float default_temperature);
 AttentionPath parse_attention_path(const std::string& value);
+// bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8).
+DType parse_weight_type(const std::string& type);
 void apply_thread_option(const Args& args);
 // The tokenizer named by --tokenizer, or the one in -m DIR.
 std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args);

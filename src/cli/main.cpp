@@ -32,6 +32,7 @@ constexpr Command kCommands[] = {
     {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train"},
     {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
     {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type"},
+    {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes"},
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline"},
 };
 
@@ -49,6 +50,14 @@ AttentionPath parse_attention_path(const std::string& value) {
   if (value == "naive") return AttentionPath::kNaive;
   if (value == "absorbed") return AttentionPath::kAbsorbed;
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+}
+
+DType parse_weight_type(const std::string& type) {
+  if (type == "bf16") return DType::BF16;
+  if (type == "f32") return DType::F32;
+  if (type == "q8") return DType::I8;
+  if (type == "q4") return DType::U8;
+  throw UsageError("'" + type + "' is not one of bf16, f32, q8, q4");
 }
 
 std::string model_dir_option(const Args& args) {

@@ -246,4 +246,52 @@ Config load_config(const std::string& path) {
   return parse_config(read_text_file(file), file);
 }
 
+std::string config_json(const Config& c) {
+  nlohmann::ordered_json j;
+  j["architectures"] = {c.model_type == "deepseek_v3" ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"};
+  j["model_type"] = c.model_type;
+  j["vocab_size"] = c.vocab_size;
+  j["hidden_size"] = c.hidden_size;
+  j["intermediate_size"] = c.intermediate_size;
+  j["moe_intermediate_size"] = c.moe_intermediate_size;
+  j["num_hidden_layers"] = c.num_hidden_layers;
+  j["num_nextn_predict_layers"] = c.num_nextn_predict_layers;
+  j["num_attention_heads"] = c.num_attention_heads;
+  j["num_key_value_heads"] = c.num_attention_heads;
+  j["q_lora_rank"] = c.q_lora_rank > 0 ? nlohmann::ordered_json(c.q_lora_rank) : nlohmann::ordered_json(nullptr);
+  j["kv_lora_rank"] = c.kv_lora_rank;
+  j["qk_nope_head_dim"] = c.qk_nope_head_dim;
+  j["qk_rope_head_dim"] = c.qk_rope_head_dim;
+  j["v_head_dim"] = c.v_head_dim;
+  j["n_routed_experts"] = c.n_routed_experts > 0 ? nlohmann::ordered_json(c.n_routed_experts) : nlohmann::ordered_json(nullptr);
+  j["n_shared_experts"] = c.n_shared_experts > 0 ? nlohmann::ordered_json(c.n_shared_experts) : nlohmann::ordered_json(nullptr);
+  j["num_experts_per_tok"] = c.num_experts_per_tok;
+  j["n_group"] = c.n_group;
+  j["topk_group"] = c.topk_group;
+  j["topk_method"] = c.topk_method;
+  j["scoring_func"] = c.scoring_func;
+  j["norm_topk_prob"] = c.norm_topk_prob;
+  j["routed_scaling_factor"] = c.routed_scaling_factor;
+  j["first_k_dense_replace"] = c.first_k_dense_replace;
+  j["moe_layer_freq"] = c.moe_layer_freq;
+  j["hidden_act"] = "silu";
+  j["rms_norm_eps"] = c.rms_norm_eps;
+  j["rope_theta"] = c.rope_theta;
+  j["max_position_embeddings"] = c.max_position_embeddings;
+  if (c.rope_scaling.type == "yarn") {
+    j["rope_scaling"] = {{"type", "yarn"}, {"factor", c.rope_scaling.factor},
+                         {"original_max_position_embeddings", c.rope_scaling.original_max_position_embeddings},
+                         {"beta_fast", c.rope_scaling.beta_fast}, {"beta_slow", c.rope_scaling.beta_slow},
+                         {"mscale", c.rope_scaling.mscale}, {"mscale_all_dim", c.rope_scaling.mscale_all_dim}};
+  } else {
+    j["rope_scaling"] = nullptr;
+  }
+  j["attention_bias"] = false;
+  j["tie_word_embeddings"] = c.tie_word_embeddings;
+  if (c.bos_token_id >= 0) j["bos_token_id"] = c.bos_token_id;
+  if (!c.eos_token_ids.empty()) j["eos_token_id"] = c.eos_token_ids.size() == 1 ? nlohmann::ordered_json(c.eos_token_ids[0]) : nlohmann::ordered_json(c.eos_token_ids);
+  j["torch_dtype"] = "float32";
+  return j.dump(2) + "\n";
+}
+
 }  // namespace dsv2

@@ -75,5 +75,7 @@ struct Config {
 Config parse_config(const std::string& json_text, const std::string& file);
 // Reads DIR/config.json (or a config file path).
 Config load_config(const std::string& path);
+// config.json text for a Config (the fields dsv2 and transformers read).
+std::string config_json(const Config& config);
 
 }  // namespace dsv2

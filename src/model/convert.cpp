@@ -10,27 +10,50 @@
 #include "io/safetensors.h"
 #include "model/config.h"
 #include "model/weights.h"
+#include "ops/kernels.h"
 
 namespace dsv2 {
 
 namespace {
 
-std::string torch_dtype_name(DType dtype) { return dtype == DType::BF16 ? "bfloat16" : "float32"; }
+bool block_quantized(DType dtype) { return dtype == DType::I8 || dtype == DType::U8; }
 
 // config.json as given, minus what no longer describes the weights.
 std::string converted_config(const std::string& path, DType target) {
-  nlohmann::ordered_json j = nlohmann::ordered_json::parse(read_text_file(path));
-  j.erase("quantization_config");  // the float8 block scales are folded in
-  j["torch_dtype"] = torch_dtype_name(target);
-  return j.dump(2) + "\n";
+  return config_json_for_storage(read_text_file(path), target);
 }
 
 }  // namespace
 
+std::string config_json_for_storage(const std::string& config_text, DType target) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::parse(config_text);
+  j.erase("quantization_config");  // float8 block scales are folded in
+  j.erase("dsv2_quantization");
+  j["torch_dtype"] = target == DType::F32 ? "float32" : "bfloat16";
+  if (block_quantized(target))  // informational: the loader goes by each tensor's dtype
+    j["dsv2_quantization"] = {{"type", target == DType::I8 ? "q8" : "q4"}, {"block_size", kQuantBlock}, {"scale_dtype", "float32"}};
+  return j.dump(2) + "\n";
+}
+
+DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target) {
+  if (!block_quantized(target)) return target;
+  if (shape[1] % kQuantBlock != 0) return DType::BF16;
+  if (target == DType::U8 && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) return DType::I8;
+  return target;
+}
+
+void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs) {
+  std::vector<int64_t> stored_shape = shape;
+  if (type == DType::U8) stored_shape[1] /= 2;  // two q4 values per byte
+  specs.push_back({name, type, stored_shape});
+  if (block_quantized(type)) specs.push_back({name + "_scale", DType::F32, {shape[0], shape[1] / kQuantBlock}});
+}
+
+
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress) {
-  if (target != DType::F32 && target != DType::BF16)
-    throw Error("convert: target type " + dtype_name(target) + " is not supported (use F32 or BF16)");
+  if (target != DType::F32 && target != DType::BF16 && !block_quantized(target))
+    throw Error("convert: target type " + dtype_name(target) + " is not supported (use F32, BF16, I8 for q8 or U8 for q4)");
   namespace fs = std::filesystem;
   if (fs::exists(out_dir) && fs::equivalent(in_dir, out_dir)) throw Error(out_dir + ": output directory is the input directory");
   const Config config = load_config(in_dir);
@@ -40,35 +63,52 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
   struct Source {
     const WeightMatrix* matrix;
     const WeightVector* vector;
+    DType type;
   };
   std::vector<TensorSpec> specs;
   std::vector<Source> sources;
   // Visiting bound weights again keeps their views (the layer vectors already have their size).
   for_each_tensor(config, weights, [&](const TensorSlot& slot) {
-    specs.push_back({slot.name, slot.matrix ? target : DType::F32, slot.shape});
-    sources.push_back({slot.matrix, slot.vector});
+    const DType type = slot.matrix ? stored_matrix_type(slot.name, slot.shape, target) : DType::F32;
+    if (slot.matrix)
+      add_matrix_specs(slot.name, slot.shape, type, specs);
+    else
+      specs.push_back({slot.name, type, slot.shape});
+    sources.push_back({slot.matrix, slot.vector, type});
   });
 
   fs::create_directories(out_dir);
   SafetensorsWriter writer((fs::path(out_dir) / "model.safetensors").string(), specs);
-  std::vector<float> row;
+  std::vector<float> row, scales;
   std::vector<uint16_t> halves;
+  std::vector<uint8_t> packed;
   for (size_t i = 0; i < sources.size(); ++i) {
     if (const WeightVector* v = sources[i].vector) {
       writer.append(v->data(), static_cast<uint64_t>(v->size) * sizeof(float));
     } else {
       const WeightMatrix& m = *sources[i].matrix;
+      const DType type = sources[i].type;
+      const int64_t blocks = m.cols / kQuantBlock;
       row.resize(m.cols);
       halves.resize(m.cols);
+      packed.resize(m.cols);
+      scales.resize(block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
       for (int64_t r = 0; r < m.rows; ++r) {
         m.dequantize_row(r, row.data());
-        if (target == DType::F32) {
+        if (type == DType::F32) {
           writer.append(row.data(), row.size() * sizeof(float));
-        } else {
+        } else if (type == DType::BF16) {
           for (int64_t c = 0; c < m.cols; ++c) halves[c] = float_to_bf16(row[c]);
           writer.append(halves.data(), halves.size() * sizeof(uint16_t));
+        } else if (type == DType::I8) {
+          quantize_row_q8(row.data(), m.cols, reinterpret_cast<int8_t*>(packed.data()), scales.data() + r * blocks);
+          writer.append(packed.data(), static_cast<uint64_t>(m.cols));
+        } else {
+          quantize_row_q4(row.data(), m.cols, packed.data(), scales.data() + r * blocks);
+          writer.append(packed.data(), static_cast<uint64_t>(m.cols / 2));
         }
       }
+      if (!scales.empty()) writer.append(scales.data(), scales.size() * sizeof(float));
     }
     if (progress) progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(sources.size()));
   }

@@ -4,17 +4,34 @@
 
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "core/dtype.h"
+#include "io/safetensors.h"
 
 namespace dsv2 {
 
 // Every weight matrix the model reads is decoded to float32 and re-encoded as
-// `target` (F32 or BF16); 1-D tensors (norms, the noaux_tc bias) are written
-// as float32. float8 block scales are folded into the weights, MTP layers are
-// dropped. config.json, tokenizer and generation files are carried over.
+// `target`: F32, BF16, or dsv2's block-quantized I8 (q8) / U8 (q4) with a
+// "<name>_scale" float32 tensor of one scale per 32 values (ops/kernels.h,
+// docs/FORMATS.md). Matrices whose width is not a multiple of 32 stay BF16
+// under q8/q4; under q4 the embedding and LM head are stored q8. 1-D tensors
+// (norms, the noaux_tc bias) are written as float32. float8 block scales are
+// folded into the weights, MTP layers are dropped. config.json, tokenizer and
+// generation files are carried over. F32 and BF16 outputs load in
+// transformers; q8 and q4 are for dsv2 only.
 // `progress(done, total)` is called after each tensor.
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress = {});
+
+// The pieces convert_model_dir and `dsv2 init` share:
+// how a matrix named `name` of logical `shape` is stored under `target`
+// (q8/q4 exceptions above);
+DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target);
+// the tensors it is written as: "<name>" (q4: [rows, cols / 2]) and, when
+// block-quantized, "<name>_scale" [rows, cols / 32] float32;
+void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs);
+// config.json text rewritten for weights stored as `target`.
+std::string config_json_for_storage(const std::string& config_text, DType target);
 
 }  // namespace dsv2

@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "io/checkpoint.h"
+#include "ops/kernels.h"
 
 namespace dsv2 {
 
@@ -122,9 +123,12 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
   for_each_tensor(config, w, [&](const TensorSlot& slot) {
     const TensorInfo* t = checkpoint.find(slot.name);
     if (!t) throw Error(checkpoint.dir() + ": missing tensor '" + slot.name + "' (expected shape " + shape_text(slot.shape) + ")");
-    if (t->shape != slot.shape)
+    // q4 packs two values per byte: its stored shape is [rows, cols / 2].
+    std::vector<int64_t> stored_shape = slot.shape;
+    if (!slot.vector && t->dtype == DType::U8) stored_shape[1] /= 2;
+    if (t->shape != stored_shape || (!slot.vector && t->dtype == DType::U8 && slot.shape[1] % 2))
       throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
-                  shape_text(slot.shape) + " from config.json");
+                  shape_text(stored_shape) + " from config.json" + (t->dtype == DType::U8 ? " (q4: two values per byte)" : ""));
     if (slot.vector) {
       if (t->dtype == DType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
         *slot.vector = {reinterpret_cast<const float*>(t->data), t->numel()};
@@ -136,19 +140,26 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
       return;
     }
     WeightMatrix& m = *slot.matrix;
-    if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16 && t->dtype != DType::F8_E4M3)
+    if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16 && t->dtype != DType::F8_E4M3 &&
+        t->dtype != DType::I8 && t->dtype != DType::U8)
       throw Error(*t->file + ": tensor '" + slot.name + "' has dtype " + dtype_name(t->dtype) +
-                  "; weights must be F32, BF16, F16 or F8_E4M3");
+                  "; weights must be F32, BF16, F16, F8_E4M3, I8 (dsv2 q8) or U8 (dsv2 q4)");
     m.dtype = t->dtype;
     m.rows = slot.shape[0];
     m.cols = slot.shape[1];
     m.data = t->data;
-    if (t->dtype == DType::F8_E4M3) {
-      const std::string scale_name = slot.name + "_scale_inv";
+    const bool block_quantized = t->dtype == DType::I8 || t->dtype == DType::U8;
+    if (t->dtype == DType::F8_E4M3 || block_quantized) {
+      const std::string scale_name = slot.name + (block_quantized ? "_scale" : "_scale_inv");
       const TensorInfo* s = checkpoint.find(scale_name);
-      if (!s) throw Error(checkpoint.dir() + ": float8 tensor '" + slot.name + "' has no '" + scale_name + "'");
-      m.block_rows = config.fp8_block_rows;
-      m.block_cols = config.fp8_block_cols;
+      if (!s)
+        throw Error(checkpoint.dir() + ": " + (block_quantized ? "quantized" : "float8") + " tensor '" + slot.name +
+                    "' has no '" + scale_name + "'");
+      if (block_quantized && m.cols % kQuantBlock != 0)
+        throw Error(*t->file + ": quantized tensor '" + slot.name + "' has " + std::to_string(m.cols) +
+                    " columns, not a multiple of the block size " + std::to_string(kQuantBlock));
+      m.block_rows = block_quantized ? 1 : config.fp8_block_rows;
+      m.block_cols = block_quantized ? kQuantBlock : config.fp8_block_cols;
       const std::vector<int64_t> scale_shape{(m.rows + m.block_rows - 1) / m.block_rows,
                                              (m.cols + m.block_cols - 1) / m.block_cols};
       if (s->dtype != DType::F32 || s->shape != scale_shape)
@@ -158,7 +169,7 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
         throw Error(*s->file + ": tensor '" + scale_name + "' is not 4-byte aligned");
       m.scale_inv = reinterpret_cast<const float*>(s->data);
     }
-    if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)
+    if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)  // (1 for q8 and q4)
       throw Error(*t->file + ": tensor '" + slot.name + "' is not aligned to its element size");
   });
   if (config.tie_word_embeddings) w.lm_head = w.embed_tokens;

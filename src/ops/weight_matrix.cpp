@@ -3,19 +3,19 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ops/kernels.h"
+
 namespace dsv2 {
 
 void WeightMatrix::dequantize_row(int64_t r, float* out) const {
-  const std::byte* row = data + static_cast<size_t>(r * cols) * dtype_size(dtype);
+  const std::byte* row = row_data(r);
   switch (dtype) {
     case DType::F32:
       std::memcpy(out, row, sizeof(float) * cols);
       break;
-    case DType::BF16: {
-      const auto* p = reinterpret_cast<const uint16_t*>(row);
-      for (int64_t c = 0; c < cols; ++c) out[c] = bf16_to_float(p[c]);
+    case DType::BF16:
+      dequantize_row_bf16(reinterpret_cast<const uint16_t*>(row), cols, out);
       break;
-    }
     case DType::F16: {
       const auto* p = reinterpret_cast<const uint16_t*>(row);
       for (int64_t c = 0; c < cols; ++c) out[c] = f16_to_float(p[c]);
@@ -32,13 +32,19 @@ void WeightMatrix::dequantize_row(int64_t r, float* out) const {
       }
       break;
     }
+    case DType::I8:
+      dequantize_row_q8(reinterpret_cast<const int8_t*>(row), row_scales(r), cols, out);
+      break;
+    case DType::U8:
+      dequantize_row_q4(reinterpret_cast<const uint8_t*>(row), row_scales(r), cols, out);
+      break;
     default:
       std::fill(out, out + cols, 0.0f);  // rejected at load time; never reached
   }
 }
 
 size_t WeightMatrix::bytes() const {
-  size_t n = static_cast<size_t>(rows * cols) * dtype_size(dtype);
+  size_t n = static_cast<size_t>(rows) * row_bytes();
   if (scale_inv) {  // the block scales are read too
     const int64_t block_grid = ((rows + block_rows - 1) / block_rows) * ((cols + block_cols - 1) / block_cols);
     n += static_cast<size_t>(block_grid) * sizeof(float);

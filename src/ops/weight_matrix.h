@@ -1,6 +1,8 @@
-// A 2-D weight in the dtype it was stored in (f32, bf16, f16, or float8 e4m3
-// with per-block float32 scales), used in place from the checkpoint's mapping.
-// Kernels read it row by row; nothing here owns memory.
+// A 2-D weight in the format it was stored in, used in place from the
+// checkpoint's mapping: f32, bf16, f16, float8 e4m3 with per-block float32
+// scales (DeepSeek-V3), or dsv2's block-quantized q8 (dtype I8) and q4 (dtype
+// U8, two values per byte) with one float32 scale per 32 values of a row (see
+// ops/kernels.h). Kernels read it row by row; nothing here owns memory.
 #pragma once
 
 #include <cstddef>
@@ -14,11 +16,19 @@ struct WeightMatrix {
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;
   const std::byte* data = nullptr;
-  // float8 only: w[r][c] = fp8[r][c] * scale_inv[r / block_rows][c / block_cols]
+  // float8, q8, q4: w[r][c] = stored[r][c] * scale_inv[r / block_rows][c / block_cols]
+  // (q8 and q4: block_rows 1, block_cols kQuantBlock)
   const float* scale_inv = nullptr;
   int64_t block_rows = 128, block_cols = 128;
 
   bool empty() const { return data == nullptr; }
+  bool is_q4() const { return dtype == DType::U8; }
+  bool is_q8() const { return dtype == DType::I8; }
+  // Bytes of one stored row (q4 packs two values per byte).
+  size_t row_bytes() const { return is_q4() ? static_cast<size_t>(cols / 2) : static_cast<size_t>(cols) * dtype_size(dtype); }
+  const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+  // Row r's block scales (q8 and q4 only).
+  const float* row_scales(int64_t r) const { return scale_inv + r * (cols / block_cols); }
   // Writes row r, converted to float32, into out[0, cols).
   void dequantize_row(int64_t r, float* out) const;
   // Row r as float32 if it is stored so (no copy), else nullptr.

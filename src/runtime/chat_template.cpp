@@ -9,6 +9,8 @@
 #include "runtime/chat_template.h"
 
 #include <algorithm>
+#include <charconv>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -139,7 +141,16 @@ std::vector<Token> lex(const std::string& s, size_t base) {
         while (j < s.size() && std::isdigit(static_cast<unsigned char>(s[j]))) ++j;
       }
       const std::string t = s.substr(i, j - i);
-      out.push_back({Token::kNumber, t, is_float ? Json(std::stod(t)) : Json(std::stoll(t)), base + i});
+      Json value;
+      if (is_float) {
+        value = std::strtod(t.c_str(), nullptr);  // as Python's float(): too large is inf, not an error
+      } else {
+        int64_t n = 0;
+        const auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), n);
+        if (ec != std::errc()) fail("integer literal " + t.substr(0, 24) + " does not fit in 64 bits", base + i);
+        value = n;
+      }
+      out.push_back({Token::kNumber, t, value, base + i});
       i = j;
     } else if (c == '\'' || c == '"') {
       std::string v;

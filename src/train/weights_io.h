@@ -14,7 +14,4 @@ void load_train_weights(TrainWeights& weights, const std::string& dir);
 // into `dir`, atomically per file, in the layout transformers loads.
 void save_model_dir(const TrainWeights& weights, const std::string& dir, bool bf16);
 
-// config.json text for a Config (the fields dsv2 and transformers read).
-std::string config_json(const Config& config);
-
 }  // namespace dsv2

@@ -1,0 +1,286 @@
+// The row kernels of kernels.h, compiled once per SIMD target by Highway's
+// foreach_target (this file includes itself once per target) and dispatched at
+// run time. Each loop keeps several independent accumulators so that the FMA
+// latency is hidden; the order of summation therefore differs from the scalar
+// reference by rounding only.
+#include "ops/kernels.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/dtype.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
+namespace dsv2 {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using FloatTag = hn::ScalableTag<float>;
+
+// bfloat16 is the top half of a float32: widen to 32 bits and shift.
+template <class D>
+HWY_INLINE hn::Vec<D> LoadBF16(D df, const uint16_t* p) {
+  const hn::RebindToUnsigned<D> du32;
+  const hn::Rebind<uint16_t, D> du16;
+  return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du32, hn::LoadU(du16, p))));
+}
+
+HWY_INLINE hn::Vec<FloatTag> LoadWeights(FloatTag df, const float* w) { return hn::LoadU(df, w); }
+HWY_INLINE hn::Vec<FloatTag> LoadWeights(FloatTag df, const uint16_t* w) { return LoadBF16(df, w); }
+HWY_INLINE float WeightValue(float w) { return w; }
+HWY_INLINE float WeightValue(uint16_t w) { return bf16_to_float(w); }
+
+// Σ x[i]·w[i] for float32 or bfloat16 weights, four accumulators in flight.
+template <class W>
+float DotWith(const float* x, const W* w, int64_t n) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::MulAdd(hn::LoadU(df, x + i), LoadWeights(df, w + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, x + i + N), LoadWeights(df, w + i + N), s1);
+    s2 = hn::MulAdd(hn::LoadU(df, x + i + 2 * N), LoadWeights(df, w + i + 2 * N), s2);
+    s3 = hn::MulAdd(hn::LoadU(df, x + i + 3 * N), LoadWeights(df, w + i + 3 * N), s3);
+  }
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(df, x + i), LoadWeights(df, w + i), s0);
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  for (; i < n; ++i) sum += x[i] * WeightValue(w[i]);
+  return sum;
+}
+
+float DotF32(const float* x, const float* w, int64_t n) { return DotWith(x, w, n); }
+float DotBF16(const float* x, const uint16_t* w, int64_t n) { return DotWith(x, w, n); }
+
+// Σ x[j]·q[j] over one block of kQuantBlock int8 values, unscaled.
+template <class D>
+HWY_INLINE hn::Vec<D> BlockDotQ8(D df, const float* x, const int8_t* q) {
+  const hn::RebindToSigned<D> di32;
+  const hn::Rebind<int8_t, D> di8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  auto sum = hn::Zero(df);
+  for (int64_t j = 0; j < kQuantBlock; j += N)
+    sum = hn::MulAdd(hn::LoadU(df, x + j), hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, q + j))), sum);
+  return sum;
+}
+
+float DotQ8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+  const FloatTag df;
+  const int64_t blocks = n / kQuantBlock;
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {  // two blocks in flight
+    const int64_t o = b * kQuantBlock;
+    s0 = hn::MulAdd(BlockDotQ8(df, x + o, q + o), hn::Set(df, scales[b]), s0);
+    s1 = hn::MulAdd(BlockDotQ8(df, x + o + kQuantBlock, q + o + kQuantBlock), hn::Set(df, scales[b + 1]), s1);
+  }
+  for (; b < blocks; ++b)
+    s0 = hn::MulAdd(BlockDotQ8(df, x + b * kQuantBlock, q + b * kQuantBlock), hn::Set(df, scales[b]), s0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+}
+
+// One block of q4: the 16 bytes hold values 0..15 in their low nibbles and
+// 16..31 in their high nibbles, each stored as q + 8.
+template <class D>
+HWY_INLINE hn::Vec<D> BlockDotQ4(D df, const float* x, const uint8_t* q) {
+  const hn::RebindToSigned<D> di32;
+  const hn::RebindToUnsigned<D> du32;
+  const hn::Rebind<uint8_t, D> du8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto low_mask = hn::Set(du32, 0xFu);
+  const auto offset = hn::Set(di32, 8);
+  auto sum_low = hn::Zero(df), sum_high = hn::Zero(df);
+  for (int64_t j = 0; j < kQuantBlock / 2; j += N) {
+    const auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, q + j));
+    const auto low = hn::Sub(hn::BitCast(di32, hn::And(bytes, low_mask)), offset);
+    const auto high = hn::Sub(hn::BitCast(di32, hn::ShiftRight<4>(bytes)), offset);
+    sum_low = hn::MulAdd(hn::LoadU(df, x + j), hn::ConvertTo(df, low), sum_low);
+    sum_high = hn::MulAdd(hn::LoadU(df, x + j + kQuantBlock / 2), hn::ConvertTo(df, high), sum_high);
+  }
+  return hn::Add(sum_low, sum_high);
+}
+
+float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+  const FloatTag df;
+  const int64_t blocks = n / kQuantBlock;
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    const int64_t o = b * kQuantBlock;
+    s0 = hn::MulAdd(BlockDotQ4(df, x + o, q + o / 2), hn::Set(df, scales[b]), s0);
+    s1 = hn::MulAdd(BlockDotQ4(df, x + o + kQuantBlock, q + (o + kQuantBlock) / 2), hn::Set(df, scales[b + 1]), s1);
+  }
+  for (; b < blocks; ++b)
+    s0 = hn::MulAdd(BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2), hn::Set(df, scales[b]), s0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+}
+
+// Row conversions to float32 (prefill converts each weight row once and then
+// multiplies it with every token).
+void DequantizeBF16(const uint16_t* w, int64_t n, float* out) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(LoadBF16(df, w + i), df, out + i);
+  for (; i < n; ++i) out[i] = bf16_to_float(w[i]);
+}
+
+void DequantizeQ8(const int8_t* q, const float* scales, int64_t n, float* out) {
+  const FloatTag df;
+  const hn::RebindToSigned<FloatTag> di32;
+  const hn::Rebind<int8_t, FloatTag> di8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const auto scale = hn::Set(df, scales[b]);
+    for (int64_t j = b * kQuantBlock; j < (b + 1) * kQuantBlock; j += N)
+      hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, q + j)))), df, out + j);
+  }
+}
+
+void DequantizeQ4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+  const FloatTag df;
+  const hn::RebindToSigned<FloatTag> di32;
+  const hn::RebindToUnsigned<FloatTag> du32;
+  const hn::Rebind<uint8_t, FloatTag> du8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr int64_t half = kQuantBlock / 2;
+  const auto low_mask = hn::Set(du32, 0xFu);
+  const auto offset = hn::Set(di32, 8);
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const auto scale = hn::Set(df, scales[b]);
+    for (int64_t j = 0; j < half; j += N) {
+      const auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, q + b * half + j));
+      const auto low = hn::Sub(hn::BitCast(di32, hn::And(bytes, low_mask)), offset);
+      const auto high = hn::Sub(hn::BitCast(di32, hn::ShiftRight<4>(bytes)), offset);
+      hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, low)), df, out + b * kQuantBlock + j);
+      hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, high)), df, out + b * kQuantBlock + half + j);
+    }
+  }
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv2
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv2 {
+
+HWY_EXPORT(DotF32);
+HWY_EXPORT(DotBF16);
+HWY_EXPORT(DotQ8);
+HWY_EXPORT(DotQ4);
+HWY_EXPORT(DequantizeBF16);
+HWY_EXPORT(DequantizeQ8);
+HWY_EXPORT(DequantizeQ4);
+HWY_EXPORT(TargetName);
+
+float dot_f32(const float* x, const float* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(x, w, n); }
+float dot_bf16(const float* x, const uint16_t* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBF16)(x, w, n); }
+float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotQ8)(x, q, scales, n);
+}
+float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotQ4)(x, q, scales, n);
+}
+void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(DequantizeBF16)(w, n, out); }
+void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(DequantizeQ8)(q, scales, n, out);
+}
+void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(DequantizeQ4)(q, scales, n, out);
+}
+std::string simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+namespace {
+
+// max|w| over one block divided by the largest quantized magnitude; 0 for an all-zero block.
+float block_scale(const float* w, float q_max) {
+  float amax = 0.0f;
+  for (int64_t j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(w[j]));
+  return amax / q_max;
+}
+
+int quantize_value(float w, float scale, int lo, int hi) {
+  if (scale == 0.0f) return 0;
+  return std::clamp(static_cast<int>(std::lround(w / scale)), lo, hi);
+}
+
+}  // namespace
+
+void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales) {
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float* block = w + b * kQuantBlock;
+    scales[b] = block_scale(block, 127.0f);
+    for (int64_t j = 0; j < kQuantBlock; ++j)
+      q[b * kQuantBlock + j] = static_cast<int8_t>(quantize_value(block[j], scales[b], -127, 127));
+  }
+}
+
+void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales) {
+  constexpr int64_t half = kQuantBlock / 2;
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float* block = w + b * kQuantBlock;
+    scales[b] = block_scale(block, 7.0f);
+    for (int64_t j = 0; j < half; ++j) {
+      const int low = quantize_value(block[j], scales[b], -8, 7) + 8;
+      const int high = quantize_value(block[j + half], scales[b], -8, 7) + 8;
+      q[b * half + j] = static_cast<uint8_t>(low | (high << 4));
+    }
+  }
+}
+
+namespace reference {
+
+void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = scales[i / kQuantBlock] * static_cast<float>(q[i]);
+}
+
+void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+  constexpr int64_t half = kQuantBlock / 2;
+  for (int64_t b = 0; b < n / kQuantBlock; ++b)
+    for (int64_t j = 0; j < half; ++j) {
+      const uint8_t byte = q[b * half + j];
+      out[b * kQuantBlock + j] = scales[b] * static_cast<float>((byte & 0xF) - 8);
+      out[b * kQuantBlock + j + half] = scales[b] * static_cast<float>((byte >> 4) - 8);
+    }
+}
+
+float dot_f32(const float* x, const float* w, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * w[i];
+  return static_cast<float>(sum);
+}
+
+float dot_bf16(const float* x, const uint16_t* w, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * bf16_to_float(w[i]);
+  return static_cast<float>(sum);
+}
+
+float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * scales[i / kQuantBlock] * q[i];
+  return static_cast<float>(sum);
+}
+
+float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = i / kQuantBlock, j = i % kQuantBlock, half = kQuantBlock / 2;
+    const uint8_t byte = q[b * half + j % half];
+    const int value = (j < half ? (byte & 0xF) : (byte >> 4)) - 8;
+    sum += static_cast<double>(x[i]) * scales[b] * value;
+  }
+  return static_cast<float>(sum);
+}
+
+}  // namespace reference
+}  // namespace dsv2
+#endif  // HWY_ONCE

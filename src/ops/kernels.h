@@ -1,0 +1,54 @@
+// Row kernels: the dot product of a float32 activation vector with one weight
+// row in each storage format dsv2 reads. Batch-1 decoding is a sequence of
+// such dot products over every weight a token uses, so these loops decide how
+// close decoding gets to the memory-bandwidth roofline.
+//
+// Each kernel is compiled for several SIMD targets with Highway (SSE2 ... AVX2,
+// AVX-512) and the best one the CPU supports is picked at run time, so a plain
+// x86-64 build still uses AVX2 where it exists. A scalar reference of each sits
+// in `reference`; tests compare every compiled target against it.
+//
+// Block-quantized formats (dsv2's own, documented in docs/FORMATS.md): a row is
+// split into blocks of kQuantBlock consecutive values, each with one float32
+// scale; value = scale * q.
+//   q8: q is int8 in [-127, 127], one byte per value.
+//   q4: q is in [-8, 7], stored as q + 8 in a nibble; in each block, byte i
+//       holds value i in its low nibble and value i + 16 in its high nibble.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace dsv2 {
+
+constexpr int64_t kQuantBlock = 32;
+
+float dot_f32(const float* x, const float* w, int64_t n);
+float dot_bf16(const float* x, const uint16_t* w, int64_t n);
+// n must be a multiple of kQuantBlock; scales has n / kQuantBlock entries.
+float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
+float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
+
+// Quantizes one row (n a multiple of kQuantBlock): scale = max|w| / 127 (q8)
+// or max|w| / 7 (q4), q = round(w / scale), clamped to the format's range.
+void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales);
+void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales);
+// Rows converted to float32 (SIMD).
+void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out);
+void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
+void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
+
+// The SIMD target the dispatcher uses now ("AVX2", "AVX3", "SSE4", "EMU128", ...).
+std::string simd_target();
+
+namespace reference {
+float dot_f32(const float* x, const float* w, int64_t n);
+float dot_bf16(const float* x, const uint16_t* w, int64_t n);
+float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
+float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
+void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
+void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
+}  // namespace reference
+
+}  // namespace dsv2

@@ -1,0 +1,162 @@
+// Every row kernel, on every SIMD target compiled in and supported by this CPU
+// (down to the portable EMU128/SCALAR ones a plain x86-64 machine falls back
+// to), against its scalar reference. Tolerances follow from float32
+// accumulation: |error| <= n * eps * Σ|x·w| (eps = 2^-24), plus a small floor.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "ops/kernels.h"
+
+namespace dsv2 {
+namespace {
+
+std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+double abs_dot(const std::vector<float>& x, const std::vector<float>& w) {
+  double s = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) s += std::fabs(static_cast<double>(x[i]) * w[i]);
+  return s;
+}
+
+double tolerance(int64_t n, double abs_sum) { return static_cast<double>(n) * std::ldexp(1.0, -24) * abs_sum + 1e-6; }
+
+// Runs `body` once per SIMD target, with the dispatcher forced to it.
+template <class Body>
+void for_each_target(Body body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    SCOPED_TRACE(hwy::TargetName(target));
+    ASSERT_EQ(simd_target(), hwy::TargetName(target));
+    body();
+  }
+  hwy::SetSupportedTargetsForTest(0);  // back to what the CPU supports
+}
+
+TEST(Kernels, DotF32AndBF16MatchScalarReference) {
+  for_each_target([] {
+    for (int64_t n : {1, 3, 8, 31, 64, 100, 513, 2048}) {
+      const auto x = random_floats(n, 1), w = random_floats(n, 2);
+      std::vector<uint16_t> w16(w.size());
+      std::vector<float> w16_as_float(w.size());
+      for (size_t i = 0; i < w.size(); ++i) {
+        w16[i] = float_to_bf16(w[i]);
+        w16_as_float[i] = bf16_to_float(w16[i]);
+      }
+      EXPECT_NEAR(dot_f32(x.data(), w.data(), n), reference::dot_f32(x.data(), w.data(), n), tolerance(n, abs_dot(x, w)))
+          << n;
+      EXPECT_NEAR(dot_bf16(x.data(), w16.data(), n), reference::dot_bf16(x.data(), w16.data(), n),
+                  tolerance(n, abs_dot(x, w16_as_float)))
+          << n;
+    }
+  });
+}
+
+TEST(Kernels, DotQ8AndQ4MatchScalarReference) {
+  for_each_target([] {
+    for (int64_t n : {32, 64, 96, 2048, 10944}) {
+      const auto x = random_floats(n, 3), w = random_floats(n, 4, 0.05f);
+      std::vector<int8_t> q8(static_cast<size_t>(n));
+      std::vector<uint8_t> q4(static_cast<size_t>(n / 2));
+      std::vector<float> s8(static_cast<size_t>(n / kQuantBlock)), s4(s8.size()), w8(w.size()), w4(w.size());
+      quantize_row_q8(w.data(), n, q8.data(), s8.data());
+      quantize_row_q4(w.data(), n, q4.data(), s4.data());
+      dequantize_row_q8(q8.data(), s8.data(), n, w8.data());
+      dequantize_row_q4(q4.data(), s4.data(), n, w4.data());
+      EXPECT_NEAR(dot_q8(x.data(), q8.data(), s8.data(), n), reference::dot_q8(x.data(), q8.data(), s8.data(), n),
+                  tolerance(n, abs_dot(x, w8)))
+          << n;
+      EXPECT_NEAR(dot_q4(x.data(), q4.data(), s4.data(), n), reference::dot_q4(x.data(), q4.data(), s4.data(), n),
+                  tolerance(n, abs_dot(x, w4)))
+          << n;
+      // The dequantized row is what the kernels multiply by.
+      EXPECT_NEAR(reference::dot_f32(x.data(), w8.data(), n), reference::dot_q8(x.data(), q8.data(), s8.data(), n),
+                  tolerance(n, abs_dot(x, w8)));
+      EXPECT_NEAR(reference::dot_f32(x.data(), w4.data(), n), reference::dot_q4(x.data(), q4.data(), s4.data(), n),
+                  tolerance(n, abs_dot(x, w4)));
+    }
+  });
+}
+
+TEST(Kernels, DequantizationMatchesScalarReferenceExactly) {
+  for_each_target([] {
+    for (int64_t n : {32, 64, 2048, 10944}) {
+      const auto w = random_floats(n, 6);
+      std::vector<int8_t> q8(n);
+      std::vector<uint8_t> q4(n / 2);
+      std::vector<uint16_t> h(n);
+      std::vector<float> s8(n / kQuantBlock), s4(n / kQuantBlock), got(n), want(n);
+      quantize_row_q8(w.data(), n, q8.data(), s8.data());
+      quantize_row_q4(w.data(), n, q4.data(), s4.data());
+      dequantize_row_q8(q8.data(), s8.data(), n, got.data());
+      reference::dequantize_row_q8(q8.data(), s8.data(), n, want.data());
+      EXPECT_EQ(got, want) << n;  // one multiplication per value: no rounding freedom
+      dequantize_row_q4(q4.data(), s4.data(), n, got.data());
+      reference::dequantize_row_q4(q4.data(), s4.data(), n, want.data());
+      EXPECT_EQ(got, want) << n;
+      for (int64_t i = 0; i < n; ++i) h[i] = float_to_bf16(w[i]);
+      dequantize_row_bf16(h.data(), n - 3, got.data());  // a tail shorter than a vector too
+      for (int64_t i = 0; i < n - 3; ++i) ASSERT_EQ(got[i], bf16_to_float(h[i])) << i;
+    }
+  });
+}
+
+TEST(Kernels, QuantizationErrorIsAtMostHalfAStep) {
+  const int64_t n = 4096;
+  const auto w = random_floats(n, 5);
+  std::vector<int8_t> q8(n);
+  std::vector<uint8_t> q4(n / 2);
+  std::vector<float> s8(n / kQuantBlock), s4(n / kQuantBlock), w8(n), w4(n);
+  quantize_row_q8(w.data(), n, q8.data(), s8.data());
+  quantize_row_q4(w.data(), n, q4.data(), s4.data());
+  dequantize_row_q8(q8.data(), s8.data(), n, w8.data());
+  dequantize_row_q4(q4.data(), s4.data(), n, w4.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = i / kQuantBlock;
+    float amax = 0.0f;
+    for (int64_t j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(w[b * kQuantBlock + j]));
+    EXPECT_FLOAT_EQ(s8[b], amax / 127.0f);
+    EXPECT_FLOAT_EQ(s4[b], amax / 7.0f);
+    EXPECT_LE(std::fabs(w[i] - w8[i]), 0.5f * s8[b] * (1 + 1e-5f)) << i;
+    EXPECT_LE(std::fabs(w[i] - w4[i]), 0.5f * s4[b] * (1 + 1e-5f) + (w[i] < -7.5f * s4[b] ? s4[b] : 0.0f)) << i;
+  }
+}
+
+TEST(Kernels, Q4NibbleLayout) {
+  // Values 0..15 of a block go to low nibbles, 16..31 to high nibbles, as q + 8.
+  std::vector<float> w(kQuantBlock, 0.0f);
+  w[0] = 7.0f;    // the block maximum: scale 1, q = 7 -> nibble 15
+  w[1] = -3.0f;   // q = -3 -> nibble 5
+  w[16] = -7.0f;  // q = -7 -> nibble 1, high half of byte 0
+  w[17] = 2.0f;   // q = 2 -> nibble 10, high half of byte 1
+  std::vector<uint8_t> q(kQuantBlock / 2);
+  float scale = 0.0f;
+  quantize_row_q4(w.data(), kQuantBlock, q.data(), &scale);
+  EXPECT_EQ(scale, 1.0f);
+  EXPECT_EQ(q[0], 0x1F);
+  EXPECT_EQ(q[1], 0xA5);
+  EXPECT_EQ(q[2], 0x88);  // zeros
+}
+
+TEST(Kernels, AllZeroBlockHasZeroScale) {
+  std::vector<float> w(kQuantBlock, 0.0f);
+  std::vector<int8_t> q(kQuantBlock, 1);
+  float scale = 1.0f;
+  quantize_row_q8(w.data(), kQuantBlock, q.data(), &scale);
+  EXPECT_EQ(scale, 0.0f);
+  for (int8_t v : q) EXPECT_EQ(v, 0);
+}
+
+}  // namespace
+}  // namespace dsv2
