@@ -51,6 +51,11 @@ TEST(ChatTemplate, ErrorsNameTheProblem) {
   EXPECT_NE(message("{{ 'a' | nosuchfilter }}").find("nosuchfilter"), std::string::npos);
   // Found by the fuzzer: an integer literal past 64 bits used to escape as std::out_of_range.
   EXPECT_NE(message("{{ 99999999999999999999999 }}").find("64 bits"), std::string::npos);
+  // Also the fuzzer's: tojson of a key that is not UTF-8 used to throw nlohmann's type_error.
+  nlohmann::ordered_json vars = nlohmann::ordered_json::object();
+  vars["m"] = nlohmann::ordered_json::object();
+  vars["m"]["\xff"] = 1;
+  EXPECT_EQ(ChatTemplate("{{ m | tojson }}").render(vars), "{\"\xEF\xBF\xBD\": 1}");
 }
 
 }  // namespace

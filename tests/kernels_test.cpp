@@ -112,6 +112,30 @@ TEST(Kernels, DequantizationMatchesScalarReferenceExactly) {
   });
 }
 
+TEST(Kernels, IntegerDotsMatchScalarReference) {
+  for_each_target([] {
+    for (int64_t n : {32, 64, 96, 2048, 10944}) {
+      const auto x = random_floats(n, 7), w = random_floats(n, 8, 0.05f);
+      std::vector<int8_t> xq(n), q8(n);
+      std::vector<uint8_t> q4(n / 2);
+      std::vector<float> xs(n / kQuantBlock), s8(n / kQuantBlock), s4(n / kQuantBlock), xd(n), w8(n), w4(n);
+      quantize_activation_q8(x.data(), n, xq.data(), xs.data());
+      quantize_row_q8(w.data(), n, q8.data(), s8.data());
+      quantize_row_q4(w.data(), n, q4.data(), s4.data());
+      reference::dequantize_row_q8(xq.data(), xs.data(), n, xd.data());
+      reference::dequantize_row_q8(q8.data(), s8.data(), n, w8.data());
+      reference::dequantize_row_q4(q4.data(), s4.data(), n, w4.data());
+      // The activation is quantized to within half a step per value.
+      for (int64_t i = 0; i < n; ++i) ASSERT_LE(std::fabs(xd[i] - x[i]), 0.5f * xs[i / kQuantBlock] * 1.0001f) << i;
+      // Integer block sums are exact; only the float scaling and summation round.
+      EXPECT_NEAR(dot_q8_q8(xq.data(), xs.data(), q8.data(), s8.data(), n),
+                  reference::dot_q8_q8(xq.data(), xs.data(), q8.data(), s8.data(), n), tolerance(n, abs_dot(xd, w8)));
+      EXPECT_NEAR(dot_q8_q4(xq.data(), xs.data(), q4.data(), s4.data(), n),
+                  reference::dot_q8_q4(xq.data(), xs.data(), q4.data(), s4.data(), n), tolerance(n, abs_dot(xd, w4)));
+    }
+  });
+}
+
 TEST(Kernels, QuantizationErrorIsAtMostHalfAStep) {
   const int64_t n = 4096;
   const auto w = random_floats(n, 5);

@@ -17,7 +17,7 @@ int run_bench(int argc, char** argv) {
             {kModelOption,
              {"prompt", 'p', true, "N         prompt tokens prefilled in one call (default 128)"},
              {"gen", 'n', true, "N         tokens decoded one at a time (default 32)"},
-             {"ctx", 'c', true, "N         decode after this many cached tokens (default: the prompt)"},
+             {"ctx", 'c', true, "N         decode after this many cached tokens; those past the prompt are random latents (default: the prompt)"},
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
              {"json", 0, false, "          print one JSON object instead of a table"},
              kThreadsOption});

@@ -37,6 +37,9 @@ std::string config_json_for_storage(const std::string& config_text, DType target
 
 DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target) {
   if (!block_quantized(target)) return target;
+  // The router stays float32: it is tiny, and 8-bit activations in its matmul
+  // would flip near-tied expert choices.
+  if (name.size() >= 16 && name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0) return DType::F32;
   if (shape[1] % kQuantBlock != 0) return DType::BF16;
   if (target == DType::U8 && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) return DType::I8;
   return target;

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "core/dtype.h"
 
@@ -120,6 +121,107 @@ float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
 }
 
+// Integer kernels: activations quantized to int8 per block of 32 (scale xs),
+// weights q8 or q4; Σ x·w = Σ_b xs[b]·ws[b]·Σ_j xq[j]·wq[j] with the inner sum
+// exact in int32. On AVX2 the inner sum is vpmaddubsw on |w| and sign(w)·x
+// (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate); elsewhere a
+// plain loop the compiler vectorises for the target.
+#if HWY_TARGET == HWY_AVX2
+HWY_INLINE __m256i DotBlockAvx2(__m256i w, __m256i x) {
+  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+  return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+}
+HWY_INLINE __m256i LoadQ4BlockAvx2(const uint8_t* q) {  // 32 values in [-8, 7], in order
+  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m256i values = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
+  return _mm256_sub_epi8(values, _mm256_set1_epi8(8));
+}
+#endif
+
+HWY_INLINE int32_t BlockDotQ8Q8Portable(const int8_t* x, const int8_t* w) {
+  int32_t sum = 0;
+  for (int64_t j = 0; j < kQuantBlock; ++j) sum += static_cast<int32_t>(x[j]) * w[j];
+  return sum;
+}
+HWY_INLINE int32_t BlockDotQ8Q4Portable(const int8_t* x, const uint8_t* w) {
+  int32_t sum = 0;
+  for (int64_t j = 0; j < kQuantBlock / 2; ++j) {
+    sum += static_cast<int32_t>(x[j]) * ((w[j] & 0xF) - 8);
+    sum += static_cast<int32_t>(x[j + kQuantBlock / 2]) * ((w[j] >> 4) - 8);
+  }
+  return sum;
+}
+
+float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+  const int64_t blocks = n / kQuantBlock;
+#if HWY_TARGET == HWY_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    const int64_t o = b * kQuantBlock;
+    const __m256i d0 = DotBlockAvx2(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + o)),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o)));
+    const __m256i d1 = DotBlockAvx2(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + o + kQuantBlock)),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o + kQuantBlock)));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
+  }
+  const FloatTag df;
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
+  for (; b < blocks; ++b)
+    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
+  return sum;
+#else
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b)
+    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
+  return sum;
+#endif
+}
+
+float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+  const int64_t blocks = n / kQuantBlock;
+  constexpr int64_t half = kQuantBlock / 2;
+#if HWY_TARGET == HWY_AVX2
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    const int64_t o = b * kQuantBlock;
+    const __m256i d0 = DotBlockAvx2(LoadQ4BlockAvx2(wq + b * half), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o)));
+    const __m256i d1 = DotBlockAvx2(LoadQ4BlockAvx2(wq + (b + 1) * half),
+                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o + kQuantBlock)));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
+  }
+  const FloatTag df;
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
+  for (; b < blocks; ++b) sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
+  return sum;
+#else
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b) sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
+  return sum;
+#endif
+}
+
+// An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|).
+void QuantizeActivationQ8(const float* x, int64_t n, int8_t* q, float* scales) {
+  const FloatTag df;
+  const hn::Rebind<int8_t, FloatTag> di8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float* block = x + b * kQuantBlock;
+    auto amax = hn::Zero(df);
+    for (int64_t j = 0; j < kQuantBlock; j += N) amax = hn::Max(amax, hn::Abs(hn::LoadU(df, block + j)));
+    const float m = hn::GetLane(hn::MaxOfLanes(df, amax));
+    scales[b] = m / 127.0f;
+    const auto inverse = hn::Set(df, m > 0.0f ? 127.0f / m : 0.0f);
+    for (int64_t j = 0; j < kQuantBlock; j += N)
+      hn::StoreU(hn::DemoteTo(di8, hn::NearestInt(hn::Mul(hn::LoadU(df, block + j), inverse))), di8, q + b * kQuantBlock + j);
+  }
+}
+
 // Row conversions to float32 (prefill converts each weight row once and then
 // multiplies it with every token).
 void DequantizeBF16(const uint16_t* w, int64_t n, float* out) {
@@ -176,6 +278,9 @@ HWY_EXPORT(DotF32);
 HWY_EXPORT(DotBF16);
 HWY_EXPORT(DotQ8);
 HWY_EXPORT(DotQ4);
+HWY_EXPORT(DotQ8Q8);
+HWY_EXPORT(QuantizeActivationQ8);
+HWY_EXPORT(DotQ8Q4);
 HWY_EXPORT(DequantizeBF16);
 HWY_EXPORT(DequantizeQ8);
 HWY_EXPORT(DequantizeQ4);
@@ -188,6 +293,15 @@ float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n) {
 }
 float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotQ4)(x, q, scales, n);
+}
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotQ8Q8)(xq, xs, wq, ws, n);
+}
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+  return HWY_DYNAMIC_DISPATCH(DotQ8Q4)(xq, xs, wq, ws, n);
+}
+void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8)(x, n, q, scales);
 }
 void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(DequantizeBF16)(w, n, out); }
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
@@ -237,6 +351,18 @@ void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales) {
 }
 
 namespace reference {
+
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xs[i / kQuantBlock]) * ws[i / kQuantBlock] * xq[i] * wq[i];
+  return static_cast<float>(sum);
+}
+
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+  std::vector<float> x(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) x[i] = xs[i / kQuantBlock] * static_cast<float>(xq[i]);
+  return dot_q4(x.data(), wq, ws, n);
+}
 
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = scales[i / kQuantBlock] * static_cast<float>(q[i]);

@@ -30,6 +30,15 @@ float dot_bf16(const float* x, const uint16_t* w, int64_t n);
 float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
 float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
 
+// Integer kernels for one-token matmuls: the activation row is first
+// quantized like a q8 weight row (quantize_row_q8: xq, xs), then each weight
+// row costs one integer dot per block. This is what llama.cpp does; it adds
+// the activation's 8-bit rounding (<= half a step per value) to the result.
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n);
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
+// The activation side (SIMD): scale = max|x| / 127, q = nearest-even(x · 127 / max|x|).
+void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales);
+
 // Quantizes one row (n a multiple of kQuantBlock): scale = max|w| / 127 (q8)
 // or max|w| / 7 (q4), q = round(w / scale), clamped to the format's range.
 void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales);
@@ -47,6 +56,8 @@ float dot_f32(const float* x, const float* w, int64_t n);
 float dot_bf16(const float* x, const uint16_t* w, int64_t n);
 float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
 float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n);
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
 void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
 }  // namespace reference

@@ -60,6 +60,22 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     });
     return;
   }
+  if (tokens == 1 && (w.is_q8() || w.is_q4()) && w.cols % kQuantBlock == 0) {
+    // Quantize the activation once; every row is then an integer dot product.
+    thread_local std::vector<int8_t> xq;
+    thread_local std::vector<float> xs;
+    xq.resize(static_cast<size_t>(w.cols));
+    xs.resize(static_cast<size_t>(w.cols / kQuantBlock));
+    quantize_activation_q8(x, w.cols, xq.data(), xs.data());
+    const int8_t* q = xq.data();
+    const float* s = xs.data();
+    parallel_for(w.rows, 8, [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r)
+        y[r] = w.is_q8() ? dot_q8_q8(q, s, reinterpret_cast<const int8_t*>(w.row_data(r)), w.row_scales(r), w.cols)
+                         : dot_q8_q4(q, s, reinterpret_cast<const uint8_t*>(w.row_data(r)), w.row_scales(r), w.cols);
+    });
+    return;
+  }
   parallel_for(w.rows, 8, [&](int64_t r0, int64_t r1) {
     thread_local std::vector<float> row_buffer;
     if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);

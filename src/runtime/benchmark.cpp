@@ -93,10 +93,17 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   auto start = Clock::now();
   model.forward(ids.data(), o.prompt, cache, AttentionPath::kAbsorbed, logits.data(), true);
   r.prefill_tokens_per_s = static_cast<double>(o.prompt) / seconds_since(start);
-  for (int64_t pos = o.prompt; pos < context; pos += 512) {  // fill the cache, untimed
-    const int64_t n = std::min<int64_t>(512, context - pos);
-    model.forward(ids.data() + pos, n, cache, AttentionPath::kAbsorbed, logits.data(), true);
+  // Cached positions past the prompt hold random latents: attention costs the
+  // same whatever the values, and running a large model over thousands of
+  // tokens first would take far longer than the measurement.
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    float* latents = cache.latents(layer);
+    float* rope_keys = cache.rope_keys(layer);
+    for (int64_t i = o.prompt * c.kv_lora_rank; i < context * c.kv_lora_rank; ++i) latents[i] = normal(rng);
+    for (int64_t i = o.prompt * c.qk_rope_head_dim; i < context * c.qk_rope_head_dim; ++i) rope_keys[i] = normal(rng);
   }
+  cache.set_length(context);
   std::vector<double> times;
   for (int64_t i = 0; i < o.generate; ++i) {
     start = Clock::now();

@@ -36,7 +36,8 @@ struct BenchResult {
   int64_t peak_rss_bytes = 0;
 };
 // Prefills `prompt` random tokens (timed), fills the cache up to `context`
-// (untimed, in chunks), then decodes `generate` tokens one by one (timed).
+// with random latents (untimed; attention over them costs what it costs over
+// real ones), then decodes `generate` tokens one by one (timed).
 BenchResult run_benchmark(Model& model, const BenchOptions& options);
 
 }  // namespace dsv2

@@ -678,7 +678,7 @@ std::string python_json(const Json& v) {
   if (v.is_object()) {
     std::string s = "{";
     bool first = true;
-    for (auto it = v.begin(); it != v.end(); ++it, first = false) s += (first ? "" : ", ") + Json(it.key()).dump() + ": " + python_json(*it);
+    for (auto it = v.begin(); it != v.end(); ++it, first = false) s += (first ? "" : ", ") + Json(it.key()).dump(-1, ' ', false, Json::error_handler_t::replace) + ": " + python_json(*it);
     return s + "}";
   }
   return v.dump(-1, ' ', false, Json::error_handler_t::replace);

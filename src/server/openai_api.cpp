@@ -6,6 +6,12 @@ namespace dsv2 {
 
 using nlohmann::json;
 
+namespace {
+// JSON text for the wire. Invalid UTF-8 (a request's bytes echoed in an error,
+// a model's unfinished byte sequence) becomes U+FFFD instead of a throw.
+std::string wire_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+}  // namespace
+
 ApiError::ApiError(int s, std::string message, std::string p, std::string c, std::string t)
     : std::runtime_error(std::move(message)), status(s), type(std::move(t)), param(std::move(p)), code(std::move(c)) {}
 
@@ -13,7 +19,7 @@ std::string ApiError::json() const {
   nlohmann::json e = {{"message", what()}, {"type", type}, {"param", nullptr}, {"code", nullptr}};
   if (!param.empty()) e["param"] = param;
   if (!code.empty()) e["code"] = code;
-  return nlohmann::json{{"error", e}}.dump();
+  return wire_text(nlohmann::json{{"error", e}});
 }
 
 namespace {
@@ -154,7 +160,7 @@ std::string completion_response(const CompletionRequest& r, const std::string& i
     choice["text"] = result.text;
   out["choices"] = json::array({choice});
   out["usage"] = usage_json(result.prompt_tokens, result.completion_tokens);
-  return out.dump();
+  return wire_text(out);
 }
 
 std::string completion_chunk(const CompletionRequest& r, const std::string& id, int64_t created, const std::string& text,
@@ -171,7 +177,7 @@ std::string completion_chunk(const CompletionRequest& r, const std::string& id, 
     choice["text"] = text;
   }
   out["choices"] = json::array({choice});
-  return out.dump();
+  return wire_text(out);
 }
 
 std::string usage_chunk(const CompletionRequest& r, const std::string& id, int64_t created, int64_t prompt_tokens,
@@ -179,7 +185,7 @@ std::string usage_chunk(const CompletionRequest& r, const std::string& id, int64
   json out = envelope(r, id, created, true);
   out["choices"] = json::array();
   out["usage"] = usage_json(prompt_tokens, completion_tokens);
-  return out.dump();
+  return wire_text(out);
 }
 
 std::string StopMatcher::push(const std::string& text) {
