@@ -9,6 +9,7 @@
 
 #include "core/parallel.h"
 #include "ops/elementwise.h"
+#include "ops/gemm.h"
 #include "ops/matmul.h"
 
 namespace dsv2 {
@@ -86,20 +87,33 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
       }
     }
   });
-  int64_t longest = 0;
-  for (const RowContext& r : context) longest = std::max(longest, r.position + 1);
-  parallel_for(rows * dm.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> scores(longest);
-    for (int64_t job = begin; job < end; ++job) {
-      const RowContext& r = context[job / dm.heads];
-      const int64_t visible = r.position + 1;
-      const float* ql = q_lat + job * dm.latent;
-      const float* q_rope = q + job * dm.qk + dm.nope;
-      for (int64_t s = 0; s < visible; ++s)
-        scores[s] = (dot(ql, r.latents + s * dm.latent, dm.latent) + dot(q_rope, r.rope_keys + s * dm.rope, dm.rope)) * scale;
-      attend(scores.data(), visible, r.latents, dm.latent, dm.latent, o_lat + job * dm.latent);
-    }
-  });
+  // Scores and the weighted sum of latents for all heads of a row at once: the
+  // heads share the row's cache, so these are two matrix products
+  //   S = (Q_lat·Cᵀ + Q_R·K_Rᵀ)·scale  [n_h, visible],  O_lat = softmax(S)·C  [n_h, d_c]
+  // and the cache is read once per product instead of once per head. One row
+  // (decoding) lets BLAS use every thread; several rows split over threads.
+  const auto attend_row = [&](int64_t t) {
+    const RowContext& r = context[t];
+    const int64_t visible = r.position + 1;
+    thread_local std::vector<float> scores, rope_queries;
+    scores.resize(static_cast<size_t>(dm.heads * visible));
+    rope_queries.resize(static_cast<size_t>(dm.heads * dm.rope));
+    for (int64_t h = 0; h < dm.heads; ++h)
+      std::copy_n(q + (t * dm.heads + h) * dm.qk + dm.nope, dm.rope, rope_queries.data() + h * dm.rope);
+    const float* ql = q_lat + t * dm.heads * dm.latent;
+    gemm(false, true, dm.heads, visible, dm.latent, scale, ql, dm.latent, r.latents, dm.latent, 0.0f, scores.data(), visible);
+    gemm(false, true, dm.heads, visible, dm.rope, scale, rope_queries.data(), dm.rope, r.rope_keys, dm.rope, 1.0f,
+         scores.data(), visible);
+    for (int64_t h = 0; h < dm.heads; ++h) softmax(scores.data() + h * visible, visible);
+    gemm(false, false, dm.heads, dm.latent, visible, 1.0f, scores.data(), visible, r.latents, dm.latent, 0.0f,
+         o_lat + t * dm.heads * dm.latent, dm.latent);
+  };
+  if (rows == 1)
+    attend_row(0);
+  else
+    parallel_for(rows, 1, [&](int64_t t0, int64_t t1) {
+      for (int64_t t = t0; t < t1; ++t) attend_row(t);
+    });
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
     std::vector<float> row(dm.latent);
     for (int64_t h = h0; h < h1; ++h)
