@@ -21,12 +21,7 @@ int run_init(int argc, char** argv) {
   if (args.print_help_if_requested()) return 0;
   Config config = published_config(args.require("like"));
   const std::string out = args.require("output");
-  DType dtype;
-  try {
-    dtype = parse_weight_type(args.get("dtype", "bf16"));
-  } catch (const UsageError& e) {
-    throw UsageError(std::string("option --dtype: ") + e.what());
-  }
+  const DType dtype = parse_weight_type("dtype", args.get("dtype", "bf16"));
   if (args.has("layers")) {
     const long long layers = args.get_int("layers", 0);
     if (layers < 1 || layers > config.num_hidden_layers)

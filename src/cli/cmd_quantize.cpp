@@ -15,12 +15,7 @@ int run_quantize(int argc, char** argv) {
              {"type", 0, true, "TYPE      weight storage: bf16, f32, q8 or q4 (block-quantized, dsv2 only; docs/FORMATS.md)"}});
   if (args.print_help_if_requested()) return 0;
   const std::string in = model_dir_option(args), out = args.require("output"), type = args.require("type");
-  DType target;
-  try {
-    target = parse_weight_type(type);
-  } catch (const UsageError& e) {
-    throw UsageError(std::string("option --type: ") + e.what());
-  }
+  const DType target = parse_weight_type("type", type);
   const bool tty = ::isatty(STDERR_FILENO);
   convert_model_dir(in, out, target, [&](int64_t done, int64_t total) {
     if (tty) std::fprintf(stderr, "\r%lld / %lld tensors", static_cast<long long>(done), static_cast<long long>(total));

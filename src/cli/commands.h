@@ -39,8 +39,8 @@ inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker t
 std::string model_dir_option(const Args& args);
 SamplingOptions parse_sampling(const Args& args, float default_temperature);
 AttentionPath parse_attention_path(const std::string& value);
-// bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8).
-DType parse_weight_type(const std::string& type);
+// bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8); errors name --option.
+DType parse_weight_type(const std::string& option, const std::string& type);
 void apply_thread_option(const Args& args);
 // The tokenizer named by --tokenizer, or the one in -m DIR.
 std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args);

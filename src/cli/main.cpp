@@ -52,12 +52,12 @@ AttentionPath parse_attention_path(const std::string& value) {
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
 }
 
-DType parse_weight_type(const std::string& type) {
+DType parse_weight_type(const std::string& option, const std::string& type) {
   if (type == "bf16") return DType::BF16;
   if (type == "f32") return DType::F32;
   if (type == "q8") return DType::I8;
   if (type == "q4") return DType::U8;
-  throw UsageError("'" + type + "' is not one of bf16, f32, q8, q4");
+  throw UsageError("option --" + option + ": '" + type + "' is not one of bf16, f32, q8, q4");
 }
 
 std::string model_dir_option(const Args& args) {

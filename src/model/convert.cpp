@@ -14,29 +14,18 @@
 
 namespace dsv2 {
 
-namespace {
-
-bool block_quantized(DType dtype) { return dtype == DType::I8 || dtype == DType::U8; }
-
-// config.json as given, minus what no longer describes the weights.
-std::string converted_config(const std::string& path, DType target) {
-  return config_json_for_storage(read_text_file(path), target);
-}
-
-}  // namespace
-
 std::string config_json_for_storage(const std::string& config_text, DType target) {
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(config_text);
   j.erase("quantization_config");  // float8 block scales are folded in
   j.erase("dsv2_quantization");
   j["torch_dtype"] = target == DType::F32 ? "float32" : "bfloat16";
-  if (block_quantized(target))  // informational: the loader goes by each tensor's dtype
+  if (is_block_quantized(target))  // informational: the loader goes by each tensor's dtype
     j["dsv2_quantization"] = {{"type", target == DType::I8 ? "q8" : "q4"}, {"block_size", kQuantBlock}, {"scale_dtype", "float32"}};
   return j.dump(2) + "\n";
 }
 
 DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target) {
-  if (!block_quantized(target)) return target;
+  if (!is_block_quantized(target)) return target;
   // The router stays float32: it is tiny, and 8-bit activations in its matmul
   // would flip near-tied expert choices.
   if (name.size() >= 16 && name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0) return DType::F32;
@@ -46,16 +35,13 @@ DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& sh
 }
 
 void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs) {
-  std::vector<int64_t> stored_shape = shape;
-  if (type == DType::U8) stored_shape[1] /= 2;  // two q4 values per byte
-  specs.push_back({name, type, stored_shape});
-  if (block_quantized(type)) specs.push_back({name + "_scale", DType::F32, {shape[0], shape[1] / kQuantBlock}});
+  specs.push_back({name, type, {shape[0], stored_columns(type, shape[1])}});
+  if (is_block_quantized(type)) specs.push_back({name + "_scale", DType::F32, {shape[0], shape[1] / kQuantBlock}});
 }
-
 
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress) {
-  if (target != DType::F32 && target != DType::BF16 && !block_quantized(target))
+  if (target != DType::F32 && target != DType::BF16 && !is_block_quantized(target))
     throw Error("convert: target type " + dtype_name(target) + " is not supported (use F32, BF16, I8 for q8 or U8 for q4)");
   namespace fs = std::filesystem;
   if (fs::exists(out_dir) && fs::equivalent(in_dir, out_dir)) throw Error(out_dir + ": output directory is the input directory");
@@ -95,7 +81,7 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
       row.resize(m.cols);
       halves.resize(m.cols);
       packed.resize(m.cols);
-      scales.resize(block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
+      scales.resize(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
       for (int64_t r = 0; r < m.rows; ++r) {
         m.dequantize_row(r, row.data());
         if (type == DType::F32) {
@@ -108,7 +94,7 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
           writer.append(packed.data(), static_cast<uint64_t>(m.cols));
         } else {
           quantize_row_q4(row.data(), m.cols, packed.data(), scales.data() + r * blocks);
-          writer.append(packed.data(), static_cast<uint64_t>(m.cols / 2));
+          writer.append(packed.data(), static_cast<uint64_t>(stored_columns(type, m.cols)));
         }
       }
       if (!scales.empty()) writer.append(scales.data(), scales.size() * sizeof(float));
@@ -116,7 +102,7 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
     if (progress) progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(sources.size()));
   }
   writer.commit();
-  write_file_atomically((fs::path(out_dir) / "config.json").string(), converted_config((fs::path(in_dir) / "config.json").string(), target));
+  write_file_atomically((fs::path(out_dir) / "config.json").string(), config_json_for_storage(read_text_file((fs::path(in_dir) / "config.json").string()), target));
   for (const char* name : {"tokenizer.json", "tokenizer_config.json", "generation_config.json", "MODEL_CARD.md"}) {
     const fs::path from = fs::path(in_dir) / name;
     if (fs::exists(from)) write_file_atomically((fs::path(out_dir) / name).string(), read_text_file(from.string()));

@@ -3,7 +3,6 @@
 // d_R = qk_rope_head_dim, d_v = v_head_dim, n_h = num_attention_heads.
 #include "model/mla.h"
 
-#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -95,15 +94,12 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   const auto attend_row = [&](int64_t t) {
     const RowContext& r = context[t];
     const int64_t visible = r.position + 1;
-    thread_local std::vector<float> scores, rope_queries;
+    thread_local std::vector<float> scores;
     scores.resize(static_cast<size_t>(dm.heads * visible));
-    rope_queries.resize(static_cast<size_t>(dm.heads * dm.rope));
-    for (int64_t h = 0; h < dm.heads; ++h)
-      std::copy_n(q + (t * dm.heads + h) * dm.qk + dm.nope, dm.rope, rope_queries.data() + h * dm.rope);
     const float* ql = q_lat + t * dm.heads * dm.latent;
+    const float* q_rope = q + t * dm.heads * dm.qk + dm.nope;  // [n_h, d_R], heads d_qk apart
     gemm(false, true, dm.heads, visible, dm.latent, scale, ql, dm.latent, r.latents, dm.latent, 0.0f, scores.data(), visible);
-    gemm(false, true, dm.heads, visible, dm.rope, scale, rope_queries.data(), dm.rope, r.rope_keys, dm.rope, 1.0f,
-         scores.data(), visible);
+    gemm(false, true, dm.heads, visible, dm.rope, scale, q_rope, dm.qk, r.rope_keys, dm.rope, 1.0f, scores.data(), visible);
     for (int64_t h = 0; h < dm.heads; ++h) softmax(scores.data() + h * visible, visible);
     gemm(false, false, dm.heads, dm.latent, visible, 1.0f, scores.data(), visible, r.latents, dm.latent, 0.0f,
          o_lat + t * dm.heads * dm.latent, dm.latent);

@@ -75,13 +75,13 @@ void write_random_matrix(SafetensorsWriter& writer, int64_t rows, int64_t cols, 
   std::vector<std::byte> buffer;
   std::vector<float> scales;
   const int64_t blocks = cols / kQuantBlock;
-  if (type == DType::I8 || type == DType::U8) {
+  if (is_block_quantized(type)) {
     // Integers uniform over the format's range, scaled to std kInitStd:
     // q8 in [-127, 127] has std sqrt((255² - 1) / 12); q4 in [-8, 7] sqrt((16² - 1) / 12).
     const double q_std = type == DType::I8 ? std::sqrt((255.0 * 255.0 - 1.0) / 12.0) : std::sqrt((16.0 * 16.0 - 1.0) / 12.0);
     scales.assign(static_cast<size_t>(rows * blocks), static_cast<float>(kInitStd / q_std));
   }
-  const size_t row_bytes = type == DType::U8 ? static_cast<size_t>(cols / 2) : static_cast<size_t>(cols) * dtype_size(type);
+  const size_t row_bytes = static_cast<size_t>(stored_columns(type, cols)) * dtype_size(type);
   const int64_t rows_per_chunk = std::max<int64_t>(1, static_cast<int64_t>((size_t(4) << 20) / row_bytes));
   for (int64_t r0 = 0; r0 < rows; r0 += rows_per_chunk) {
     const int64_t n_rows = std::min(rows_per_chunk, rows - r0);
@@ -124,7 +124,7 @@ Config published_config(const std::string& name) {
 
 void write_random_model(const Config& config, DType dtype, const std::string& out_dir, uint64_t seed,
                         const std::function<void(uint64_t, uint64_t)>& progress) {
-  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::I8 && dtype != DType::U8)
+  if (dtype != DType::F32 && dtype != DType::BF16 && !is_block_quantized(dtype))
     throw Error("init: weight type " + dtype_name(dtype) + " is not supported (F32, BF16, I8 = q8, U8 = q4)");
   struct Item {
     int64_t rows, cols;  // cols 0: a 1-D tensor

@@ -123,10 +123,9 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
   for_each_tensor(config, w, [&](const TensorSlot& slot) {
     const TensorInfo* t = checkpoint.find(slot.name);
     if (!t) throw Error(checkpoint.dir() + ": missing tensor '" + slot.name + "' (expected shape " + shape_text(slot.shape) + ")");
-    // q4 packs two values per byte: its stored shape is [rows, cols / 2].
     std::vector<int64_t> stored_shape = slot.shape;
-    if (!slot.vector && t->dtype == DType::U8) stored_shape[1] /= 2;
-    if (t->shape != stored_shape || (!slot.vector && t->dtype == DType::U8 && slot.shape[1] % 2))
+    if (!slot.vector) stored_shape[1] = stored_columns(t->dtype, stored_shape[1]);
+    if (t->shape != stored_shape)
       throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
                   shape_text(stored_shape) + " from config.json" + (t->dtype == DType::U8 ? " (q4: two values per byte)" : ""));
     if (slot.vector) {
@@ -148,7 +147,7 @@ Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
     m.rows = slot.shape[0];
     m.cols = slot.shape[1];
     m.data = t->data;
-    const bool block_quantized = t->dtype == DType::I8 || t->dtype == DType::U8;
+    const bool block_quantized = is_block_quantized(t->dtype);
     if (t->dtype == DType::F8_E4M3 || block_quantized) {
       const std::string scale_name = slot.name + (block_quantized ? "_scale" : "_scale_inv");
       const TensorInfo* s = checkpoint.find(scale_name);

@@ -58,6 +58,20 @@ float DotWith(const float* x, const W* w, int64_t n) {
 float DotF32(const float* x, const float* w, int64_t n) { return DotWith(x, w, n); }
 float DotBF16(const float* x, const uint16_t* w, int64_t n) { return DotWith(x, w, n); }
 
+// Σ_b scales[b]·block_dot(b) over `blocks` blocks, two in flight.
+template <class BlockDot>
+HWY_INLINE float ScaledBlockSum(const float* scales, int64_t blocks, const BlockDot& block_dot) {
+  const FloatTag df;
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
+  int64_t b = 0;
+  for (; b + 2 <= blocks; b += 2) {
+    s0 = hn::MulAdd(block_dot(b), hn::Set(df, scales[b]), s0);
+    s1 = hn::MulAdd(block_dot(b + 1), hn::Set(df, scales[b + 1]), s1);
+  }
+  for (; b < blocks; ++b) s0 = hn::MulAdd(block_dot(b), hn::Set(df, scales[b]), s0);
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+}
+
 // Σ x[j]·q[j] over one block of kQuantBlock int8 values, unscaled.
 template <class D>
 HWY_INLINE hn::Vec<D> BlockDotQ8(D df, const float* x, const int8_t* q) {
@@ -72,70 +86,76 @@ HWY_INLINE hn::Vec<D> BlockDotQ8(D df, const float* x, const int8_t* q) {
 
 float DotQ8(const float* x, const int8_t* q, const float* scales, int64_t n) {
   const FloatTag df;
-  const int64_t blocks = n / kQuantBlock;
-  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
-  int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {  // two blocks in flight
-    const int64_t o = b * kQuantBlock;
-    s0 = hn::MulAdd(BlockDotQ8(df, x + o, q + o), hn::Set(df, scales[b]), s0);
-    s1 = hn::MulAdd(BlockDotQ8(df, x + o + kQuantBlock, q + o + kQuantBlock), hn::Set(df, scales[b + 1]), s1);
-  }
-  for (; b < blocks; ++b)
-    s0 = hn::MulAdd(BlockDotQ8(df, x + b * kQuantBlock, q + b * kQuantBlock), hn::Set(df, scales[b]), s0);
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+  return ScaledBlockSum(scales, n / kQuantBlock,
+                        [&](int64_t b) HWY_ATTR { return BlockDotQ8(df, x + b * kQuantBlock, q + b * kQuantBlock); });
 }
 
-// One block of q4: the 16 bytes hold values 0..15 in their low nibbles and
-// 16..31 in their high nibbles, each stored as q + 8.
+// Lanes(df) bytes of a q4 block as floats: `low` the values their low nibbles
+// hold, `high` those of their high nibbles (each stored as q + 8).
 template <class D>
-HWY_INLINE hn::Vec<D> BlockDotQ4(D df, const float* x, const uint8_t* q) {
+HWY_INLINE void LoadQ4Values(D df, const uint8_t* q, hn::Vec<D>& low, hn::Vec<D>& high) {
   const hn::RebindToSigned<D> di32;
   const hn::RebindToUnsigned<D> du32;
   const hn::Rebind<uint8_t, D> du8;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  const auto low_mask = hn::Set(du32, 0xFu);
+  const auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, q));
   const auto offset = hn::Set(di32, 8);
+  low = hn::ConvertTo(df, hn::Sub(hn::BitCast(di32, hn::And(bytes, hn::Set(du32, 0xFu))), offset));
+  high = hn::ConvertTo(df, hn::Sub(hn::BitCast(di32, hn::ShiftRight<4>(bytes)), offset));
+}
+
+// One block of q4: the 16 bytes hold values 0..15 in their low nibbles and
+// 16..31 in their high nibbles.
+template <class D>
+HWY_INLINE hn::Vec<D> BlockDotQ4(D df, const float* x, const uint8_t* q) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   auto sum_low = hn::Zero(df), sum_high = hn::Zero(df);
   for (int64_t j = 0; j < kQuantBlock / 2; j += N) {
-    const auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, q + j));
-    const auto low = hn::Sub(hn::BitCast(di32, hn::And(bytes, low_mask)), offset);
-    const auto high = hn::Sub(hn::BitCast(di32, hn::ShiftRight<4>(bytes)), offset);
-    sum_low = hn::MulAdd(hn::LoadU(df, x + j), hn::ConvertTo(df, low), sum_low);
-    sum_high = hn::MulAdd(hn::LoadU(df, x + j + kQuantBlock / 2), hn::ConvertTo(df, high), sum_high);
+    hn::Vec<D> low, high;
+    LoadQ4Values(df, q + j, low, high);
+    sum_low = hn::MulAdd(hn::LoadU(df, x + j), low, sum_low);
+    sum_high = hn::MulAdd(hn::LoadU(df, x + j + kQuantBlock / 2), high, sum_high);
   }
   return hn::Add(sum_low, sum_high);
 }
 
 float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
   const FloatTag df;
-  const int64_t blocks = n / kQuantBlock;
-  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
-  int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const int64_t o = b * kQuantBlock;
-    s0 = hn::MulAdd(BlockDotQ4(df, x + o, q + o / 2), hn::Set(df, scales[b]), s0);
-    s1 = hn::MulAdd(BlockDotQ4(df, x + o + kQuantBlock, q + (o + kQuantBlock) / 2), hn::Set(df, scales[b + 1]), s1);
-  }
-  for (; b < blocks; ++b)
-    s0 = hn::MulAdd(BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2), hn::Set(df, scales[b]), s0);
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+  return ScaledBlockSum(scales, n / kQuantBlock,
+                        [&](int64_t b) HWY_ATTR { return BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2); });
 }
 
 // Integer kernels: activations quantized to int8 per block of 32 (scale xs),
 // weights q8 or q4; Σ x·w = Σ_b xs[b]·ws[b]·Σ_j xq[j]·wq[j] with the inner sum
 // exact in int32. On AVX2 the inner sum is vpmaddubsw on |w| and sign(w)·x
-// (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate); elsewhere a
-// plain loop the compiler vectorises for the target.
+// (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate); elsewhere, and
+// for an odd last block, a plain loop the compiler vectorises for the target.
 #if HWY_TARGET == HWY_AVX2
 HWY_INLINE __m256i DotBlockAvx2(__m256i w, __m256i x) {
   const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
   return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
 }
+HWY_INLINE __m256i LoadQ8BlockAvx2(const int8_t* q) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)); }
 HWY_INLINE __m256i LoadQ4BlockAvx2(const uint8_t* q) {  // 32 values in [-8, 7], in order
   const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
   const __m128i mask = _mm_set1_epi8(0x0F);
   const __m256i values = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
   return _mm256_sub_epi8(values, _mm256_set1_epi8(8));
+}
+
+// Blocks [0, b) two at a time, `load_w(b)` giving block b's 32 weights as int8;
+// returns their sum and leaves b at the first block not done.
+template <class LoadW>
+HWY_INLINE float IntegerBlockPairsAvx2(const int8_t* xq, const float* xs, const float* ws, int64_t blocks, int64_t& b,
+                                       const LoadW& load_w) {
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (b = 0; b + 2 <= blocks; b += 2) {
+    const __m256i d0 = DotBlockAvx2(load_w(b), LoadQ8BlockAvx2(xq + b * kQuantBlock));
+    const __m256i d1 = DotBlockAvx2(load_w(b + 1), LoadQ8BlockAvx2(xq + (b + 1) * kQuantBlock));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
+  }
+  const FloatTag df;
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
 }
 #endif
 
@@ -155,54 +175,27 @@ HWY_INLINE int32_t BlockDotQ8Q4Portable(const int8_t* x, const uint8_t* w) {
 
 float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
   const int64_t blocks = n / kQuantBlock;
-#if HWY_TARGET == HWY_AVX2
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const int64_t o = b * kQuantBlock;
-    const __m256i d0 = DotBlockAvx2(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + o)),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o)));
-    const __m256i d1 = DotBlockAvx2(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + o + kQuantBlock)),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o + kQuantBlock)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
-  }
-  const FloatTag df;
-  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
+  float sum = 0.0f;
+#if HWY_TARGET == HWY_AVX2
+  sum = IntegerBlockPairsAvx2(xq, xs, ws, blocks, b, [&](int64_t k) HWY_ATTR { return LoadQ8BlockAvx2(wq + k * kQuantBlock); });
+#endif
   for (; b < blocks; ++b)
     sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
   return sum;
-#else
-  float sum = 0.0f;
-  for (int64_t b = 0; b < blocks; ++b)
-    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
-  return sum;
-#endif
 }
 
 float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
   const int64_t blocks = n / kQuantBlock;
   constexpr int64_t half = kQuantBlock / 2;
-#if HWY_TARGET == HWY_AVX2
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 2 <= blocks; b += 2) {
-    const int64_t o = b * kQuantBlock;
-    const __m256i d0 = DotBlockAvx2(LoadQ4BlockAvx2(wq + b * half), _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o)));
-    const __m256i d1 = DotBlockAvx2(LoadQ4BlockAvx2(wq + (b + 1) * half),
-                                    _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + o + kQuantBlock)));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
-  }
-  const FloatTag df;
-  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
-  for (; b < blocks; ++b) sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
-  return sum;
-#else
   float sum = 0.0f;
-  for (int64_t b = 0; b < blocks; ++b) sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
-  return sum;
+#if HWY_TARGET == HWY_AVX2
+  sum = IntegerBlockPairsAvx2(xq, xs, ws, blocks, b, [&](int64_t k) HWY_ATTR { return LoadQ4BlockAvx2(wq + k * half); });
 #endif
+  for (; b < blocks; ++b)
+    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
+  return sum;
 }
 
 // An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|).
@@ -246,21 +239,15 @@ void DequantizeQ8(const int8_t* q, const float* scales, int64_t n, float* out) {
 
 void DequantizeQ4(const uint8_t* q, const float* scales, int64_t n, float* out) {
   const FloatTag df;
-  const hn::RebindToSigned<FloatTag> di32;
-  const hn::RebindToUnsigned<FloatTag> du32;
-  const hn::Rebind<uint8_t, FloatTag> du8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int64_t half = kQuantBlock / 2;
-  const auto low_mask = hn::Set(du32, 0xFu);
-  const auto offset = hn::Set(di32, 8);
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
     const auto scale = hn::Set(df, scales[b]);
     for (int64_t j = 0; j < half; j += N) {
-      const auto bytes = hn::PromoteTo(du32, hn::LoadU(du8, q + b * half + j));
-      const auto low = hn::Sub(hn::BitCast(di32, hn::And(bytes, low_mask)), offset);
-      const auto high = hn::Sub(hn::BitCast(di32, hn::ShiftRight<4>(bytes)), offset);
-      hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, low)), df, out + b * kQuantBlock + j);
-      hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, high)), df, out + b * kQuantBlock + half + j);
+      hn::Vec<FloatTag> low, high;
+      LoadQ4Values(df, q + b * half + j, low, high);
+      hn::StoreU(hn::Mul(scale, low), df, out + b * kQuantBlock + j);
+      hn::StoreU(hn::Mul(scale, high), df, out + b * kQuantBlock + half + j);
     }
   }
 }

@@ -60,8 +60,9 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     });
     return;
   }
-  if (tokens == 1 && (w.is_q8() || w.is_q4()) && w.cols % kQuantBlock == 0) {
-    // Quantize the activation once; every row is then an integer dot product.
+  if (tokens == 1 && is_block_quantized(w.dtype)) {
+    // Quantize the activation once; every row is then an integer dot product
+    // (the loader ensured cols is a multiple of kQuantBlock).
     thread_local std::vector<int8_t> xq;
     thread_local std::vector<float> xs;
     xq.resize(static_cast<size_t>(w.cols));

@@ -12,6 +12,11 @@
 
 namespace dsv2 {
 
+// dsv2's block-quantized weights: I8 is q8, U8 is q4 (ops/kernels.h).
+inline bool is_block_quantized(DType dtype) { return dtype == DType::I8 || dtype == DType::U8; }
+// Elements in one stored row of `cols` values: q4 packs two values per byte.
+inline int64_t stored_columns(DType dtype, int64_t cols) { return dtype == DType::U8 ? cols / 2 : cols; }
+
 struct WeightMatrix {
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;
@@ -25,7 +30,7 @@ struct WeightMatrix {
   bool is_q4() const { return dtype == DType::U8; }
   bool is_q8() const { return dtype == DType::I8; }
   // Bytes of one stored row (q4 packs two values per byte).
-  size_t row_bytes() const { return is_q4() ? static_cast<size_t>(cols / 2) : static_cast<size_t>(cols) * dtype_size(dtype); }
+  size_t row_bytes() const { return static_cast<size_t>(stored_columns(dtype, cols)) * dtype_size(dtype); }
   const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
   // Row r's block scales (q8 and q4 only).
   const float* row_scales(int64_t r) const { return scale_inv + r * (cols / block_cols); }
