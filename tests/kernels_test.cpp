@@ -5,12 +5,15 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
+#include "ops/elementwise.h"
 #include "ops/kernels.h"
 
 namespace dsv2 {
@@ -180,6 +183,64 @@ TEST(Kernels, AllZeroBlockHasZeroScale) {
   quantize_row_q8(w.data(), kQuantBlock, q.data(), &scale);
   EXPECT_EQ(scale, 0.0f);
   for (int8_t v : q) EXPECT_EQ(v, 0);
+}
+
+// RMSNorm, softmax, exp, SiLU and RoPE (ops/elementwise.h) against their
+// double-precision scalar references: float32 rounding of a few operations per
+// value (exp is 1 ulp), so a relative tolerance of a few 1e-6 plus a floor.
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, float rel, const char* what) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i)
+    ASSERT_NEAR(got[i], want[i], rel * std::fabs(want[i]) + 1e-6f) << what << " at " << i << " of " << got.size();
+}
+
+TEST(Kernels, ElementwiseMatchScalarReference) {
+  for_each_target([] {
+    for (int64_t n : {1, 2, 7, 16, 64, 100, 513}) {
+      const auto x = random_floats(n, 11, 3.0f), w = random_floats(n, 12), up = random_floats(n, 13);
+      std::vector<float> got(n), want(n);
+      rmsnorm(x.data(), w.data(), 1e-6f, 1, n, got.data());
+      reference::rmsnorm(x.data(), w.data(), 1e-6f, 1, n, want.data());
+      expect_close(got, want, 1e-5f, "rmsnorm");
+
+      got = x, want = x;
+      softmax(got.data(), n);
+      reference::softmax(want.data(), n);
+      expect_close(got, want, 1e-5f, "softmax");
+
+      got = x, want = x;
+      const float sum = exp_shifted_sum(got.data(), n, 1.5f), want_sum = reference::exp_shifted_sum(want.data(), n, 1.5f);
+      expect_close(got, want, 4e-6f, "exp_shifted_sum");
+      EXPECT_NEAR(sum, want_sum, 1e-5f * want_sum);
+      EXPECT_EQ(max_value(x.data(), n), *std::max_element(x.begin(), x.end()));
+
+      auto big = x;  // SiLU far into both tails stays finite and exact
+      if (n > 2) big[0] = -200.0f, big[1] = 200.0f;
+      got = big, want = big;
+      silu_mul(got.data(), up.data(), n);
+      reference::silu_mul(want.data(), up.data(), n);
+      expect_close(got, want, 1e-5f, "silu_mul");
+
+      if (n % 2 == 0) {
+        const auto angles = random_floats(n / 2, 14, 2.0f);
+        std::vector<float> cos(n / 2), sin(n / 2);
+        for (int64_t i = 0; i < n / 2; ++i) cos[i] = std::cos(angles[i]), sin[i] = std::sin(angles[i]);
+        got = x, want = x;
+        rope_rotate(got.data(), cos.data(), sin.data(), n);
+        reference::rope_rotate(want.data(), cos.data(), sin.data(), n);
+        expect_close(got, want, 1e-5f, "rope_rotate");
+        got = x, want = x;
+        rope_rotate_half_split(got.data(), cos.data(), sin.data(), n);
+        reference::rope_rotate_half_split(want.data(), cos.data(), sin.data(), n);
+        expect_close(got, want, 1e-5f, "rope_rotate_half_split");
+      }
+    }
+    // Masked scores: exp(-inf) is 0, the rest of the row unaffected.
+    std::vector<float> masked = {0.5f, -std::numeric_limits<float>::infinity(), 1.0f};
+    const float s = exp_shifted_sum(masked.data(), 3, 1.0f);
+    EXPECT_EQ(masked[1], 0.0f);
+    EXPECT_NEAR(s, std::exp(-0.5f) + 1.0f, 1e-6f);
+  });
 }
 
 }  // namespace

@@ -7,10 +7,12 @@
 
 #include <cmath>
 #include <cstdio>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
 #include "model/convert.h"
+#include "core/parallel.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
@@ -18,14 +20,21 @@
 namespace dsv2 {
 namespace {
 
+// English and Chinese text for the agreement tests.
+const char* const kText =
+    "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
+    "foolishness. The old man looked at the sea and thought of the long winter. "
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。";
+
 std::string shipped_model() { return test::fixture("../../models/dsv2-mini"); }
 
-std::vector<float> all_logits(Model& model, const std::vector<int32_t>& ids, int64_t prefill) {
+std::vector<float> all_logits(Model& model, const std::vector<int32_t>& ids, int64_t prefill,
+                              CacheType cache_type = CacheType::kF32, AttentionPath path = AttentionPath::kAbsorbed) {
   const int64_t vocab = model.config().vocab_size, total = static_cast<int64_t>(ids.size());
-  LatentCache cache(model.config(), total);
+  LatentCache cache(model.config(), total, 0, cache_type);
   std::vector<float> logits(static_cast<size_t>(total * vocab));
-  model.forward(ids.data(), prefill, cache, AttentionPath::kAbsorbed, logits.data());
-  for (int64_t t = prefill; t < total; ++t) model.forward(&ids[t], 1, cache, AttentionPath::kAbsorbed, logits.data() + t * vocab);
+  model.forward(ids.data(), prefill, cache, path, logits.data());
+  for (int64_t t = prefill; t < total; ++t) model.forward(&ids[t], 1, cache, path, logits.data() + t * vocab);
   return logits;
 }
 
@@ -120,12 +129,8 @@ TEST(QuantizedFormat, StoresBlocksOf32WithScalesAndKeepsOddWidthsInBf16) {
 }
 
 TEST(QuantizedModel, StaysCloseToBf16OnRealText) {
-  const std::string text =
-      "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-      "foolishness. The old man looked at the sea and thought of the long winter. "
-      "床前明月光，疑是地上霜。举头望明月，低头思故乡。";
   const auto tokenizer = Tokenizer::load(shipped_model());
-  const auto ids = tokenizer->encode(text);
+  const auto ids = tokenizer->encode(kText);
   Model reference(shipped_model());
   const int64_t vocab = reference.config().vocab_size;
   const auto ref_logits = all_logits(reference, ids, static_cast<int64_t>(ids.size()));
@@ -149,6 +154,60 @@ TEST(QuantizedModel, StaysCloseToBf16OnRealText) {
     EXPECT_LT(b.mean_kl, max_kl);
     EXPECT_GT(b.top1, min_top1);
     EXPECT_LT(between.mean_kl, 0.001);  // 8-bit activations: the integer path's only extra error
+  }
+}
+
+// Long contexts: the absorbed path attends in tiles of 128 cached positions
+// with an online softmax, and a decoding row's positions are split over the
+// threads and merged; prefill masks tiles per row. The naive path (one plain
+// softmax over the whole expanded cache, itself checked against transformers)
+// must give the same logits at every position.
+TEST(LongContext, TiledAbsorbedAttentionMatchesNaive) {
+  Model model(shipped_model());
+  const int64_t vocab = model.config().vocab_size, total = 560, prefill = 530;
+  std::mt19937 rng(3);
+  std::uniform_int_distribution<int32_t> token(0, static_cast<int32_t>(vocab - 1));
+  std::vector<int32_t> ids(total);
+  for (auto& id : ids) id = token(rng);
+  const int threads = num_threads();
+  set_num_threads(3);  // uneven position ranges
+  const auto naive = all_logits(model, ids, total, CacheType::kF32, AttentionPath::kNaive);
+  const auto prefilled = all_logits(model, ids, total);
+  const auto decoded = all_logits(model, ids, prefill);
+  set_num_threads(threads);
+  const test::Diff a = test::compare(prefilled, naive);
+  EXPECT_LT(a.max_abs_diff, 1e-4f * a.max_abs_ref) << a.max_abs_diff;
+  const std::vector<float> naive_tail(naive.begin() + (prefill - 1) * vocab, naive.end());
+  const std::vector<float> decoded_tail(decoded.begin() + (prefill - 1) * vocab, decoded.end());
+  const test::Diff b = test::compare(decoded_tail, naive_tail);
+  EXPECT_LT(b.max_abs_diff, 1e-4f * b.max_abs_ref) << b.max_abs_diff;
+}
+
+// A quantized latent cache (q8: 9 bits per value; q4: 4-bit c_kv and bfloat16
+// k_R) against the float32 cache on real text, prefilled and one token at a
+// time; the naive path reads the same stored values, so it agrees with the
+// absorbed one under each type.
+TEST(QuantizedCache, StaysCloseToFloat32CacheOnRealText) {
+  const auto tokenizer = Tokenizer::load(shipped_model());
+  const auto ids = tokenizer->encode(kText);
+  Model model(shipped_model());
+  const int64_t vocab = model.config().vocab_size, n = static_cast<int64_t>(ids.size());
+  const auto reference = all_logits(model, ids, n);
+  for (auto [type, max_kl, min_top1] : {std::tuple{CacheType::kQ8, 1e-4, 0.99}, std::tuple{CacheType::kQ4, 2e-3, 0.97}}) {
+    const auto prefilled = all_logits(model, ids, n, type);
+    const auto stepped = all_logits(model, ids, 1, type);
+    const auto naive = all_logits(model, ids, n, type, AttentionPath::kNaive);
+    const Agreement a = agreement(reference, prefilled, vocab), b = agreement(reference, stepped, vocab);
+    std::printf("[ cache ] %s vs f32 cache over %lld positions: mean KL %.6f nats, top-1 %.1f%% (prefill); "
+                "%.6f, %.1f%% (one token at a time)\n",
+                cache_type_name(type).c_str(), (long long)n, a.mean_kl, 100.0 * a.top1, b.mean_kl, 100.0 * b.top1);
+    EXPECT_LT(a.mean_kl, max_kl);
+    EXPECT_GT(a.top1, min_top1);
+    EXPECT_LT(b.mean_kl, max_kl);
+    EXPECT_GT(b.top1, min_top1);
+    EXPECT_GT(a.mean_kl, 0.0);  // the cache really was quantized
+    const test::Diff d = test::compare(naive, prefilled);
+    EXPECT_LT(d.max_abs_diff, 1e-4f * d.max_abs_ref) << cache_type_name(type);
   }
 }
 

@@ -13,14 +13,14 @@
 namespace dsv2::cli {
 
 int run_bench(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--threads N] [--json]",
+  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--cache-type TYPE] [--threads N] [--json]",
             {kModelOption,
              {"prompt", 'p', true, "N         prompt tokens prefilled in one call (default 128)"},
              {"gen", 'n', true, "N         tokens decoded one at a time (default 32)"},
              {"ctx", 'c', true, "N         decode after this many cached tokens; those past the prompt are random latents (default: the prompt)"},
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
              {"json", 0, false, "          print one JSON object instead of a table"},
-             kThreadsOption});
+             kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   BenchOptions o;
@@ -28,6 +28,7 @@ int run_bench(int argc, char** argv) {
   o.generate = args.get_int("gen", 32);
   o.context = args.get_int("ctx", 0);
   o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
+  o.cache_type = cache_type_option(args);
   if (o.prompt < 1 || o.prompt > (1 << 20)) throw UsageError("option --prompt: must be between 1 and 1048576");
   if (o.generate < 1 || o.generate > 100000) throw UsageError("option --gen: must be between 1 and 100000");
   if (o.context < 0 || o.context > (1 << 20)) throw UsageError("option --ctx: must be between 0 and 1048576");
@@ -40,6 +41,7 @@ int run_bench(int argc, char** argv) {
                               {"prompt_tokens", r.prompt_tokens},
                               {"generated_tokens", r.generated_tokens},
                               {"context", r.context},
+                              {"cache_type", cache_type_name(o.cache_type)},
                               {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                               {"decode_tokens_per_s", r.decode_tokens_per_s},
                               {"weight_bytes_per_token", r.bytes_per_token.weights},
@@ -55,8 +57,8 @@ int run_bench(int argc, char** argv) {
   std::printf("prefill          %lld tokens: %.1f tokens/s\n", (long long)r.prompt_tokens, r.prefill_tokens_per_s);
   std::printf("decode           %lld tokens after %lld cached: %.2f tokens/s (median step)\n",
               (long long)r.generated_tokens, (long long)r.context, r.decode_tokens_per_s);
-  std::printf("read per token   %.1f MB weights + %.2f MB latent cache\n", r.bytes_per_token.weights / 1e6,
-              r.bytes_per_token.cache / 1e6);
+  std::printf("read per token   %.1f MB weights + %.2f MB latent cache (%s)\n", r.bytes_per_token.weights / 1e6,
+              r.bytes_per_token.cache / 1e6, cache_type_name(o.cache_type).c_str());
   std::printf("bandwidth        %.2f GB/s measured (read, %d threads)\n", r.bandwidth_bytes_per_s / gb, num_threads());
   std::printf("roofline         %.2f tokens/s; achieved %.1f%%\n", r.roofline_tokens_per_s, 100.0 * r.roofline_share);
   std::printf("peak RSS         %.1f MiB\n", static_cast<double>(r.peak_rss_bytes) / mib);

@@ -26,7 +26,7 @@ int run_chat(int argc, char** argv) {
              {"top-k", 0, true, "K         sample among the K most likely tokens (default 0 = all)"},
              {"seed", 0, true, "S         random seed (default 0)"},
              {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096)"},
-             kThreadsOption});
+             kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -41,7 +41,7 @@ int run_chat(int argc, char** argv) {
   if (tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
   const int64_t ctx = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
   if (ctx < 16) throw UsageError("option --ctx: too small");
-  LatentCache cache(model.config(), ctx);
+  LatentCache cache(model.config(), ctx, 0, cache_type_option(args));
   const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
 
   std::vector<ChatMessage> messages;

@@ -83,11 +83,12 @@ int run_info(int argc, char** argv) {
   for (const auto& [dtype, n] : bytes_by_dtype) per_dtype += (per_dtype.empty() ? "" : ", ") + dtype + " " + bytes(double(n));
   std::printf("weight bytes     %s\n", per_dtype.c_str());
   if (ignored) std::printf("ignored tensors  %lld (e.g. multi-token-prediction layers, unused for inference)\n", (long long)ignored);
-  const int64_t latent = LatentCache::bytes_per_token(c, 4), mha = LatentCache::mha_bytes_per_token(c, 4);
-  std::printf("kv cache/token   MLA latent (%lld + %lld) x %lld layers = %s at f32 (%s at bf16); MHA would need %s at f32 "
-              "(%.1fx more)\n",
+  const int64_t latent = LatentCache::bytes_per_token(c), mha = LatentCache::mha_bytes_per_token(c, 4);
+  std::printf("kv cache/token   MLA latent (%lld + %lld) x %lld layers = %s at f32 (%s as q8, %s as q4); MHA would need "
+              "%s at f32 (%.1fx more)\n",
               (long long)c.kv_lora_rank, (long long)c.qk_rope_head_dim, (long long)c.num_hidden_layers,
-              bytes(double(latent)).c_str(), bytes(double(latent) / 2).c_str(), bytes(double(mha)).c_str(),
+              bytes(double(latent)).c_str(), bytes(double(LatentCache::bytes_per_token(c, CacheType::kQ8))).c_str(),
+              bytes(double(LatentCache::bytes_per_token(c, CacheType::kQ4))).c_str(), bytes(double(mha)).c_str(),
               double(mha) / double(latent));
   return 0;
 }

@@ -19,7 +19,7 @@ int run_logits(int argc, char** argv) {
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              kAttnOption,
-             kThreadsOption});
+             kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args), output = args.require("output");
@@ -33,7 +33,7 @@ int run_logits(int argc, char** argv) {
 
   Model model(dir);
   const int64_t vocab = model.config().vocab_size;
-  LatentCache cache(model.config(), total);
+  LatentCache cache(model.config(), total, 0, cache_type_option(args));
   std::vector<float> logits(static_cast<size_t>(total * vocab));
   model.forward(ids.data(), prefill, cache, path, logits.data());
   for (int64_t t = prefill; t < total; ++t) model.forward(&ids[t], 1, cache, path, logits.data() + t * vocab);

@@ -28,7 +28,7 @@ int run_serve(int argc, char** argv) {
              {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
              {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
              {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
-             kThreadsOption});
+             kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -50,6 +50,7 @@ int run_serve(int argc, char** argv) {
   options.engine.parallel = args.get_int("parallel", 4);
   options.engine.context = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
   options.engine.max_queue = args.get_int("queue", 64);
+  options.engine.cache_type = cache_type_option(args);
   options.engine.idle_caches = options.engine.parallel;
   if (options.engine.parallel < 1) throw UsageError("option --parallel: must be at least 1");
   if (options.engine.context < 2) throw UsageError("option --ctx: must be at least 2");

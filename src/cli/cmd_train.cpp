@@ -155,11 +155,12 @@ int run_eval(int argc, char** argv) {
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
              {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
              {"json", 0, false, "          one JSON object per file and for the total"},
-             kThreadsOption});
+             kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
   if (args.positional().empty()) throw UsageError("no files to evaluate");
+  const CacheType cache_type = cache_type_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
   Model model(dir);
@@ -189,7 +190,7 @@ int run_eval(int argc, char** argv) {
     const int64_t limit = max_tokens > 0 ? std::min<int64_t>(max_tokens + 1, ids.size()) : static_cast<int64_t>(ids.size());
     for (int64_t start = 0; start + 1 < limit; start += seq_len) {
       const int64_t n = std::min<int64_t>(seq_len, limit - 1 - start);
-      LatentCache cache(model.config(), n);
+      LatentCache cache(model.config(), n, 0, cache_type);
       model.forward(ids.data() + start, n, cache, AttentionPath::kAbsorbed, logits.data());
       for (int64_t t = 0; t < n; ++t) {
         const float* row = logits.data() + t * vocab;

@@ -8,6 +8,7 @@
 
 #include "cli/args.h"
 #include "core/dtype.h"
+#include "model/latent_cache.h"
 #include "model/mla.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
@@ -33,12 +34,16 @@ int run_init(int argc, char** argv);
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
 inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      attention path: absorbed (default) or naive"};
 inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
+inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
+                                         "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 
 // Shared option helpers.
 // -m DIR, else $DSV2_MODEL, else the model shipped in the source tree (models/dsv2-mini).
 std::string model_dir_option(const Args& args);
 SamplingOptions parse_sampling(const Args& args, float default_temperature);
 AttentionPath parse_attention_path(const std::string& value);
+// --cache-type f32|q8|q4 (default f32).
+CacheType cache_type_option(const Args& args);
 // bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8); errors name --option.
 DType parse_weight_type(const std::string& option, const std::string& type);
 void apply_thread_option(const Args& args);

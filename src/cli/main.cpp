@@ -52,6 +52,14 @@ AttentionPath parse_attention_path(const std::string& value) {
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
 }
 
+CacheType cache_type_option(const Args& args) {
+  try {
+    return parse_cache_type(args.get("cache-type", "f32"));
+  } catch (const std::invalid_argument& e) {
+    throw UsageError(std::string("option --cache-type: ") + e.what());
+  }
+}
+
 DType parse_weight_type(const std::string& option, const std::string& type) {
   if (type == "bf16") return DType::BF16;
   if (type == "f32") return DType::F32;

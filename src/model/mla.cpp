@@ -3,7 +3,9 @@
 // d_R = qk_rope_head_dim, d_v = v_head_dim, n_h = num_attention_heads.
 #include "model/mla.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "core/parallel.h"
@@ -15,7 +17,7 @@ namespace dsv2 {
 
 namespace {
 
-enum Slot : size_t { kQueryLatent, kQuery, kKvA, kHeadsOut, kExpandedKv, kAbsorbedQuery, kOutputLatent };
+enum Slot : size_t { kQueryLatent, kQuery, kKvA, kHeadsOut, kExpandedKv, kAbsorbedQuery, kOutputLatent, kAttentionState, kNormedLatent };
 
 struct Dims {
   int64_t heads, nope, rope, v, latent, qk;
@@ -31,22 +33,22 @@ void attend(float* scores, int64_t n, const float* rows, int64_t stride, int64_t
   for (int64_t s = 0; s < n; ++s) axpy(scores[s], rows + s * stride, out, width);
 }
 
-// Where one batch row sits: its position and its sequence's cache rows.
+// Where one batch row sits: its position and its sequence's cache.
 struct RowContext {
   int64_t position;
-  float* latents;    // its cache's rows: [position + 1, d_c] visible
-  float* rope_keys;  // [position + 1, d_R]
+  LatentCache* cache;
 };
 
 // Naive path: k_nope and v for every cached position of each sequence, [k_nope ; v] per head (eq. 10-11).
 void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, const std::vector<SequenceSpan>& spans,
                      int64_t layer, float scale, float* heads_out, Scratch& scratch) {
   const int64_t kv_width = dm.heads * (dm.nope + dm.v);
+  std::vector<float> converted;
   for (const SequenceSpan& span : spans) {
     const int64_t start = span.cache->length(), total = start + span.tokens;
-    const float* rope_keys = span.cache->rope_keys(layer);
+    const LatentCache::Rows cached = span.cache->read(layer, 0, total, converted);
     float* kv = scratch.get(kExpandedKv, total * kv_width);
-    matmul(span.cache->latents(layer), total, w.kv_b_proj, kv);
+    matmul(cached.latents, total, w.kv_b_proj, kv);
     parallel_for(span.tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
       std::vector<float> scores(total);
       for (int64_t job = begin; job < end; ++job) {
@@ -55,12 +57,69 @@ void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, 
         const float* q_rope = q_nope + dm.nope;
         for (int64_t s = 0; s < visible; ++s) {
           const float* k_nope = kv + s * kv_width + h * (dm.nope + dm.v);
-          scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
+          scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, cached.rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
         }
         attend(scores.data(), visible, kv + h * (dm.nope + dm.v) + dm.nope, kv_width, dm.v,
                heads_out + (row * dm.heads + h) * dm.v);
       }
     });
+  }
+}
+
+// Cached positions per tile of the absorbed path: 128 rows of [c_kv ; k_R]
+// converted to float32 fill about 300 KB, which stays in a core's L2.
+constexpr int64_t kTile = 128;
+
+// A block of consecutive rows of one sequence (all their heads: `queries` =
+// rows·n_h query vectors) against cached positions [begin, end): the
+// online-softmax state of each query vector over that range (running max m,
+// running sum l, unnormalised Σ exp(s - m)·c_kv in out).
+struct AttentionWork {
+  int64_t first_row, rows, begin, end;
+  float* max;  // [queries]
+  float* sum;  // [queries]
+  float* out;  // [queries, d_c]
+};
+
+// Scores S = (Q_lat·Cᵀ + Q_R·K_Rᵀ)·scale per tile of cached positions, and the
+// latents weighted by softmax(S): two small GEMMs per tile over the tile's
+// rows, read once for all heads (and rows) of the work item. Positions a row
+// may not see (later than itself) are masked. The softmax runs online (the
+// FlashAttention recurrence), so the tile is converted from the cache's
+// storage type once and each row of the cache is read once.
+void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std::vector<RowContext>& context,
+                  int64_t layer, float scale, const AttentionWork& work) {
+  const int64_t queries = work.rows * dm.heads;
+  const float* ql = q_lat + work.first_row * dm.heads * dm.latent;
+  const float* q_rope = q + work.first_row * dm.heads * dm.qk + dm.nope;  // queries d_qk apart
+  const LatentCache& cache = *context[work.first_row].cache;
+  const int64_t first_position = context[work.first_row].position;
+  thread_local std::vector<float> converted, scores;
+  scores.resize(static_cast<size_t>(queries * kTile));
+  for (int64_t i = 0; i < queries; ++i) work.max[i] = -std::numeric_limits<float>::infinity(), work.sum[i] = 0.0f;
+  std::fill(work.out, work.out + queries * dm.latent, 0.0f);
+  for (int64_t s0 = work.begin; s0 < work.end; s0 += kTile) {
+    const int64_t n = std::min(kTile, work.end - s0);
+    const LatentCache::Rows tile = cache.read(layer, s0, n, converted);
+    float* S = scores.data();
+    gemm(false, true, queries, n, dm.latent, scale, ql, dm.latent, tile.latents, dm.latent, 0.0f, S, n);
+    gemm(false, true, queries, n, dm.rope, scale, q_rope, dm.qk, tile.rope_keys, dm.rope, 1.0f, S, n);
+    for (int64_t i = 0; i < queries; ++i) {
+      float* row = S + i * n;
+      const int64_t visible = std::clamp<int64_t>(first_position + i / dm.heads + 1 - s0, 0, n);  // causal mask
+      std::fill(row + visible, row + n, -std::numeric_limits<float>::infinity());
+      if (visible == 0) continue;  // the row's exp terms are all 0; its state is unchanged
+      const float tile_max = max_value(row, visible), new_max = std::max(work.max[i], tile_max);
+      const float rescale = std::exp(work.max[i] - new_max);  // 0 on the first tile (max = -inf)
+      if (rescale != 1.0f) {
+        work.sum[i] *= rescale;
+        for (int64_t c = 0; c < dm.latent; ++c) work.out[i * dm.latent + c] *= rescale;
+      }
+      work.max[i] = new_max;
+      work.sum[i] += exp_shifted_sum(row, visible, new_max);
+      std::fill(row + visible, row + n, 0.0f);
+    }
+    gemm(false, false, queries, dm.latent, n, 1.0f, S, n, tile.latents, dm.latent, 1.0f, work.out, dm.latent);
   }
 }
 
@@ -70,7 +129,8 @@ void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, 
 // batch at once (each kv_b_proj row is read once); only the scores need each
 // row's own cache.
 void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* q, int64_t rows,
-                        const std::vector<RowContext>& context, float scale, float* heads_out, Scratch& scratch) {
+                        const std::vector<SequenceSpan>& spans, const std::vector<RowContext>& context, int64_t layer,
+                        float scale, float* heads_out, Scratch& scratch) {
   const int64_t per_head = dm.nope + dm.v;
   float* q_lat = scratch.get(kAbsorbedQuery, rows * dm.heads * dm.latent);
   float* o_lat = scratch.get(kOutputLatent, rows * dm.heads * dm.latent);
@@ -86,30 +146,59 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
       }
     }
   });
-  // Scores and the weighted sum of latents for all heads of a row at once: the
-  // heads share the row's cache, so these are two matrix products
-  //   S = (Q_lat·Cᵀ + Q_R·K_Rᵀ)·scale  [n_h, visible],  O_lat = softmax(S)·C  [n_h, d_c]
-  // and the cache is read once per product instead of once per head. One row
-  // (decoding) lets BLAS use every thread; several rows split over threads.
-  const auto attend_row = [&](int64_t t) {
-    const RowContext& r = context[t];
-    const int64_t visible = r.position + 1;
-    thread_local std::vector<float> scores;
-    scores.resize(static_cast<size_t>(dm.heads * visible));
-    const float* ql = q_lat + t * dm.heads * dm.latent;
-    const float* q_rope = q + t * dm.heads * dm.qk + dm.nope;  // [n_h, d_R], heads d_qk apart
-    gemm(false, true, dm.heads, visible, dm.latent, scale, ql, dm.latent, r.latents, dm.latent, 0.0f, scores.data(), visible);
-    gemm(false, true, dm.heads, visible, dm.rope, scale, q_rope, dm.qk, r.rope_keys, dm.rope, 1.0f, scores.data(), visible);
-    for (int64_t h = 0; h < dm.heads; ++h) softmax(scores.data() + h * visible, visible);
-    gemm(false, false, dm.heads, dm.latent, visible, 1.0f, scores.data(), visible, r.latents, dm.latent, 0.0f,
-         o_lat + t * dm.heads * dm.latent, dm.latent);
+
+  // Work items: blocks of up to kRowsPerBlock rows of a sequence; when there
+  // are fewer blocks than threads (decoding), each block's positions are split
+  // into ranges whose partial softmax states are merged afterwards.
+  constexpr int64_t kRowsPerBlock = 8;
+  struct Block {
+    int64_t first_row, rows, first_work, works;
   };
-  if (rows == 1)
-    attend_row(0);
-  else
-    parallel_for(rows, 1, [&](int64_t t0, int64_t t1) {
-      for (int64_t t = t0; t < t1; ++t) attend_row(t);
-    });
+  std::vector<Block> blocks;
+  for (const SequenceSpan& span : spans)
+    for (int64_t t = 0; t < span.tokens; t += kRowsPerBlock)
+      blocks.push_back({span.first_row + t, std::min(kRowsPerBlock, span.tokens - t), 0, 1});
+  const int64_t threads = num_threads();
+  std::vector<AttentionWork> works;
+  for (Block& b : blocks) {
+    const int64_t visible = context[b.first_row + b.rows - 1].position + 1;
+    const int64_t split = static_cast<int64_t>(blocks.size()) >= threads ? 1 : std::clamp<int64_t>(visible / (2 * kTile), 1, threads);
+    b.first_work = static_cast<int64_t>(works.size());
+    b.works = split;
+    for (int64_t k = 0; k < split; ++k)
+      works.push_back({b.first_row, b.rows, visible * k / split, visible * (k + 1) / split, nullptr, nullptr, nullptr});
+  }
+  int64_t state_floats = 0;
+  for (const AttentionWork& work : works) state_floats += work.rows * dm.heads * (dm.latent + 2);
+  float* state = scratch.get(kAttentionState, state_floats);
+  for (AttentionWork& work : works) {
+    const int64_t queries = work.rows * dm.heads;
+    work.max = state, work.sum = state + queries, work.out = state + 2 * queries;
+    state += queries * (dm.latent + 2);
+  }
+  parallel_for(static_cast<int64_t>(works.size()), 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t i = w0; i < w1; ++i) attend_tiles(dm, q_lat, q, context, layer, scale, works[i]);
+  });
+  // o_lat = Σ_k exp(m_k - m)·out_k / Σ_k exp(m_k - m)·l_k over a block's ranges.
+  for (const Block& b : blocks) {
+    const int64_t queries = b.rows * dm.heads;
+    for (int64_t i = 0; i < queries; ++i) {
+      float m = -std::numeric_limits<float>::infinity();
+      for (int64_t k = 0; k < b.works; ++k) m = std::max(m, works[b.first_work + k].max[i]);
+      float* o = o_lat + (b.first_row * dm.heads + i) * dm.latent;
+      std::fill(o, o + dm.latent, 0.0f);
+      float l = 0.0f;
+      for (int64_t k = 0; k < b.works; ++k) {
+        const AttentionWork& work = works[b.first_work + k];
+        if (work.sum[i] == 0.0f) continue;  // a range with no visible position
+        const float weight = std::exp(work.max[i] - m);
+        l += weight * work.sum[i];
+        axpy(weight, work.out + i * dm.latent, o, dm.latent);
+      }
+      for (int64_t c = 0; c < dm.latent; ++c) o[c] /= l;
+    }
+  }
+
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
     std::vector<float> row(dm.latent);
     for (int64_t h = h0; h < h1; ++h)
@@ -130,7 +219,7 @@ void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, i
   std::vector<RowContext> context(rows);
   for (const SequenceSpan& span : spans)
     for (int64_t t = 0; t < span.tokens; ++t)
-      context[span.first_row + t] = {span.cache->length() + t, span.cache->latents(layer), span.cache->rope_keys(layer)};
+      context[span.first_row + t] = {span.cache->length() + t, span.cache};
 
   // Queries (eq. 12-14, 16): q = W_UQ·RMSNorm(W_DQ·h), or q = W_Q·h without compression.
   // Per head q = [q_nope (d_n) ; q_R (d_R)], RoPE on q_R.
@@ -149,13 +238,14 @@ void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, i
   // RMSNorm(c_kv) and RoPE(k_R), one k_R shared by all heads.
   float* kv_a = scratch.get(kKvA, rows * (dm.latent + dm.rope));
   matmul(h, rows, w.kv_a_proj_with_mqa, kv_a);
+  float* c_kv = scratch.get(kNormedLatent, dm.latent);
   for (int64_t t = 0; t < rows; ++t) {
-    const float* row = kv_a + t * (dm.latent + dm.rope);
+    float* row = kv_a + t * (dm.latent + dm.rope);
     const RowContext& r = context[t];
-    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, r.latents + r.position * dm.latent);
-    float* k_rope = r.rope_keys + r.position * dm.rope;
-    for (int64_t i = 0; i < dm.rope; ++i) k_rope[i] = row[dm.latent + i];
+    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, c_kv);
+    float* k_rope = row + dm.latent;
     rope.apply(k_rope, 1, dm.rope, r.position);
+    r.cache->store(layer, r.position, c_kv, k_rope);
   }
 
   // Attention per head (eq. 17-18), then u = W_O·[o_1; ...; o_nh] (eq. 19).
@@ -163,7 +253,7 @@ void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, i
   if (path == AttentionPath::kNaive)
     attention_naive(dm, w, q, spans, layer, rope.softmax_scale(), heads_out, scratch);
   else
-    attention_absorbed(dm, w, q, rows, context, rope.softmax_scale(), heads_out, scratch);
+    attention_absorbed(dm, w, q, rows, spans, context, layer, rope.softmax_scale(), heads_out, scratch);
   matmul(heads_out, rows, w.o_proj, out);
 }
 

@@ -1,55 +1,244 @@
+// The kernels of elementwise.h, compiled once per SIMD target by Highway's
+// foreach_target (this file includes itself once per target). exp comes from
+// Highway's contrib/math (1 ulp); sums keep independent accumulators, so they
+// differ from the scalar references by rounding only.
 #include "ops/elementwise.h"
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
+#include "core/parallel.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "ops/elementwise.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/contrib/math/math-inl.h>
+#include <hwy/highway.h>
+
+HWY_BEFORE_NAMESPACE();
 namespace dsv2 {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
 
-void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * n;
-    float* o = out + r * n;
-    float sum_sq = 0.0f;
-#pragma omp simd reduction(+ : sum_sq)
-    for (int64_t i = 0; i < n; ++i) sum_sq += xr[i] * xr[i];
-    const float inv = 1.0f / std::sqrt(sum_sq / static_cast<float>(n) + eps);
-    for (int64_t i = 0; i < n; ++i) o[i] = weight[i] * (xr[i] * inv);
+using FloatTag = hn::ScalableTag<float>;
+
+float SumOfSquares(const float* x, int64_t n) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  auto s0 = hn::Zero(df), s1 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    const auto a = hn::LoadU(df, x + i), b = hn::LoadU(df, x + i + N);
+    s0 = hn::MulAdd(a, a, s0);
+    s1 = hn::MulAdd(b, b, s1);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+  for (; i < n; ++i) sum += x[i] * x[i];
+  return sum;
+}
+
+void RmsNormRow(const float* x, const float* weight, float eps, int64_t n, float* out) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const float inv = 1.0f / std::sqrt(SumOfSquares(x, n) / static_cast<float>(n) + eps);
+  const auto vinv = hn::Set(df, inv);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::Mul(hn::LoadU(df, weight + i), hn::Mul(hn::LoadU(df, x + i), vinv)), df, out + i);
+  for (; i < n; ++i) out[i] = weight[i] * (x[i] * inv);
+}
+
+float MaxValue(const float* x, int64_t n) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  auto m = hn::Set(df, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + N <= n; i += N) m = hn::Max(m, hn::LoadU(df, x + i));
+  float result = hn::GetLane(hn::MaxOfLanes(df, m));
+  for (; i < n; ++i) result = std::max(result, x[i]);
+  return result;
+}
+
+float ExpShiftedSum(float* x, int64_t n, float shift) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto vshift = hn::Set(df, shift);
+  auto sum = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vshift));
+    hn::StoreU(e, df, x + i);
+    sum = hn::Add(sum, e);
+  }
+  float total = hn::GetLane(hn::SumOfLanes(df, sum));
+  for (; i < n; ++i) total += (x[i] = std::exp(x[i] - shift));
+  return total;
+}
+
+void Scale(float* x, int64_t n, float factor) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto f = hn::Set(df, factor);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), f), df, x + i);
+  for (; i < n; ++i) x[i] *= factor;
+}
+
+// silu(g)·u = g·u / (1 + exp(-g)); -g is clamped below exp's overflow, where
+// the quotient is already 0 to float precision.
+void SiluMul(float* gate, const float* up, int64_t n) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto one = hn::Set(df, 1.0f), limit = hn::Set(df, 88.0f);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto g = hn::LoadU(df, gate + i);
+    const auto e = hn::Exp(df, hn::Min(hn::Neg(g), limit));
+    hn::StoreU(hn::Div(hn::Mul(g, hn::LoadU(df, up + i)), hn::Add(one, e)), df, gate + i);
+  }
+  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// (a, b) rotated by the angle whose cosine and sine are c and s.
+HWY_INLINE void RotatePair(float& a, float& b, float c, float s) {
+  const float a0 = a;
+  a = a0 * c - b * s;
+  b = a0 * s + b * c;
+}
+
+// Rotates the n/2 pairs of x: (x[2i], x[2i+1]) when interleaved, else (x[i], x[i + n/2]).
+template <bool kInterleaved>
+void RotatePairs(float* x, const float* cos, const float* sin, int64_t n) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t half = n / 2;
+  int64_t i = 0;
+  for (; i + N <= half; i += N) {
+    hn::Vec<FloatTag> a, b;
+    if constexpr (kInterleaved) {
+      hn::LoadInterleaved2(df, x + 2 * i, a, b);
+    } else {
+      a = hn::LoadU(df, x + i);
+      b = hn::LoadU(df, x + i + half);
+    }
+    const auto c = hn::LoadU(df, cos + i), s = hn::LoadU(df, sin + i);
+    const auto ra = hn::NegMulAdd(b, s, hn::Mul(a, c)), rb = hn::MulAdd(a, s, hn::Mul(b, c));
+    if constexpr (kInterleaved) {
+      hn::StoreInterleaved2(ra, rb, df, x + 2 * i);
+    } else {
+      hn::StoreU(ra, df, x + i);
+      hn::StoreU(rb, df, x + i + half);
+    }
+  }
+  for (; i < half; ++i) {
+    if constexpr (kInterleaved)
+      RotatePair(x[2 * i], x[2 * i + 1], cos[i], sin[i]);
+    else
+      RotatePair(x[i], x[i + half], cos[i], sin[i]);
   }
 }
 
+void RopeInterleaved(float* x, const float* cos, const float* sin, int64_t n) { RotatePairs<true>(x, cos, sin, n); }
+void RopeHalfSplit(float* x, const float* cos, const float* sin, int64_t n) { RotatePairs<false>(x, cos, sin, n); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace dsv2
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dsv2 {
+
+HWY_EXPORT(RmsNormRow);
+HWY_EXPORT(MaxValue);
+HWY_EXPORT(ExpShiftedSum);
+HWY_EXPORT(Scale);
+HWY_EXPORT(SiluMul);
+HWY_EXPORT(RopeInterleaved);
+HWY_EXPORT(RopeHalfSplit);
+
+void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out) {
+  const auto norm_rows = [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) HWY_DYNAMIC_DISPATCH(RmsNormRow)(x + r * n, weight, eps, n, out + r * n);
+  };
+  // A row is a few microseconds of work: only prefill-sized batches are worth the threads.
+  if (rows * n >= (1 << 16))
+    parallel_for(rows, 1, norm_rows);
+  else
+    norm_rows(0, rows);
+}
+
+float max_value(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(MaxValue)(x, n); }
+
+float exp_shifted_sum(float* x, int64_t n, float shift) { return HWY_DYNAMIC_DISPATCH(ExpShiftedSum)(x, n, shift); }
+
 void softmax(float* x, int64_t n) {
-  const float max = *std::max_element(x, x + n);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) {
-    x[i] = std::exp(x[i] - max);
-    sum += x[i];
-  }
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < n; ++i) x[i] *= inv;
+  const float sum = exp_shifted_sum(x, n, max_value(x, n));
+  HWY_DYNAMIC_DISPATCH(Scale)(x, n, 1.0f / sum);
 }
 
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 float silu(float x) { return x * sigmoid(x); }
 
+void silu_mul(float* gate, const float* up, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n); }
+
+void rope_rotate(float* x, const float* cos, const float* sin, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(RopeInterleaved)(x, cos, sin, n);
+}
+
+void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(RopeHalfSplit)(x, cos, sin, n);
+}
+
+namespace reference {
+
+void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * n;
+    double sum_sq = 0.0;
+    for (int64_t i = 0; i < n; ++i) sum_sq += static_cast<double>(xr[i]) * xr[i];
+    const double inv = 1.0 / std::sqrt(sum_sq / static_cast<double>(n) + eps);
+    for (int64_t i = 0; i < n; ++i) out[r * n + i] = static_cast<float>(weight[i] * (xr[i] * inv));
+  }
+}
+
+float exp_shifted_sum(float* x, int64_t n, float shift) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += (x[i] = static_cast<float>(std::exp(static_cast<double>(x[i]) - shift)));
+  return static_cast<float>(sum);
+}
+
+void softmax(float* x, int64_t n) {
+  float max = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) max = std::max(max, x[i]);
+  const double sum = exp_shifted_sum(x, n, max);
+  for (int64_t i = 0; i < n; ++i) x[i] = static_cast<float>(x[i] / sum);
+}
+
 void silu_mul(float* gate, const float* up, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) gate[i] = silu(gate[i]) * up[i];
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    gate[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * up[i]);
+  }
 }
 
 void rope_rotate(float* x, const float* cos, const float* sin, int64_t n) {
   for (int64_t i = 0; i < n / 2; ++i) {
-    const float a = x[2 * i], b = x[2 * i + 1];
-    x[2 * i] = a * cos[i] - b * sin[i];
-    x[2 * i + 1] = a * sin[i] + b * cos[i];
+    const double a = x[2 * i], b = x[2 * i + 1];
+    x[2 * i] = static_cast<float>(a * cos[i] - b * sin[i]);
+    x[2 * i + 1] = static_cast<float>(a * sin[i] + b * cos[i]);
   }
 }
 
 void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n) {
   const int64_t half = n / 2;
   for (int64_t i = 0; i < half; ++i) {
-    const float a = x[i], b = x[i + half];
-    x[i] = a * cos[i] - b * sin[i];
-    x[i + half] = a * sin[i] + b * cos[i];
+    const double a = x[i], b = x[i + half];
+    x[i] = static_cast<float>(a * cos[i] - b * sin[i]);
+    x[i + half] = static_cast<float>(a * sin[i] + b * cos[i]);
   }
 }
 
+}  // namespace reference
 }  // namespace dsv2
+#endif  // HWY_ONCE

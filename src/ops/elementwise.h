@@ -1,14 +1,22 @@
 // Small per-row kernels: RMSNorm, softmax, SiLU-gated product, RoPE rotation.
+// Like the matmul row kernels (ops/kernels.h) they are compiled for each SIMD
+// target with Highway and picked at run time; a scalar reference of each sits
+// in `reference` and tests compare them.
 #pragma once
 
 #include <cstdint>
 
 namespace dsv2 {
 
-// out = x / sqrt(mean(x²) + eps) * weight, for `rows` rows of `n` values.
+// out = x / sqrt(mean(x²) + eps) * weight, for `rows` rows of `n` values
+// (rows spread over the threads when there is enough work).
 void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out);
 // In-place softmax of one row (max-subtracted, so it never overflows).
 void softmax(float* x, int64_t n);
+// x[i] = exp(x[i] - shift); returns Σ x[i]. -inf entries become 0.
+float exp_shifted_sum(float* x, int64_t n, float shift);
+// max of x[0..n), -inf for n = 0.
+float max_value(const float* x, int64_t n);
 float sigmoid(float x);
 float silu(float x);
 // gate[i] = silu(gate[i]) * up[i]
@@ -17,5 +25,14 @@ void silu_mul(float* gate, const float* up, int64_t n);
 void rope_rotate(float* x, const float* cos, const float* sin, int64_t n);
 // Rotates half-split pairs (x[i], x[i + n/2]), the layout of rope_interleave=false.
 void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n);
+
+namespace reference {
+void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out);
+void softmax(float* x, int64_t n);
+float exp_shifted_sum(float* x, int64_t n, float shift);
+void silu_mul(float* gate, const float* up, int64_t n);
+void rope_rotate(float* x, const float* cos, const float* sin, int64_t n);
+void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n);
+}  // namespace reference
 
 }  // namespace dsv2

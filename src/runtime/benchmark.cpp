@@ -24,7 +24,7 @@ double seconds_since(Clock::time_point t) { return std::chrono::duration<double>
 
 }  // namespace
 
-DecodeBytes decode_bytes_per_token(const Model& model, int64_t context) {
+DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheType cache_type) {
   const Config& c = model.config();
   const Weights& w = model.weights();
   DecodeBytes b;
@@ -43,7 +43,7 @@ DecodeBytes decode_bytes_per_token(const Model& model, int64_t context) {
     b.weights += static_cast<double>(layer.moe.gate.bytes()) + mlp_bytes(layer.moe.shared_experts) +
                  routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
   }
-  b.cache = static_cast<double>(LatentCache::bytes_per_token(c)) * static_cast<double>(context);
+  b.cache = static_cast<double>(LatentCache::bytes_per_token(c, cache_type)) * static_cast<double>(context);
   return b;
 }
 
@@ -83,7 +83,7 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   std::vector<int32_t> ids(static_cast<size_t>(context + o.generate));
   for (auto& id : ids) id = token(rng);
 
-  LatentCache cache(c, context + o.generate);
+  LatentCache cache(c, context + o.generate, 0, o.cache_type);
   std::vector<float> logits(static_cast<size_t>(c.vocab_size));
   BenchResult r;
   r.prompt_tokens = o.prompt;
@@ -97,12 +97,13 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   // same whatever the values, and running a large model over thousands of
   // tokens first would take far longer than the measurement.
   std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
-    float* latents = cache.latents(layer);
-    float* rope_keys = cache.rope_keys(layer);
-    for (int64_t i = o.prompt * c.kv_lora_rank; i < context * c.kv_lora_rank; ++i) latents[i] = normal(rng);
-    for (int64_t i = o.prompt * c.qk_rope_head_dim; i < context * c.qk_rope_head_dim; ++i) rope_keys[i] = normal(rng);
-  }
+  std::vector<float> latent(static_cast<size_t>(c.kv_lora_rank)), rope_key(static_cast<size_t>(c.qk_rope_head_dim));
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer)
+    for (int64_t position = o.prompt; position < context; ++position) {
+      for (auto& v : latent) v = normal(rng);
+      for (auto& v : rope_key) v = normal(rng);
+      cache.store(layer, position, latent.data(), rope_key.data());
+    }
   cache.set_length(context);
   std::vector<double> times;
   for (int64_t i = 0; i < o.generate; ++i) {
@@ -117,7 +118,7 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   getrusage(RUSAGE_SELF, &usage);
   r.peak_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;
   r.bandwidth_bytes_per_s = measure_read_bandwidth();
-  r.bytes_per_token = decode_bytes_per_token(model, context + o.generate / 2);
+  r.bytes_per_token = decode_bytes_per_token(model, context + o.generate / 2, o.cache_type);
   r.roofline_tokens_per_s = r.bandwidth_bytes_per_s / r.bytes_per_token.total();
   r.roofline_share = r.decode_tokens_per_s / r.roofline_tokens_per_s;
   return r;

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "model/latent_cache.h"
 #include "model/model.h"
 
 namespace dsv2 {
@@ -18,7 +19,7 @@ struct DecodeBytes {
   double weights = 0.0, cache = 0.0;
   double total() const { return weights + cache; }
 };
-DecodeBytes decode_bytes_per_token(const Model& model, int64_t context);
+DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheType cache_type = CacheType::kF32);
 
 // Best-of-3 read bandwidth over a buffer much larger than the caches, with the
 // current thread count (bytes/s).
@@ -26,6 +27,7 @@ double measure_read_bandwidth(int64_t bytes = int64_t(512) << 20);
 
 struct BenchOptions {
   int64_t prompt = 128, generate = 32, context = 0;  // context: decode after this many cached tokens
+  CacheType cache_type = CacheType::kF32;
   uint64_t seed = 1;
 };
 struct BenchResult {

@@ -71,7 +71,7 @@ void Engine::admit(std::vector<std::shared_ptr<GenerationJob>>& incoming) {
       idle_.erase(idle_.begin() + static_cast<std::ptrdiff_t>(best));
       cache->set_length(best_shared);
     } else {
-      cache = std::make_unique<LatentCache>(model_.config(), options_.context, options_.cache_page);
+      cache = std::make_unique<LatentCache>(model_.config(), options_.context, options_.cache_page, options_.cache_type);
       best_shared = 0;
     }
     auto s = std::make_unique<Sequence>(job, std::move(cache));

@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "model/latent_cache.h"
 #include "model/model.h"
 #include "runtime/sampler.h"
 
@@ -29,6 +30,7 @@ struct EngineOptions {
   int64_t max_queue = 64;       // waiting requests beyond which submit() refuses
   int64_t prefill_chunk = 256;  // prompt tokens per sequence per step
   int64_t cache_page = 256;     // latent cache growth step, tokens
+  CacheType cache_type = CacheType::kF32;
   int64_t idle_caches = 4;      // finished caches kept for prefix reuse
 };
 
