@@ -185,6 +185,50 @@ TEST(Kernels, AllZeroBlockHasZeroScale) {
   for (int8_t v : q) EXPECT_EQ(v, 0);
 }
 
+// float8 e4m3 rows with a scale per block of 128 columns (the last partial).
+TEST(Kernels, Fp8DotAndDequantizationMatchScalarReference) {
+  for_each_target([] {
+    for (int64_t n : {1, 9, 128, 300, 1000}) {
+      const auto x = random_floats(n, 21);
+      std::mt19937 rng(22);
+      std::vector<uint8_t> w(static_cast<size_t>(n));
+      for (auto& code : w) {
+        code = static_cast<uint8_t>(rng() & 0xff);
+        if ((code & 0x7f) == 0x7f) code ^= 1;  // no NaN codes in weights
+      }
+      const auto scales = random_floats((n + 127) / 128, 23);
+      std::vector<float> got(n), want(n);
+      dequantize_row_fp8(w.data(), scales.data(), n, 128, got.data());
+      reference::dequantize_row_fp8(w.data(), scales.data(), n, 128, want.data());
+      EXPECT_EQ(got, want) << n;  // exact: decoding is exact, one rounding in the scale product
+      EXPECT_NEAR(dot_fp8(x.data(), w.data(), scales.data(), n, 128),
+                  reference::dot_fp8(x.data(), w.data(), scales.data(), n, 128), tolerance(n, abs_dot(x, want)))
+          << n;
+    }
+  });
+}
+
+// quantize_rows_fp8: a 128 × 128 tile's scale is its max|w| / 448; each value
+// decodes to the nearest e4m3 step of w / scale.
+TEST(Kernels, Fp8TileQuantization) {
+  const int64_t rows = 70, n = 200;  // one partial row block, a full and a partial column block
+  const auto w = random_floats(rows * n, 24);
+  std::vector<uint8_t> q(w.size());
+  std::vector<float> scales(2);
+  quantize_rows_fp8(w.data(), rows, n, 128, q.data(), scales.data());
+  for (int64_t b = 0; b < 2; ++b) {
+    float amax = 0.0f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = b * 128; c < std::min<int64_t>(n, (b + 1) * 128); ++c) amax = std::max(amax, std::fabs(w[r * n + c]));
+    EXPECT_FLOAT_EQ(scales[b], amax / 448.0f);
+  }
+  for (int64_t i = 0; i < rows * n; ++i) {
+    const float scale = scales[(i % n) / 128], v = fp8_e4m3_to_float(q[i]) * scale;
+    // e4m3 keeps 3 mantissa bits: relative error <= 2^-4, or half the subnormal step.
+    EXPECT_LE(std::fabs(v - w[i]), std::max(std::fabs(w[i]) * 0.0625f, scale * 0x1p-10f) * 1.0001f) << i;
+  }
+}
+
 // RMSNorm, softmax, exp, SiLU and RoPE (ops/elementwise.h) against their
 // double-precision scalar references: float32 rounding of a few operations per
 // value (exp is 1 ulp), so a relative tolerance of a few 1e-6 plus a floor.

@@ -128,13 +128,46 @@ TEST(QuantizedFormat, StoresBlocksOf32WithScalesAndKeepsOddWidthsInBf16) {
   EXPECT_EQ(config["dsv2_quantization"]["type"], "q4");
 }
 
+// fp8 is DeepSeek-V3's release layout: e4m3 matrices with float32
+// "<name>_scale_inv" [⌈rows/128⌉, ⌈cols/128⌉], embedding / LM head / router in
+// bfloat16, and the quantization_config transformers and V3 tools read.
+TEST(QuantizedFormat, Fp8IsDeepSeekV3Layout) {
+  test::TempDir tmp;
+  convert_model_dir(test::fixture("v2_lite"), tmp.path("fp8"), DType::F8_E4M3);
+  const Checkpoint original(test::fixture("v2_lite")), fp8(tmp.path("fp8"));
+  int quantized = 0;
+  for (const auto& t : original.files()[0]->tensors()) {
+    if (t.shape.size() != 2 || t.name.find("layers.2.") != std::string::npos) continue;
+    const TensorInfo* w = fp8.find(t.name);
+    ASSERT_NE(w, nullptr) << t.name;
+    EXPECT_EQ(w->shape, t.shape) << t.name;
+    const bool kept = t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight" ||
+                      t.name.find(".mlp.gate.weight") != std::string::npos;
+    EXPECT_EQ(w->dtype, kept ? DType::BF16 : DType::F8_E4M3) << t.name;
+    const TensorInfo* s = fp8.find(t.name + "_scale_inv");
+    if (kept) {
+      EXPECT_EQ(s, nullptr) << t.name;
+      continue;
+    }
+    ASSERT_NE(s, nullptr) << t.name;
+    EXPECT_EQ(s->shape, (std::vector<int64_t>{(t.shape[0] + 127) / 128, (t.shape[1] + 127) / 128})) << t.name;
+    ++quantized;
+  }
+  EXPECT_GT(quantized, 5);
+  const auto config = nlohmann::json::parse(test::read_bytes(tmp.path("fp8/config.json")));
+  EXPECT_EQ(config["quantization_config"]["quant_method"], "fp8");
+  EXPECT_EQ(config["quantization_config"]["fmt"], "e4m3");
+  EXPECT_EQ(config["quantization_config"]["weight_block_size"], nlohmann::json({128, 128}));
+}
+
 TEST(QuantizedModel, StaysCloseToBf16OnRealText) {
   const auto tokenizer = Tokenizer::load(shipped_model());
   const auto ids = tokenizer->encode(kText);
   Model reference(shipped_model());
   const int64_t vocab = reference.config().vocab_size;
   const auto ref_logits = all_logits(reference, ids, static_cast<int64_t>(ids.size()));
-  for (auto [type, max_kl, min_top1] : {std::tuple{DType::I8, 0.002, 0.97}, std::tuple{DType::U8, 0.02, 0.9}}) {
+  for (auto [type, max_kl, min_top1] :
+       {std::tuple{DType::I8, 0.002, 0.97}, std::tuple{DType::U8, 0.02, 0.9}, std::tuple{DType::F8_E4M3, 0.002, 0.97}}) {
     test::TempDir tmp;
     convert_model_dir(shipped_model(), tmp.path("q"), type);
     Model quantized(tmp.path("q"));
@@ -147,7 +180,7 @@ TEST(QuantizedModel, StaysCloseToBf16OnRealText) {
                     between = agreement(batched, stepped, vocab);
     std::printf("[ quantized ] %s vs bf16 over %zu positions: mean KL %.5f nats, top-1 %.1f%% (prefill); "
                 "%.5f, %.1f%% (one token at a time; %.5f from prefill)\n",
-                type == DType::I8 ? "q8" : "q4", ids.size(), a.mean_kl, 100.0 * a.top1, b.mean_kl, 100.0 * b.top1,
+                type == DType::I8 ? "q8" : type == DType::U8 ? "q4" : "fp8", ids.size(), a.mean_kl, 100.0 * a.top1, b.mean_kl, 100.0 * b.top1,
                 between.mean_kl);
     EXPECT_LT(a.mean_kl, max_kl);
     EXPECT_GT(a.top1, min_top1);

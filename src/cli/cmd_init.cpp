@@ -12,10 +12,10 @@
 namespace dsv2::cli {
 
 int run_init(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 init --like deepseek-v2-lite|deepseek-v2|deepseek-v3 -o DIR [--dtype bf16|f32|q8|q4]",
+  Args args(argc, argv, "dsv2 init --like deepseek-v2-lite|deepseek-v2|deepseek-v3 -o DIR [--dtype bf16|f32|q8|q4|fp8]",
             {{"like", 0, true, "NAME      published shapes to copy: deepseek-v2-lite, deepseek-v2, deepseek-v3"},
              {"output", 'o', true, "DIR       output model directory (config.json + model.safetensors)"},
-             {"dtype", 0, true, "TYPE      weight storage: bf16 (default), f32, q8 or q4"},
+             {"dtype", 0, true, "TYPE      weight storage: bf16 (default), f32, q8, q4 or fp8"},
              {"layers", 0, true, "N         keep only the first N layers (default: all)"},
              {"seed", 0, true, "S         random seed (default 1)"}});
   if (args.print_help_if_requested()) return 0;

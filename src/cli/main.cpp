@@ -65,7 +65,8 @@ DType parse_weight_type(const std::string& option, const std::string& type) {
   if (type == "f32") return DType::F32;
   if (type == "q8") return DType::I8;
   if (type == "q4") return DType::U8;
-  throw UsageError("option --" + option + ": '" + type + "' is not one of bf16, f32, q8, q4");
+  if (type == "fp8") return DType::F8_E4M3;
+  throw UsageError("option --" + option + ": '" + type + "' is not one of bf16, f32, q8, q4, fp8");
 }
 
 std::string model_dir_option(const Args& args) {

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace dsv2 {
@@ -75,5 +76,22 @@ float f16_to_float(uint16_t bits) {
 }
 
 float fp8_e4m3_to_float(uint8_t bits) { return kFp8Table[bits]; }
+
+uint8_t float_to_fp8_e4m3(float value) {
+  uint32_t u;
+  std::memcpy(&u, &value, sizeof u);
+  const auto sign = static_cast<uint8_t>((u >> 24) & 0x80);
+  const float a = std::fabs(value);
+  if (std::isnan(value)) return sign | 0x7f;
+  if (a >= 448.0f) return sign | 0x7e;
+  if (a < 0x1p-6f)  // subnormal range: steps of 2^-9; rounding up to 8 steps gives 0x08 = 2^-6, the smallest normal
+    return sign | static_cast<uint8_t>(std::nearbyint(a * 0x1p9f));
+  std::memcpy(&u, &a, sizeof u);
+  u += 0x7ffffu + ((u >> 20) & 1u);  // round the 23-bit mantissa to 3 bits, ties to even
+  const int exponent = static_cast<int>(u >> 23) - 127 + 7;
+  const uint32_t mantissa = (u >> 20) & 7u;
+  if (exponent > 15 || (exponent == 15 && mantissa == 7)) return sign | 0x7e;  // rounded past 448
+  return sign | static_cast<uint8_t>((exponent << 3) | mantissa);
+}
 
 }  // namespace dsv2

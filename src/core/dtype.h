@@ -37,5 +37,8 @@ float f16_to_float(uint16_t bits);
 // float8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa bits, no infinities,
 // 0x7f/0xff are NaN. Decoded through a 256-entry table.
 float fp8_e4m3_to_float(uint8_t bits);
+// The nearest e4m3fn value (ties to even); magnitudes past 448, the largest
+// finite one, saturate to ±448; NaN stays NaN.
+uint8_t float_to_fp8_e4m3(float value);
 
 }  // namespace dsv2

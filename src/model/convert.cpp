@@ -1,5 +1,6 @@
 #include "model/convert.h"
 
+#include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <vector>
@@ -19,16 +20,23 @@ std::string config_json_for_storage(const std::string& config_text, DType target
   j.erase("quantization_config");  // float8 block scales are folded in
   j.erase("dsv2_quantization");
   j["torch_dtype"] = target == DType::F32 ? "float32" : "bfloat16";
+  if (target == DType::F8_E4M3)  // DeepSeek-V3's own release format
+    j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
+                                {"weight_block_size", {kFp8Block, kFp8Block}}};
   if (is_block_quantized(target))  // informational: the loader goes by each tensor's dtype
     j["dsv2_quantization"] = {{"type", target == DType::I8 ? "q8" : "q4"}, {"block_size", kQuantBlock}, {"scale_dtype", "float32"}};
   return j.dump(2) + "\n";
 }
 
 DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target) {
+  const bool router = name.size() >= 16 && name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0;
+  // As DeepSeek-V3 ships: embedding, LM head and router in bfloat16, every other matrix fp8.
+  if (target == DType::F8_E4M3)
+    return router || name == "model.embed_tokens.weight" || name == "lm_head.weight" ? DType::BF16 : target;
   if (!is_block_quantized(target)) return target;
   // The router stays float32: it is tiny, and 8-bit activations in its matmul
   // would flip near-tied expert choices.
-  if (name.size() >= 16 && name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0) return DType::F32;
+  if (router) return DType::F32;
   if (shape[1] % kQuantBlock != 0) return DType::BF16;
   if (target == DType::U8 && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) return DType::I8;
   return target;
@@ -37,12 +45,34 @@ DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& sh
 void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs) {
   specs.push_back({name, type, {shape[0], stored_columns(type, shape[1])}});
   if (is_block_quantized(type)) specs.push_back({name + "_scale", DType::F32, {shape[0], shape[1] / kQuantBlock}});
+  if (type == DType::F8_E4M3)
+    specs.push_back({name + "_scale_inv", DType::F32, {(shape[0] + kFp8Block - 1) / kFp8Block, (shape[1] + kFp8Block - 1) / kFp8Block}});
 }
+
+namespace {
+
+// A matrix as fp8 with a scale per 128 × 128 tile: 128 rows at a time (a
+// tile's scale needs all its rows), then the [row blocks, column blocks] scales.
+void write_fp8_matrix(const WeightMatrix& m, SafetensorsWriter& writer) {
+  const int64_t col_blocks = (m.cols + kFp8Block - 1) / kFp8Block;
+  std::vector<float> rows(static_cast<size_t>(kFp8Block * m.cols)), scales;
+  std::vector<uint8_t> q(rows.size());
+  for (int64_t r0 = 0; r0 < m.rows; r0 += kFp8Block) {
+    const int64_t n = std::min(kFp8Block, m.rows - r0);
+    for (int64_t r = 0; r < n; ++r) m.dequantize_row(r0 + r, rows.data() + r * m.cols);
+    scales.resize(scales.size() + static_cast<size_t>(col_blocks));
+    quantize_rows_fp8(rows.data(), n, m.cols, kFp8Block, q.data(), scales.data() + scales.size() - col_blocks);
+    writer.append(q.data(), static_cast<uint64_t>(n * m.cols));
+  }
+  writer.append(scales.data(), scales.size() * sizeof(float));
+}
+
+}  // namespace
 
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress) {
-  if (target != DType::F32 && target != DType::BF16 && !is_block_quantized(target))
-    throw Error("convert: target type " + dtype_name(target) + " is not supported (use F32, BF16, I8 for q8 or U8 for q4)");
+  if (target != DType::F32 && target != DType::BF16 && target != DType::F8_E4M3 && !is_block_quantized(target))
+    throw Error("convert: target type " + dtype_name(target) + " is not supported (F32, BF16, F8_E4M3, I8 = q8, U8 = q4)");
   namespace fs = std::filesystem;
   if (fs::exists(out_dir) && fs::equivalent(in_dir, out_dir)) throw Error(out_dir + ": output directory is the input directory");
   const Config config = load_config(in_dir);
@@ -77,6 +107,11 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
     } else {
       const WeightMatrix& m = *sources[i].matrix;
       const DType type = sources[i].type;
+      if (type == DType::F8_E4M3) {
+        write_fp8_matrix(m, writer);
+        if (progress) progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(sources.size()));
+        continue;
+      }
       const int64_t blocks = m.cols / kQuantBlock;
       row.resize(m.cols);
       halves.resize(m.cols);

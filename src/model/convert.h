@@ -11,8 +11,13 @@
 
 namespace dsv2 {
 
+// fp8 weights are written as DeepSeek-V3 releases them: e4m3fn values and a
+// float32 "<name>_scale_inv" per kFp8Block × kFp8Block tile.
+constexpr int64_t kFp8Block = 128;
+
 // Every weight matrix the model reads is decoded to float32 and re-encoded as
-// `target`: F32, BF16, or dsv2's block-quantized I8 (q8) / U8 (q4) with a
+// `target`: F32, BF16, F8_E4M3 (V3's fp8 format above; embedding, LM head and
+// router stay BF16), or dsv2's block-quantized I8 (q8) / U8 (q4) with a
 // "<name>_scale" float32 tensor of one scale per 32 values (ops/kernels.h,
 // docs/FORMATS.md). Matrices whose width is not a multiple of 32 stay BF16
 // under q8/q4; under q4 the embedding and LM head are stored q8. 1-D tensors

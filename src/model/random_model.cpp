@@ -80,6 +80,9 @@ void write_random_matrix(SafetensorsWriter& writer, int64_t rows, int64_t cols, 
     // q8 in [-127, 127] has std sqrt((255² - 1) / 12); q4 in [-8, 7] sqrt((16² - 1) / 12).
     const double q_std = type == DType::I8 ? std::sqrt((255.0 * 255.0 - 1.0) / 12.0) : std::sqrt((16.0 * 16.0 - 1.0) / 12.0);
     scales.assign(static_cast<size_t>(rows * blocks), static_cast<float>(kInitStd / q_std));
+  } else if (type == DType::F8_E4M3) {  // values uniform over ±448, one scale per 128 × 128 tile
+    const int64_t tiles = ((rows + kFp8Block - 1) / kFp8Block) * ((cols + kFp8Block - 1) / kFp8Block);
+    scales.assign(static_cast<size_t>(tiles), half_width / 448.0f);
   }
   const size_t row_bytes = static_cast<size_t>(stored_columns(type, cols)) * dtype_size(type);
   const int64_t rows_per_chunk = std::max<int64_t>(1, static_cast<int64_t>((size_t(4) << 20) / row_bytes));
@@ -93,6 +96,8 @@ void write_random_matrix(SafetensorsWriter& writer, int64_t rows, int64_t cols, 
         const auto v = static_cast<int8_t>(rng.next() >> 56);
         q[i] = v == -128 ? int8_t(-127) : v;
       }
+    } else if (type == DType::F8_E4M3) {
+      for (size_t i = 0; i < n; ++i) buffer[i] = static_cast<std::byte>(float_to_fp8_e4m3(rng.uniform(448.0f)));
     } else if (type == DType::U8) {
       for (size_t i = 0; i < n; ++i) buffer[i] = static_cast<std::byte>(rng.next() >> 56);  // two uniform nibbles
     } else if (type == DType::BF16) {
@@ -124,8 +129,8 @@ Config published_config(const std::string& name) {
 
 void write_random_model(const Config& config, DType dtype, const std::string& out_dir, uint64_t seed,
                         const std::function<void(uint64_t, uint64_t)>& progress) {
-  if (dtype != DType::F32 && dtype != DType::BF16 && !is_block_quantized(dtype))
-    throw Error("init: weight type " + dtype_name(dtype) + " is not supported (F32, BF16, I8 = q8, U8 = q4)");
+  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F8_E4M3 && !is_block_quantized(dtype))
+    throw Error("init: weight type " + dtype_name(dtype) + " is not supported (F32, BF16, F8_E4M3, I8 = q8, U8 = q4)");
   struct Item {
     int64_t rows, cols;  // cols 0: a 1-D tensor
     DType type;

@@ -20,7 +20,7 @@ std::vector<std::string> published_config_names();
 
 // Writes config.json + model.safetensors: weight matrices drawn uniformly with
 // standard deviation 0.02 (the configs' initializer_range) in `dtype` (F32,
-// BF16, I8 = q8 or U8 = q4; quantized ones drawn directly as integers with a
+// BF16, F8_E4M3, I8 = q8 or U8 = q4; quantized ones drawn directly as codes with a
 // per-block scale), norm scales 1, the noaux_tc bias 0. Deterministic for a
 // seed. No tokenizer is written: use random token ids (dsv2 bench does).
 void write_random_model(const Config& config, DType dtype, const std::string& out_dir, uint64_t seed,

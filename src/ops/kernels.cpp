@@ -124,6 +124,51 @@ float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
                         [&](int64_t b) HWY_ATTR { return BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2); });
 }
 
+// float8 e4m3fn to float32 without a table: the 7 magnitude bits shifted into
+// a float32's exponent and mantissa fields give 2^-120 times the value (for
+// subnormal codes too, as float32 subnormals), so one multiply by 2^120
+// rebiases the exponent; the sign bit moves to bit 31.
+template <class D>
+HWY_INLINE hn::Vec<D> LoadF8(D df, const uint8_t* p) {
+  const hn::RebindToUnsigned<D> du32;
+  const hn::Rebind<uint8_t, D> du8;
+  const auto b = hn::PromoteTo(du32, hn::LoadU(du8, p));
+  const auto bits = hn::Or(hn::ShiftLeft<20>(hn::And(b, hn::Set(du32, 0x7Fu))), hn::ShiftLeft<24>(hn::And(b, hn::Set(du32, 0x80u))));
+  return hn::Mul(hn::BitCast(df, bits), hn::Set(df, 0x1p120f));
+}
+
+float DotF8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  auto total = hn::Zero(df);
+  float tail = 0.0f;
+  for (int64_t c0 = 0, b = 0; c0 < n; c0 += block, ++b) {
+    const int64_t len = std::min(block, n - c0);
+    auto s0 = hn::Zero(df), s1 = hn::Zero(df);
+    int64_t j = 0;
+    for (; j + 2 * N <= len; j += 2 * N) {
+      s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8(df, w + c0 + j), s0);
+      s1 = hn::MulAdd(hn::LoadU(df, x + c0 + j + N), LoadF8(df, w + c0 + j + N), s1);
+    }
+    for (; j + N <= len; j += N) s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8(df, w + c0 + j), s0);
+    total = hn::MulAdd(hn::Add(s0, s1), hn::Set(df, scales[b]), total);
+    for (; j < len; ++j) tail += scales[b] * x[c0 + j] * fp8_e4m3_to_float(w[c0 + j]);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, total)) + tail;
+}
+
+void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t c0 = 0, b = 0; c0 < n; c0 += block, ++b) {
+    const int64_t len = std::min(block, n - c0);
+    const auto scale = hn::Set(df, scales[b]);
+    int64_t j = 0;
+    for (; j + N <= len; j += N) hn::StoreU(hn::Mul(scale, LoadF8(df, w + c0 + j)), df, out + c0 + j);
+    for (; j < len; ++j) out[c0 + j] = scales[b] * fp8_e4m3_to_float(w[c0 + j]);
+  }
+}
+
 // Integer kernels: activations quantized to int8 per block of 32 (scale xs),
 // weights q8 or q4; Σ x·w = Σ_b xs[b]·ws[b]·Σ_j xq[j]·wq[j] with the inner sum
 // exact in int32. On AVX2 the inner sum is vpmaddubsw on |w| and sign(w)·x
@@ -272,6 +317,8 @@ HWY_EXPORT(DequantizeBF16);
 HWY_EXPORT(DequantizeQ8);
 HWY_EXPORT(DequantizeQ4);
 HWY_EXPORT(TargetName);
+HWY_EXPORT(DotF8);
+HWY_EXPORT(DequantizeF8);
 
 float dot_f32(const float* x, const float* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(x, w, n); }
 float dot_bf16(const float* x, const uint16_t* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBF16)(x, w, n); }
@@ -298,6 +345,25 @@ void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* 
   HWY_DYNAMIC_DISPATCH(DequantizeQ4)(q, scales, n, out);
 }
 std::string simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block) {
+  return HWY_DYNAMIC_DISPATCH(DotF8)(x, w, scales, n, block);
+}
+void dequantize_row_fp8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out) {
+  HWY_DYNAMIC_DISPATCH(DequantizeF8)(w, scales, n, block, out);
+}
+
+void quantize_rows_fp8(const float* w, int64_t rows, int64_t n, int64_t block, uint8_t* q, float* scales) {
+  for (int64_t c0 = 0, b = 0; c0 < n; c0 += block, ++b) {
+    const int64_t c1 = std::min(n, c0 + block);
+    float amax = 0.0f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) amax = std::max(amax, std::fabs(w[r * n + c]));
+    scales[b] = amax / 448.0f;
+    const float inverse = amax > 0.0f ? 448.0f / amax : 0.0f;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = c0; c < c1; ++c) q[r * n + c] = float_to_fp8_e4m3(w[r * n + c] * inverse);
+  }
+}
 
 namespace {
 
@@ -392,6 +458,16 @@ float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
     sum += static_cast<double>(x[i]) * scales[b] * value;
   }
   return static_cast<float>(sum);
+}
+
+float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * scales[i / block] * fp8_e4m3_to_float(w[i]);
+  return static_cast<float>(sum);
+}
+
+void dequantize_row_fp8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = scales[i / block] * fp8_e4m3_to_float(w[i]);
 }
 
 }  // namespace reference

@@ -30,6 +30,17 @@ float dot_bf16(const float* x, const uint16_t* w, int64_t n);
 float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
 float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
 
+// float8 e4m3fn weights (DeepSeek-V3's release format): one float32 scale per
+// `block` consecutive values of the row (its row block's entries of
+// weight_scale_inv); the last block may be shorter. The two NaN codes are not
+// expected in weights (the SIMD decoder reads them as ±480).
+float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block);
+void dequantize_row_fp8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out);
+// Quantizes `rows` (<= block) rows of n float32 values to fp8 with one scale
+// per block of columns: scale = max|w| / 448 over the rows × block tile, so the
+// largest value maps to e4m3's largest finite one (DeepSeek-V3's recipe).
+void quantize_rows_fp8(const float* w, int64_t rows, int64_t n, int64_t block, uint8_t* q, float* scales);
+
 // Integer kernels for one-token matmuls: the activation row is first
 // quantized like a q8 weight row (quantize_row_q8: xq, xs), then each weight
 // row costs one integer dot per block. This is what llama.cpp does; it adds
@@ -60,6 +71,8 @@ float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float
 float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
 void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
+float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block);
+void dequantize_row_fp8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out);
 }  // namespace reference
 
 }  // namespace dsv2

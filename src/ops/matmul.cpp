@@ -32,6 +32,8 @@ float row_dot(const WeightMatrix& w, int64_t r, const float* x, float* row_buffe
     case DType::BF16: return dot_bf16(x, reinterpret_cast<const uint16_t*>(row), w.cols);
     case DType::I8: return dot_q8(x, reinterpret_cast<const int8_t*>(row), w.row_scales(r), w.cols);
     case DType::U8: return dot_q4(x, reinterpret_cast<const uint8_t*>(row), w.row_scales(r), w.cols);
+    case DType::F8_E4M3:
+      return dot_fp8(x, reinterpret_cast<const uint8_t*>(row), w.fp8_row_scales(r), w.cols, w.block_cols);
     default:
       w.dequantize_row(r, row_buffer);
       return dot_f32(x, row_buffer, w.cols);

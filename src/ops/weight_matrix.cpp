@@ -21,17 +21,9 @@ void WeightMatrix::dequantize_row(int64_t r, float* out) const {
       for (int64_t c = 0; c < cols; ++c) out[c] = f16_to_float(p[c]);
       break;
     }
-    case DType::F8_E4M3: {
-      const auto* p = reinterpret_cast<const uint8_t*>(row);
-      const int64_t scale_cols = (cols + block_cols - 1) / block_cols;
-      const float* scales = scale_inv + (r / block_rows) * scale_cols;
-      for (int64_t c0 = 0; c0 < cols; c0 += block_cols) {
-        const float s = scales[c0 / block_cols];
-        const int64_t c1 = std::min(cols, c0 + block_cols);
-        for (int64_t c = c0; c < c1; ++c) out[c] = fp8_e4m3_to_float(p[c]) * s;
-      }
+    case DType::F8_E4M3:
+      dequantize_row_fp8(reinterpret_cast<const uint8_t*>(row), fp8_row_scales(r), cols, block_cols, out);
       break;
-    }
     case DType::I8:
       dequantize_row_q8(reinterpret_cast<const int8_t*>(row), row_scales(r), cols, out);
       break;

@@ -34,6 +34,8 @@ struct WeightMatrix {
   const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
   // Row r's block scales (q8 and q4 only).
   const float* row_scales(int64_t r) const { return scale_inv + r * (cols / block_cols); }
+  // float8: the scales of row r's row block, one per block_cols columns (the last block may be partial).
+  const float* fp8_row_scales(int64_t r) const { return scale_inv + (r / block_rows) * ((cols + block_cols - 1) / block_cols); }
   // Writes row r, converted to float32, into out[0, cols).
   void dequantize_row(int64_t r, float* out) const;
   // Row r as float32 if it is stored so (no copy), else nullptr.
