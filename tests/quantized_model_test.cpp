@@ -244,5 +244,21 @@ TEST(QuantizedCache, StaysCloseToFloat32CacheOnRealText) {
   }
 }
 
+// --quantize TYPE: weights re-encoded at load time give exactly the model that
+// `dsv2 quantize --type TYPE` writes (same encoding, same kernels).
+TEST(LoadTimeQuantization, EqualsTheQuantizedDirectory) {
+  const auto ids = Tokenizer::load(shipped_model())->encode(kText);
+  for (DType type : {DType::I8, DType::U8, DType::F8_E4M3}) {
+    test::TempDir tmp;
+    convert_model_dir(shipped_model(), tmp.path("q"), type);
+    Model stored(tmp.path("q")), at_load(shipped_model(), type);
+    for (size_t l = 0; l < stored.weights().layers.size(); ++l)
+      EXPECT_EQ(stored.weights().layers[l].self_attn.q_a_proj.dtype, at_load.weights().layers[l].self_attn.q_a_proj.dtype);
+    EXPECT_EQ(all_logits(stored, ids, static_cast<int64_t>(ids.size()) - 4),
+              all_logits(at_load, ids, static_cast<int64_t>(ids.size()) - 4))
+        << dtype_name(type);
+  }
+}
+
 }  // namespace
 }  // namespace dsv2

@@ -20,7 +20,7 @@ int run_bench(int argc, char** argv) {
              {"ctx", 'c', true, "N         decode after this many cached tokens; those past the prompt are random latents (default: the prompt)"},
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
              {"json", 0, false, "          print one JSON object instead of a table"},
-             kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   BenchOptions o;
@@ -33,7 +33,7 @@ int run_bench(int argc, char** argv) {
   if (o.generate < 1 || o.generate > 100000) throw UsageError("option --gen: must be between 1 and 100000");
   if (o.context < 0 || o.context > (1 << 20)) throw UsageError("option --ctx: must be between 0 and 1048576");
 
-  Model model(model_dir_option(args));
+  Model model(model_dir_option(args), quantize_option(args));
   const BenchResult r = run_benchmark(model, o);
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {

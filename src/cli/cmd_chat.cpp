@@ -26,13 +26,13 @@ int run_chat(int argc, char** argv) {
              {"top-k", 0, true, "K         sample among the K most likely tokens (default 0 = all)"},
              {"seed", 0, true, "S         random seed (default 0)"},
              {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096)"},
-             kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": chat needs tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
-  Model model(dir);
+  Model model(dir, quantize_option(args));
   GenerationOptions options;
   options.max_tokens = args.get_int("n", 256);
   options.sampling = parse_sampling(args, 0.7f);

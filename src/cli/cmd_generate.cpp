@@ -36,7 +36,7 @@ int run_generate(int argc, char** argv) {
              {"top-k", 0, true, "K         sample among the K most likely tokens, 0 = all (default 0)"},
              {"seed", 0, true, "S         random seed (default 0)"},
              {"ignore-eos", 0, false, "          keep generating after the end-of-sequence token"},
-             kAttnOption, kCacheTypeOption, kThreadsOption});
+             kAttnOption, kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -51,7 +51,7 @@ int run_generate(int argc, char** argv) {
   const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
   const std::vector<int32_t> prompt = prompt_ids(args, tokenizer.get());
   const bool text_output = args.has("prompt");
-  Model model(dir);
+  Model model(dir, quantize_option(args));
   options.stop_ids = model.config().eos_token_ids;
   if (tokenizer && tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
   LatentCache cache(model.config(), static_cast<int64_t>(prompt.size()) + n, 0, cache_type_option(args));

@@ -19,7 +19,7 @@ int run_logits(int argc, char** argv) {
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              kAttnOption,
-             kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args), output = args.require("output");
@@ -31,7 +31,7 @@ int run_logits(int argc, char** argv) {
     throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(total) + ")");
   const AttentionPath path = parse_attention_path(args.get("attn", "absorbed"));
 
-  Model model(dir);
+  Model model(dir, quantize_option(args));
   const int64_t vocab = model.config().vocab_size;
   LatentCache cache(model.config(), total, 0, cache_type_option(args));
   std::vector<float> logits(static_cast<size_t>(total * vocab));

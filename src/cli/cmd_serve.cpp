@@ -28,13 +28,13 @@ int run_serve(int argc, char** argv) {
              {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
              {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
              {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
-             kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": serving needs tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
-  Model model(dir);
+  Model model(dir, quantize_option(args));
 
   ServerOptions options;
   options.host = args.get("host", "127.0.0.1");

@@ -155,7 +155,7 @@ int run_eval(int argc, char** argv) {
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
              {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
              {"json", 0, false, "          one JSON object per file and for the total"},
-             kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -163,7 +163,7 @@ int run_eval(int argc, char** argv) {
   const CacheType cache_type = cache_type_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
-  Model model(dir);
+  Model model(dir, quantize_option(args));
   const int64_t seq_len = args.get_int("seq-len", 256), max_tokens = args.get_int("max-tokens", 0);
   if (seq_len < 2) throw UsageError("option --seq-len: must be at least 2");
   const int64_t vocab = model.config().vocab_size;

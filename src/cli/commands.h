@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,8 @@ int run_init(int argc, char** argv);
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
 inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      attention path: absorbed (default) or naive"};
 inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
+inline const OptionSpec kQuantizeOption{"quantize", 0, true,
+                                        "TYPE      re-encode the weights at load time: bf16, q8, q4 or fp8 (as dsv2 quantize)"};
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 
@@ -42,6 +45,8 @@ inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
 std::string model_dir_option(const Args& args);
 SamplingOptions parse_sampling(const Args& args, float default_temperature);
 AttentionPath parse_attention_path(const std::string& value);
+// --quantize TYPE, if given.
+std::optional<DType> quantize_option(const Args& args);
 // --cache-type f32|q8|q4 (default f32).
 CacheType cache_type_option(const Args& args);
 // bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8); errors name --option.

@@ -52,6 +52,11 @@ AttentionPath parse_attention_path(const std::string& value) {
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
 }
 
+std::optional<DType> quantize_option(const Args& args) {
+  if (!args.has("quantize")) return std::nullopt;
+  return parse_weight_type("quantize", args.get("quantize"));
+}
+
 CacheType cache_type_option(const Args& args) {
   try {
     return parse_cache_type(args.get("cache-type", "f32"));

@@ -15,6 +15,11 @@
 
 namespace dsv2 {
 
+void require_supported_target(DType target) {
+  if (target != DType::F32 && target != DType::BF16 && target != DType::F8_E4M3 && !is_block_quantized(target))
+    throw Error("weight type " + dtype_name(target) + " is not supported (F32, BF16, F8_E4M3, I8 = q8, U8 = q4)");
+}
+
 std::string config_json_for_storage(const std::string& config_text, DType target) {
   nlohmann::ordered_json j = nlohmann::ordered_json::parse(config_text);
   j.erase("quantization_config");  // float8 block scales are folded in
@@ -53,7 +58,7 @@ namespace {
 
 // A matrix as fp8 with a scale per 128 × 128 tile: 128 rows at a time (a
 // tile's scale needs all its rows), then the [row blocks, column blocks] scales.
-void write_fp8_matrix(const WeightMatrix& m, SafetensorsWriter& writer) {
+void encode_fp8_matrix(const WeightMatrix& m, const ByteSink& append) {
   const int64_t col_blocks = (m.cols + kFp8Block - 1) / kFp8Block;
   std::vector<float> rows(static_cast<size_t>(kFp8Block * m.cols)), scales;
   std::vector<uint8_t> q(rows.size());
@@ -62,17 +67,67 @@ void write_fp8_matrix(const WeightMatrix& m, SafetensorsWriter& writer) {
     for (int64_t r = 0; r < n; ++r) m.dequantize_row(r0 + r, rows.data() + r * m.cols);
     scales.resize(scales.size() + static_cast<size_t>(col_blocks));
     quantize_rows_fp8(rows.data(), n, m.cols, kFp8Block, q.data(), scales.data() + scales.size() - col_blocks);
-    writer.append(q.data(), static_cast<uint64_t>(n * m.cols));
+    append(q.data(), static_cast<size_t>(n * m.cols));
   }
-  writer.append(scales.data(), scales.size() * sizeof(float));
+  append(scales.data(), scales.size() * sizeof(float));
 }
 
 }  // namespace
 
+void encode_matrix(const WeightMatrix& m, DType type, const ByteSink& append) {
+  if (type == DType::F8_E4M3) return encode_fp8_matrix(m, append);
+  const int64_t blocks = m.cols / kQuantBlock;
+  std::vector<float> row(static_cast<size_t>(m.cols));
+  std::vector<uint16_t> halves(static_cast<size_t>(m.cols));
+  std::vector<uint8_t> packed(static_cast<size_t>(m.cols));
+  std::vector<float> scales(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
+  for (int64_t r = 0; r < m.rows; ++r) {
+    m.dequantize_row(r, row.data());
+    if (type == DType::F32) {
+      append(row.data(), row.size() * sizeof(float));
+    } else if (type == DType::BF16) {
+      for (int64_t c = 0; c < m.cols; ++c) halves[c] = float_to_bf16(row[c]);
+      append(halves.data(), halves.size() * sizeof(uint16_t));
+    } else if (type == DType::I8) {
+      quantize_row_q8(row.data(), m.cols, reinterpret_cast<int8_t*>(packed.data()), scales.data() + r * blocks);
+      append(packed.data(), static_cast<size_t>(m.cols));
+    } else {
+      quantize_row_q4(row.data(), m.cols, packed.data(), scales.data() + r * blocks);
+      append(packed.data(), static_cast<size_t>(stored_columns(type, m.cols)));
+    }
+  }
+  if (!scales.empty()) append(scales.data(), scales.size() * sizeof(float));
+}
+
+void quantize_weights_in_memory(const Config& config, Weights& weights, DType target,
+                                std::vector<std::vector<std::byte>>& storage) {
+  require_supported_target(target);
+  for_each_tensor(config, weights, [&](const TensorSlot& slot) {
+    if (!slot.matrix) return;
+    WeightMatrix& m = *slot.matrix;
+    const DType type = stored_matrix_type(slot.name, slot.shape, target);
+    if (type == m.dtype) return;
+    // [values][padding to 4][float32 scales]: the scales come after all the values.
+    const size_t value_bytes = static_cast<size_t>(m.rows * stored_columns(type, m.cols)) * dtype_size(type);
+    const size_t scales_at = (value_bytes + alignof(float) - 1) / alignof(float) * alignof(float);
+    std::vector<std::byte>& bytes = storage.emplace_back();
+    bytes.reserve(scales_at);
+    encode_matrix(m, type, [&](const void* data, size_t n) {
+      if (bytes.size() == value_bytes) bytes.resize(scales_at);
+      const auto* p = static_cast<const std::byte*>(data);
+      bytes.insert(bytes.end(), p, p + n);
+    });
+    m.dtype = type;
+    m.data = bytes.data();
+    m.scale_inv = bytes.size() > scales_at ? reinterpret_cast<const float*>(bytes.data() + scales_at) : nullptr;
+    m.block_rows = type == DType::F8_E4M3 ? kFp8Block : 1;
+    m.block_cols = type == DType::F8_E4M3 ? kFp8Block : kQuantBlock;
+  });
+}
+
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress) {
-  if (target != DType::F32 && target != DType::BF16 && target != DType::F8_E4M3 && !is_block_quantized(target))
-    throw Error("convert: target type " + dtype_name(target) + " is not supported (F32, BF16, F8_E4M3, I8 = q8, U8 = q4)");
+  require_supported_target(target);
   namespace fs = std::filesystem;
   if (fs::exists(out_dir) && fs::equivalent(in_dir, out_dir)) throw Error(out_dir + ": output directory is the input directory");
   const Config config = load_config(in_dir);
@@ -98,41 +153,12 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
 
   fs::create_directories(out_dir);
   SafetensorsWriter writer((fs::path(out_dir) / "model.safetensors").string(), specs);
-  std::vector<float> row, scales;
-  std::vector<uint16_t> halves;
-  std::vector<uint8_t> packed;
   for (size_t i = 0; i < sources.size(); ++i) {
     if (const WeightVector* v = sources[i].vector) {
       writer.append(v->data(), static_cast<uint64_t>(v->size) * sizeof(float));
     } else {
-      const WeightMatrix& m = *sources[i].matrix;
-      const DType type = sources[i].type;
-      if (type == DType::F8_E4M3) {
-        write_fp8_matrix(m, writer);
-        if (progress) progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(sources.size()));
-        continue;
-      }
-      const int64_t blocks = m.cols / kQuantBlock;
-      row.resize(m.cols);
-      halves.resize(m.cols);
-      packed.resize(m.cols);
-      scales.resize(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
-      for (int64_t r = 0; r < m.rows; ++r) {
-        m.dequantize_row(r, row.data());
-        if (type == DType::F32) {
-          writer.append(row.data(), row.size() * sizeof(float));
-        } else if (type == DType::BF16) {
-          for (int64_t c = 0; c < m.cols; ++c) halves[c] = float_to_bf16(row[c]);
-          writer.append(halves.data(), halves.size() * sizeof(uint16_t));
-        } else if (type == DType::I8) {
-          quantize_row_q8(row.data(), m.cols, reinterpret_cast<int8_t*>(packed.data()), scales.data() + r * blocks);
-          writer.append(packed.data(), static_cast<uint64_t>(m.cols));
-        } else {
-          quantize_row_q4(row.data(), m.cols, packed.data(), scales.data() + r * blocks);
-          writer.append(packed.data(), static_cast<uint64_t>(stored_columns(type, m.cols)));
-        }
-      }
-      if (!scales.empty()) writer.append(scales.data(), scales.size() * sizeof(float));
+      encode_matrix(*sources[i].matrix, sources[i].type,
+                    [&](const void* data, size_t n) { writer.append(data, static_cast<uint64_t>(n)); });
     }
     if (progress) progress(static_cast<int64_t>(i + 1), static_cast<int64_t>(sources.size()));
   }

@@ -2,12 +2,15 @@
 // (`dsv2 quantize`). The output is a Hugging Face directory transformers loads.
 #pragma once
 
+#include <cstddef>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "core/dtype.h"
 #include "io/safetensors.h"
+#include "model/config.h"
+#include "model/weights.h"
 
 namespace dsv2 {
 
@@ -28,6 +31,21 @@ constexpr int64_t kFp8Block = 128;
 // `progress(done, total)` is called after each tensor.
 void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DType target,
                        const std::function<void(int64_t, int64_t)>& progress = {});
+
+// Load-time quantization (`--quantize TYPE` on the commands that load a
+// model): every matrix re-encoded as convert_model_dir would store it, into
+// buffers appended to `storage` (which must outlive the weights); matrices
+// already in their target type stay views of the checkpoint.
+void quantize_weights_in_memory(const Config& config, Weights& weights, DType target,
+                                std::vector<std::vector<std::byte>>& storage);
+
+// Bytes as they are produced, in safetensors order.
+using ByteSink = std::function<void(const void* data, size_t bytes)>;
+// One matrix encoded as `type`: its stored values, then (block-quantized and
+// fp8) its float32 scales.
+void encode_matrix(const WeightMatrix& m, DType type, const ByteSink& append);
+// Throws unless `target` is a type weights can be converted to.
+void require_supported_target(DType target);
 
 // The pieces convert_model_dir and `dsv2 init` share:
 // how a matrix named `name` of logical `shape` is stored under `target`

@@ -1,6 +1,7 @@
 #include "model/model.h"
 
 #include "core/error.h"
+#include "model/convert.h"
 #include "model/moe.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -11,11 +12,13 @@ namespace {
 enum Slot : size_t { kResidual, kNormed, kBlockOut };
 }
 
-Model::Model(const std::string& dir)
+Model::Model(const std::string& dir, std::optional<DType> quantize_to)
     : config_(load_config(dir)),
       checkpoint_(std::make_unique<Checkpoint>(dir)),
       weights_(load_weights(config_, *checkpoint_)),
-      rope_(config_) {}
+      rope_(config_) {
+  if (quantize_to) quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
+}
 
 void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
                     bool last_only) {

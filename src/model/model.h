@@ -6,9 +6,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "core/scratch.h"
 #include "io/checkpoint.h"
 #include "model/config.h"
@@ -21,7 +23,10 @@ namespace dsv2 {
 
 class Model {
  public:
-  explicit Model(const std::string& dir);  // throws Error naming the file and field at fault
+  // Throws Error naming the file and field at fault. With `quantize_to`, the
+  // weights are re-encoded in memory at load time as `dsv2 quantize --type`
+  // would store them (model/convert.h).
+  explicit Model(const std::string& dir, std::optional<DType> quantize_to = std::nullopt);
 
   const Config& config() const { return config_; }
   const Checkpoint& checkpoint() const { return *checkpoint_; }
@@ -47,6 +52,7 @@ class Model {
   Config config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   Weights weights_;
+  std::vector<std::vector<std::byte>> quantized_;  // weights re-encoded at load time
   Rope rope_;
   Scratch activations_, attention_scratch_, ffn_scratch_;
   std::vector<int32_t> batch_ids_;

@@ -129,8 +129,7 @@ Config published_config(const std::string& name) {
 
 void write_random_model(const Config& config, DType dtype, const std::string& out_dir, uint64_t seed,
                         const std::function<void(uint64_t, uint64_t)>& progress) {
-  if (dtype != DType::F32 && dtype != DType::BF16 && dtype != DType::F8_E4M3 && !is_block_quantized(dtype))
-    throw Error("init: weight type " + dtype_name(dtype) + " is not supported (F32, BF16, F8_E4M3, I8 = q8, U8 = q4)");
+  require_supported_target(dtype);
   struct Item {
     int64_t rows, cols;  // cols 0: a 1-D tensor
     DType type;
