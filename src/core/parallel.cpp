@@ -6,7 +6,7 @@
 
 namespace dsv2 {
 
-void parallel_for(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body) {
+void parallel_for(int64_t count, int64_t grain, RangeBody body) {
   if (count <= 0) return;
   grain = std::max<int64_t>(grain, 1);
   const int64_t max_chunks = (count + grain - 1) / grain;

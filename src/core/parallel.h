@@ -3,13 +3,30 @@
 #pragma once
 
 #include <cstdint>
-#include <functional>
+#include <type_traits>
+#include <utility>
 
 namespace dsv2 {
 
+// A non-owning reference to a callable `void(int64_t, int64_t)`: unlike
+// std::function it never allocates, whatever the lambda captures (decoding
+// calls parallel_for dozens of times per token). Valid while the callable is.
+class RangeBody {
+ public:
+  template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, RangeBody>>>
+  RangeBody(F&& f)  // NOLINT: implicit, so that lambdas pass straight in
+      : object_(const_cast<void*>(static_cast<const void*>(&f))),
+        call_([](void* object, int64_t begin, int64_t end) { (*static_cast<std::remove_reference_t<F>*>(object))(begin, end); }) {}
+  void operator()(int64_t begin, int64_t end) const { call_(object_, begin, end); }
+
+ private:
+  void* object_;
+  void (*call_)(void*, int64_t, int64_t);
+};
+
 // Runs body(begin, end) over [0, count) split into chunks of at least `grain`
 // items, spread over the worker threads.
-void parallel_for(int64_t count, int64_t grain, const std::function<void(int64_t, int64_t)>& body);
+void parallel_for(int64_t count, int64_t grain, RangeBody body);
 
 void set_num_threads(int threads);
 int num_threads();

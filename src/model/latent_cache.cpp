@@ -96,8 +96,9 @@ LatentCache::LatentCache(const Config& c, int64_t capacity, int64_t page_tokens,
 }
 
 void LatentCache::reserve(int64_t tokens) {
-  require(tokens <= capacity_, "context full: " + std::to_string(tokens) + " tokens exceed the cache capacity of " +
-                                   std::to_string(capacity_));
+  require_lazy(tokens <= capacity_, [&] {
+    return "context full: " + std::to_string(tokens) + " tokens exceed the cache capacity of " + std::to_string(capacity_);
+  });
   if (tokens <= reserved_) return;
   const int64_t rows = page_tokens_ > 0 ? std::min(capacity_, (tokens + page_tokens_ - 1) / page_tokens_ * page_tokens_) : capacity_;
   for (int64_t l = 0; l < layers_; ++l) {
@@ -108,8 +109,9 @@ void LatentCache::reserve(int64_t tokens) {
 }
 
 void LatentCache::set_length(int64_t length) {
-  require(length >= 0 && length <= capacity_, "latent cache length " + std::to_string(length) +
-                                                  " outside [0, " + std::to_string(capacity_) + "]");
+  require_lazy(length >= 0 && length <= capacity_, [&] {
+    return "latent cache length " + std::to_string(length) + " outside [0, " + std::to_string(capacity_) + "]";
+  });
   length_ = length;
 }
 

@@ -135,7 +135,8 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   float* q_lat = scratch.get(kAbsorbedQuery, rows * dm.heads * dm.latent);
   float* o_lat = scratch.get(kOutputLatent, rows * dm.heads * dm.latent);
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
-    std::vector<float> row(dm.latent);
+    thread_local std::vector<float> row;
+    row.resize(dm.latent);
     for (int64_t h = h0; h < h1; ++h) {
       for (int64_t t = 0; t < rows; ++t)
         for (int64_t c = 0; c < dm.latent; ++c) q_lat[(t * dm.heads + h) * dm.latent + c] = 0.0f;
@@ -154,12 +155,18 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   struct Block {
     int64_t first_row, rows, first_work, works;
   };
-  std::vector<Block> blocks;
+  // Grow-only (no allocation per step). The worker threads below must see the
+  // calling thread's lists, hence the references rather than the thread_local names.
+  thread_local std::vector<Block> block_list;
+  thread_local std::vector<AttentionWork> work_list;
+  std::vector<Block>& blocks = block_list;
+  std::vector<AttentionWork>& works = work_list;
+  blocks.clear();
   for (const SequenceSpan& span : spans)
     for (int64_t t = 0; t < span.tokens; t += kRowsPerBlock)
       blocks.push_back({span.first_row + t, std::min(kRowsPerBlock, span.tokens - t), 0, 1});
   const int64_t threads = num_threads();
-  std::vector<AttentionWork> works;
+  works.clear();
   for (Block& b : blocks) {
     const int64_t visible = context[b.first_row + b.rows - 1].position + 1;
     const int64_t split = static_cast<int64_t>(blocks.size()) >= threads ? 1 : std::clamp<int64_t>(visible / (2 * kTile), 1, threads);
@@ -200,7 +207,8 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   }
 
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
-    std::vector<float> row(dm.latent);
+    thread_local std::vector<float> row;
+    row.resize(dm.latent);
     for (int64_t h = h0; h < h1; ++h)
       for (int64_t j = 0; j < dm.v; ++j) {
         w.kv_b_proj.dequantize_row(h * per_head + dm.nope + j, row.data());
@@ -216,7 +224,9 @@ void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, i
                  int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch) {
   const Dims dm(c);
   const float eps = static_cast<float>(c.rms_norm_eps);
-  std::vector<RowContext> context(rows);
+  thread_local std::vector<RowContext> row_contexts;  // grow-only: no allocation per step
+  std::vector<RowContext>& context = row_contexts;
+  context.resize(rows);
   for (const SequenceSpan& span : spans)
     for (int64_t t = 0; t < span.tokens; ++t)
       context[span.first_row + t] = {span.cache->length() + t, span.cache};

@@ -55,8 +55,9 @@ float* Model::run_layers(AttentionPath path) {
   const Config& c = config_;
   const int64_t d = c.hidden_size, rows = static_cast<int64_t>(batch_ids_.size());
   for (int32_t id : batch_ids_)
-    require(id >= 0 && id < c.vocab_size,
-            "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")");
+    require_lazy(id >= 0 && id < c.vocab_size, [&] {
+      return "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")";
+    });
   for (const SequenceSpan& span : spans_) span.cache->reserve(span.cache->length() + span.tokens);
 
   float* x = activations_.get(kResidual, rows * d);

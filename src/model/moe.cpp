@@ -31,8 +31,10 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t t
 
   float* logits = scratch.get(kRouterLogits, tokens * n);
   matmul(u, tokens, w.gate, logits);
-  std::vector<int32_t> chosen(tokens * k);
-  std::vector<float> gates(tokens * k);
+  // Grow-only buffers: steady-state decoding runs a layer without allocating.
+  thread_local std::vector<int32_t> chosen, first_assignment, slot_token;
+  thread_local std::vector<float> gates, slot_gate;
+  chosen.resize(tokens * k), gates.resize(tokens * k);
   route_tokens(c, logits, w.e_score_correction_bias.empty() ? nullptr : w.e_score_correction_bias.data(), tokens,
                chosen.data(), gates.data());
 
@@ -44,19 +46,28 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t t
   }
 
   // Routed experts, in expert order: gather their tokens, run, scatter g·y back.
-  std::vector<std::vector<std::pair<int64_t, float>>> assigned(n);
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int64_t i = 0; i < k; ++i) assigned[chosen[t * k + i]].push_back({t, gates[t * k + i]});
+  // The (token, gate) assignments are bucketed by expert with a counting sort:
+  // expert e's are slots [first_assignment[e], first_assignment[e + 1]).
+  first_assignment.assign(n + 1, 0);
+  for (int64_t a = 0; a < tokens * k; ++a) ++first_assignment[chosen[a] + 1];
+  for (int64_t e = 0; e < n; ++e) first_assignment[e + 1] += first_assignment[e];
+  slot_token.resize(tokens * k), slot_gate.resize(tokens * k);
+  for (int64_t a = 0; a < tokens * k; ++a) {
+    const auto t = static_cast<int32_t>(a / k);
+    const int32_t slot = first_assignment[chosen[a]]++;  // advances to the next free slot
+    slot_token[slot] = t, slot_gate[slot] = gates[a];
+  }
+  for (int64_t e = n; e > 0; --e) first_assignment[e] = first_assignment[e - 1];  // undo the advancing
+  first_assignment[0] = 0;
   for (int64_t e = 0; e < n; ++e) {
-    const auto& list = assigned[e];
-    if (list.empty()) continue;
-    const int64_t m = static_cast<int64_t>(list.size());
+    const int64_t begin = first_assignment[e], m = first_assignment[e + 1] - begin;
+    if (m == 0) continue;  // no token chose this expert: it costs nothing
     float* inputs = scratch.get(kMlpInputs, m * d);
     float* outputs = scratch.get(kMlpOutputs, m * d);
     for (int64_t j = 0; j < m; ++j)
-      for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[list[j].first * d + i];
+      for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[slot_token[begin + j] * d + i];
     mlp_forward(w.experts[e], inputs, m, outputs, scratch);
-    for (int64_t j = 0; j < m; ++j) axpy(list[j].second, outputs + j * d, out + list[j].first * d, d);
+    for (int64_t j = 0; j < m; ++j) axpy(slot_gate[begin + j], outputs + j * d, out + slot_token[begin + j] * d, d);
   }
 }
 

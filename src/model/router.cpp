@@ -37,8 +37,11 @@ void route_tokens(const Config& c, const float* logits, const float* bias, int64
   const int64_t n = c.n_routed_experts, k = c.num_experts_per_tok;
   const bool grouped = c.topk_method != "greedy";
   const int64_t per_group = n / c.n_group;
-  std::vector<float> scores(n), choice(n), group_scores(c.n_group);
-  std::vector<int32_t> order, groups(c.topk_group);
+  // Grow-only buffers: steady-state decoding routes without allocating.
+  thread_local std::vector<float> scores, choice, group_scores;
+  thread_local std::vector<int32_t> order, groups;
+  thread_local std::vector<char> keep;
+  scores.resize(n), choice.resize(n), group_scores.resize(c.n_group), groups.resize(c.topk_group), keep.resize(c.n_group);
   for (int64_t t = 0; t < tokens; ++t) {
     const float* row = logits + t * n;
     std::copy(row, row + n, scores.begin());
@@ -47,7 +50,7 @@ void route_tokens(const Config& c, const float* logits, const float* bias, int64
     else
       softmax(scores.data(), n);
 
-    choice = scores;
+    std::copy(scores.begin(), scores.end(), choice.begin());
     if (c.topk_method == "noaux_tc")
       for (int64_t e = 0; e < n; ++e) choice[e] += bias[e];
 
@@ -71,8 +74,8 @@ void route_tokens(const Config& c, const float* logits, const float* bias, int64
       }
       top_k(group_scores.data(), c.n_group, c.topk_group, groups.data(), order);
       // Experts of groups not kept can never be chosen, even against negative biased scores.
-      std::vector<bool> keep(c.n_group, false);
-      for (int32_t g : groups) keep[g] = true;
+      std::fill(keep.begin(), keep.end(), 0);
+      for (int32_t g : groups) keep[g] = 1;
       for (int64_t e = 0; e < n; ++e)
         if (!keep[e / per_group]) choice[e] = -std::numeric_limits<float>::infinity();
     }
