@@ -16,6 +16,7 @@
 //       holds value i in its low nibble and value i + 16 in its high nibble.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -47,6 +48,11 @@ void quantize_rows_fp8(const float* w, int64_t rows, int64_t n, int64_t block, u
 // the activation's 8-bit rounding (<= half a step per value) to the result.
 float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n);
 float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
+// y[r] = dot_q8_q8 (or, with q4, dot_q8_q4) of the activation with each of
+// `rows` consecutive weight rows starting at w, their scales from ws (n / 32
+// per row): the batch-1 matmul of a block-quantized matrix, one call per range.
+void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const float* ws, int64_t n, int64_t rows, bool q4,
+               float* y);
 // The activation side (SIMD): scale = max|x| / 127, q = nearest-even(x · 127 / max|x|).
 void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales);
 

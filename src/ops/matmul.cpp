@@ -73,9 +73,7 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     const int8_t* q = xq.data();
     const float* s = xs.data();
     parallel_for(w.rows, 8, [&](int64_t r0, int64_t r1) {
-      for (int64_t r = r0; r < r1; ++r)
-        y[r] = w.is_q8() ? dot_q8_q8(q, s, reinterpret_cast<const int8_t*>(w.row_data(r)), w.row_scales(r), w.cols)
-                         : dot_q8_q4(q, s, reinterpret_cast<const uint8_t*>(w.row_data(r)), w.row_scales(r), w.cols);
+      matvec_q8(q, s, w.row_data(r0), w.row_scales(r0), w.cols, r1 - r0, w.is_q4(), y + r0);
     });
     return;
   }
