@@ -33,6 +33,12 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
   ::close(fd);
 }
 
+void MappedFile::prefault() const {
+#ifdef MADV_POPULATE_READ
+  if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_POPULATE_READ);  // best effort
+#endif
+}
+
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
 }

@@ -17,6 +17,10 @@ class MappedFile {
   const std::byte* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  // Maps every page now (MADV_POPULATE_READ; a no-op where the kernel lacks
+  // it), so that decoding does not take page faults the first time it reaches
+  // each expert. Costs a read of the file if it is not in the page cache.
+  void prefault() const;
 
  private:
   std::string path_;

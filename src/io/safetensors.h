@@ -39,6 +39,7 @@ class SafetensorsFile {
   explicit SafetensorsFile(const std::string& path);  // throws Error
 
   const std::string& path() const { return map_.path(); }
+  void prefault() const { map_.prefault(); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(std::string_view name) const;  // nullptr if absent
 
