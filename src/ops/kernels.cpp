@@ -243,6 +243,38 @@ float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float*
   return sum;
 }
 
+#if HWY_TARGET == HWY_AVX2
+// q4 rows without the sign trick: the stored nibbles u = q + 8 are unsigned, so
+// vpmaddubsw(u, x) is Σ(q + 8)·x exactly (pairs stay within 2·15·127). The
+// 8·Σx part is taken off once per row as Σ_b ws[b]·offsets[b], with
+// offsets[b] = 8·xs[b]·Σ_j xq[b][j] computed once per activation.
+HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const float* offsets, const uint8_t* wq,
+                                     const float* ws, int64_t blocks) {
+  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m256i ones = _mm256_set1_epi16(1);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  float offset = 0.0f;
+  int64_t b = 0;
+  const auto block = [&](int64_t k) HWY_ATTR {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq + k * kQuantBlock / 2));
+    const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * kQuantBlock));
+    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones));
+  };
+  for (; b + 2 <= blocks; b += 2) {
+    acc0 = _mm256_fmadd_ps(block(b), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+    acc1 = _mm256_fmadd_ps(block(b + 1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
+    offset += ws[b] * offsets[b] + ws[b + 1] * offsets[b + 1];
+  }
+  for (; b < blocks; ++b) {
+    acc0 = _mm256_fmadd_ps(block(b), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+    offset += ws[b] * offsets[b];
+  }
+  const FloatTag df;
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1}))) - offset;
+}
+#endif
+
 // y[r] = dot(x, row r) for `rows` consecutive rows of a q8 (q4: `q4` true)
 // matrix: one dispatched call per range of rows, so the row kernels inline.
 // (Two rows at a time sharing the activation loads ran at half the speed here:
@@ -251,11 +283,23 @@ void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, const float
               bool q4, float* y) {
   const int64_t blocks = n / kQuantBlock;
   const int64_t stride = q4 ? n / 2 : n;
-  const auto dot_row = [&](int64_t r) {
-    return q4 ? DotQ8Q4(xq, xs, reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, n)
+#if HWY_TARGET == HWY_AVX2
+  if (q4) {
+    thread_local std::vector<float> offsets;  // grow-only
+    offsets.resize(static_cast<size_t>(blocks));
+    for (int64_t b = 0; b < blocks; ++b) {
+      int32_t sum = 0;
+      for (int64_t j = 0; j < kQuantBlock; ++j) sum += xq[b * kQuantBlock + j];
+      offsets[b] = 8.0f * xs[b] * static_cast<float>(sum);
+    }
+    for (int64_t r = 0; r < rows; ++r)
+      y[r] = DotQ8Q4UnsignedAvx2(xq, xs, offsets.data(), reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, blocks);
+    return;
+  }
+#endif
+  for (int64_t r = 0; r < rows; ++r)
+    y[r] = q4 ? DotQ8Q4(xq, xs, reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, n)
               : DotQ8Q8(xq, xs, reinterpret_cast<const int8_t*>(w + r * stride), ws + r * blocks, n);
-  };
-  for (int64_t r = 0; r < rows; ++r) y[r] = dot_row(r);
 }
 
 // An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|).
