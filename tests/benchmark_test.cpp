@@ -48,6 +48,19 @@ TEST(Benchmark, DecodeBytesCountWhatOneTokenReads) {
   }
 }
 
+// The prefill FLOP count from the fixture's config.json numbers, worked by hand:
+// hidden 64, 4 heads (d_n 16, d_v 16, d_R 8), d_c 32, no q compression, layer 0
+// dense (width 96), layers 1-2 MoE (router 8 experts, 2 shared + 3 of 8 routed
+// of width 24), vocabulary 512.
+TEST(Benchmark, PrefillFlopsFromTheConfig) {
+  Model model(test::fixture("v2_lite"));
+  const double attention = 64.0 * 4 * 24 /*q_proj*/ + 64.0 * 40 /*kv_a*/ + 32.0 * 4 * 32 /*kv_b*/ + 4.0 * 16 * 64 /*o*/;
+  const double dense = 3.0 * 64 * 96, moe = 8.0 * 64 + 3.0 * 64 * 48 + 3.0 * 3.0 * 64 * 24;
+  const double per_token = 3 * attention + dense + 2 * moe;
+  const double p = 10, core = 3.0 * 4 * (2 * 32 + 8) * p * (p + 1) / 2;
+  EXPECT_NEAR(prefill_flops(model, 10), 2.0 * (per_token * p + 512.0 * 64 + core), 1e-9 * prefill_flops(model, 10));
+}
+
 TEST(Benchmark, JsonReportIsComplete) {
   const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --prompt 8 --gen 4 --ctx 20 -t 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -56,7 +69,7 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["generated_tokens"], 4);
   EXPECT_EQ(j["context"], 20);
   EXPECT_EQ(j["threads"], 1);
-  for (const char* key : {"prefill_tokens_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
+  for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
                           "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes"})
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
 }

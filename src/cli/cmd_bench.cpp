@@ -43,6 +43,7 @@ int run_bench(int argc, char** argv) {
                               {"context", r.context},
                               {"cache_type", cache_type_name(o.cache_type)},
                               {"prefill_tokens_per_s", r.prefill_tokens_per_s},
+                              {"prefill_flops_per_s", r.prefill_flops_per_s},
                               {"decode_tokens_per_s", r.decode_tokens_per_s},
                               {"weight_bytes_per_token", r.bytes_per_token.weights},
                               {"cache_bytes_per_token", r.bytes_per_token.cache},
@@ -54,7 +55,8 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
   std::printf("threads          %d\n", num_threads());
-  std::printf("prefill          %lld tokens: %.1f tokens/s\n", (long long)r.prompt_tokens, r.prefill_tokens_per_s);
+  std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s\n", (long long)r.prompt_tokens,
+              r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9);
   std::printf("decode           %lld tokens after %lld cached: %.2f tokens/s (median step)\n",
               (long long)r.generated_tokens, (long long)r.context, r.decode_tokens_per_s);
   std::printf("read per token   %.1f MB weights + %.2f MB latent cache (%s)\n", r.bytes_per_token.weights / 1e6,

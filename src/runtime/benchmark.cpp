@@ -47,6 +47,31 @@ DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheTyp
   return b;
 }
 
+double prefill_flops(const Model& model, int64_t prompt) {
+  const Config& c = model.config();
+  const Weights& w = model.weights();
+  const auto elements = [](const WeightMatrix& m) { return static_cast<double>(m.rows) * static_cast<double>(m.cols); };
+  const auto mlp = [&](const MlpWeights& m) { return elements(m.gate_proj) + elements(m.up_proj) + elements(m.down_proj); };
+  double per_token = 0.0;  // multiply-adds
+  for (const LayerWeights& layer : w.layers) {
+    const AttentionWeights& a = layer.self_attn;
+    for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.o_proj}) per_token += elements(*m);
+    per_token += elements(a.kv_b_proj);  // W_UK and W_UV folded into the query and output, one use of each row
+    if (!layer.is_moe) {
+      per_token += mlp(layer.mlp);
+      continue;
+    }
+    double routed = 0.0;
+    for (const MlpWeights& e : layer.moe.experts) routed += mlp(e);
+    per_token += elements(layer.moe.gate) + mlp(layer.moe.shared_experts) +
+                 routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
+  }
+  const double p = static_cast<double>(prompt);
+  const double attention = static_cast<double>(c.num_hidden_layers * c.num_attention_heads) *
+                           static_cast<double>(2 * c.kv_lora_rank + c.qk_rope_head_dim) * p * (p + 1.0) / 2.0;
+  return 2.0 * (per_token * p + elements(w.lm_head) + attention);
+}
+
 double measure_read_bandwidth(int64_t bytes) {
   const int64_t n = bytes / static_cast<int64_t>(sizeof(float));
   std::vector<float> data(static_cast<size_t>(n));
@@ -92,7 +117,9 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
 
   auto start = Clock::now();
   model.forward(ids.data(), o.prompt, cache, AttentionPath::kAbsorbed, logits.data(), true);
-  r.prefill_tokens_per_s = static_cast<double>(o.prompt) / seconds_since(start);
+  const double prefill_seconds = seconds_since(start);
+  r.prefill_tokens_per_s = static_cast<double>(o.prompt) / prefill_seconds;
+  r.prefill_flops_per_s = prefill_flops(model, o.prompt) / prefill_seconds;
   // Cached positions past the prompt hold random latents: attention costs the
   // same whatever the values, and running a large model over thousands of
   // tokens first would take far longer than the measurement.

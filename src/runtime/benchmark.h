@@ -21,6 +21,13 @@ struct DecodeBytes {
 };
 DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheType cache_type = CacheType::kF32);
 
+// Floating-point operations of prefilling `prompt` tokens: 2 per weight a token
+// multiplies with (routed experts: k of n on average; the LM head for the last
+// token only, as generation needs), plus absorbed attention: folding W_UK and
+// W_UV, and per head and visible position the scores (d_c + d_R) and the
+// weighted latent sum (d_c).
+double prefill_flops(const Model& model, int64_t prompt);
+
 // Best-of-3 read bandwidth over a buffer much larger than the caches, with the
 // current thread count (bytes/s).
 double measure_read_bandwidth(int64_t bytes = int64_t(512) << 20);
@@ -33,6 +40,7 @@ struct BenchOptions {
 struct BenchResult {
   int64_t prompt_tokens = 0, generated_tokens = 0, context = 0;
   double prefill_tokens_per_s = 0.0, decode_tokens_per_s = 0.0;  // decode: median per-token time
+  double prefill_flops_per_s = 0.0;
   double bandwidth_bytes_per_s = 0.0, roofline_tokens_per_s = 0.0, roofline_share = 0.0;
   DecodeBytes bytes_per_token;
   int64_t peak_rss_bytes = 0;
