@@ -66,6 +66,16 @@ void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, 
   }
 }
 
+// Rows [first, first + count) of kv_b_proj as float32 [count, d_c]: in place
+// when stored so, else converted into a per-thread buffer (valid until the next call).
+const float* head_rows(const WeightMatrix& kv_b_proj, int64_t first, int64_t count) {
+  if (const float* rows = kv_b_proj.f32_row(first)) return rows;
+  thread_local std::vector<float> converted;  // grow-only
+  converted.resize(static_cast<size_t>(count * kv_b_proj.cols));
+  for (int64_t i = 0; i < count; ++i) kv_b_proj.dequantize_row(first + i, converted.data() + i * kv_b_proj.cols);
+  return converted.data();
+}
+
 // Cached positions per tile of the absorbed path: 128 rows of [c_kv ; k_R]
 // converted to float32 fill about 300 KB, which stays in a core's L2.
 constexpr int64_t kTile = 128;
@@ -134,17 +144,12 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   const int64_t per_head = dm.nope + dm.v;
   float* q_lat = scratch.get(kAbsorbedQuery, rows * dm.heads * dm.latent);
   float* o_lat = scratch.get(kOutputLatent, rows * dm.heads * dm.latent);
+  // Per head, as GEMMs over all rows: Q_lat,h = Q_nope,h · W_UK,h  [rows, d_c].
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
-    thread_local std::vector<float> row;
-    row.resize(dm.latent);
     for (int64_t h = h0; h < h1; ++h) {
-      for (int64_t t = 0; t < rows; ++t)
-        for (int64_t c = 0; c < dm.latent; ++c) q_lat[(t * dm.heads + h) * dm.latent + c] = 0.0f;
-      for (int64_t i = 0; i < dm.nope; ++i) {
-        w.kv_b_proj.dequantize_row(h * per_head + i, row.data());
-        for (int64_t t = 0; t < rows; ++t)
-          axpy(q[(t * dm.heads + h) * dm.qk + i], row.data(), q_lat + (t * dm.heads + h) * dm.latent, dm.latent);
-      }
+      const float* w_uk = head_rows(w.kv_b_proj, h * per_head, dm.nope);
+      gemm(false, false, rows, dm.latent, dm.nope, 1.0f, q + h * dm.qk, dm.heads * dm.qk, w_uk, dm.latent, 0.0f,
+           q_lat + h * dm.latent, dm.heads * dm.latent);
     }
   });
 
@@ -206,15 +211,13 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
     }
   }
 
+  // o_h = O_lat,h · W_UV,hᵀ  [rows, d_v] per head.
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
-    thread_local std::vector<float> row;
-    row.resize(dm.latent);
-    for (int64_t h = h0; h < h1; ++h)
-      for (int64_t j = 0; j < dm.v; ++j) {
-        w.kv_b_proj.dequantize_row(h * per_head + dm.nope + j, row.data());
-        for (int64_t t = 0; t < rows; ++t)
-          heads_out[(t * dm.heads + h) * dm.v + j] = dot(row.data(), o_lat + (t * dm.heads + h) * dm.latent, dm.latent);
-      }
+    for (int64_t h = h0; h < h1; ++h) {
+      const float* w_uv = head_rows(w.kv_b_proj, h * per_head + dm.nope, dm.v);
+      gemm(false, true, rows, dm.v, dm.latent, 1.0f, o_lat + h * dm.latent, dm.heads * dm.latent, w_uv, dm.latent, 0.0f,
+           heads_out + h * dm.v, dm.heads * dm.v);
+    }
   });
 }
 
