@@ -26,6 +26,47 @@ void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out
   matmul(gate, tokens, w.down_proj, out);
 }
 
+namespace {
+
+// One token (decoding): the shared experts and the k chosen ones as two
+// parallel regions — every gate and up projection, then every down
+// projection — rather than three fork/joins per expert.
+void moe_forward_one_token(const Config& c, const MoeWeights& w, const float* u, const int32_t* chosen,
+                           const float* gates, float* out, Scratch& scratch) {
+  const int64_t d = c.hidden_size, k = c.num_experts_per_tok;
+  thread_local std::vector<const MlpWeights*> expert_list;  // grow-only
+  thread_local std::vector<MatVec> product_list;
+  std::vector<const MlpWeights*>& experts = expert_list;
+  std::vector<MatVec>& products = product_list;
+  experts.clear();
+  if (c.n_shared_experts > 0) experts.push_back(&w.shared_experts);
+  for (int64_t i = 0; i < k; ++i) experts.push_back(&w.experts[chosen[i]]);
+  int64_t width = 0;
+  for (const MlpWeights* e : experts) width += e->gate_proj.rows;
+  float* gate = scratch.get(kGate, width);
+  float* up = scratch.get(kUp, width);
+  float* down = scratch.get(kMlpOutputs, static_cast<int64_t>(experts.size()) * d);
+  products.clear();
+  for (int64_t at = 0; const MlpWeights* e : experts) {
+    products.push_back({&e->gate_proj, u, gate + at});
+    products.push_back({&e->up_proj, u, up + at});
+    at += e->gate_proj.rows;
+  }
+  matvec_many(products.data(), static_cast<int64_t>(products.size()));
+  silu_mul(gate, up, width);
+  products.clear();
+  for (int64_t at = 0, i = 0; const MlpWeights* e : experts) {
+    products.push_back({&e->down_proj, gate + at, down + i++ * d});
+    at += e->gate_proj.rows;
+  }
+  matvec_many(products.data(), static_cast<int64_t>(products.size()));
+  const bool shared = c.n_shared_experts > 0;
+  for (int64_t i = 0; i < d; ++i) out[i] = shared ? down[i] : 0.0f;
+  for (int64_t i = 0; i < k; ++i) axpy(gates[i], down + (i + (shared ? 1 : 0)) * d, out, d);
+}
+
+}  // namespace
+
 void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t tokens, float* out, Scratch& scratch) {
   const int64_t d = c.hidden_size, n = c.n_routed_experts, k = c.num_experts_per_tok;
 
@@ -37,6 +78,7 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t t
   chosen.resize(tokens * k), gates.resize(tokens * k);
   route_tokens(c, logits, w.e_score_correction_bias.empty() ? nullptr : w.e_score_correction_bias.data(), tokens,
                chosen.data(), gates.data());
+  if (tokens == 1) return moe_forward_one_token(c, w, u, chosen.data(), gates.data(), out, scratch);
 
   // Shared experts: one MLP of width n_shared · moe_intermediate_size.
   if (c.n_shared_experts > 0) {

@@ -62,19 +62,9 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     });
     return;
   }
-  if (tokens == 1 && is_block_quantized(w.dtype)) {
-    // Quantize the activation once; every row is then an integer dot product
-    // (the loader ensured cols is a multiple of kQuantBlock).
-    thread_local std::vector<int8_t> xq;
-    thread_local std::vector<float> xs;
-    xq.resize(static_cast<size_t>(w.cols));
-    xs.resize(static_cast<size_t>(w.cols / kQuantBlock));
-    quantize_activation_q8(x, w.cols, xq.data(), xs.data());
-    const int8_t* q = xq.data();
-    const float* s = xs.data();
-    parallel_for(w.rows, 8, [&](int64_t r0, int64_t r1) {
-      matvec_q8(q, s, w.row_data(r0), w.row_scales(r0), w.cols, r1 - r0, w.is_q4(), y + r0);
-    });
+  if (tokens == 1) {
+    const MatVec product{&w, x, y};
+    matvec_many(&product, 1);
     return;
   }
   parallel_for(w.rows, 8, [&](int64_t r0, int64_t r1) {
@@ -82,6 +72,50 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);
     for (int64_t r = r0; r < r1; ++r)
       for (int64_t t = 0; t < tokens; ++t) y[t * w.rows + r] = row_dot(w, r, x + t * w.cols, row_buffer.data());
+  });
+}
+
+void matvec_many(const MatVec* products, int64_t count) {
+  // Block-quantized weights take the integer path: each activation is
+  // quantized to q8 once (the loader ensured cols is a multiple of
+  // kQuantBlock) and every row is an integer dot product.
+  thread_local std::vector<int8_t> xq_buffer;  // grow-only
+  thread_local std::vector<float> xs_buffer;
+  thread_local std::vector<int64_t> first_row_buffer;
+  std::vector<int8_t>& xq = xq_buffer;  // the workers below must see the caller's buffers
+  std::vector<float>& xs = xs_buffer;
+  std::vector<int64_t>& first_row = first_row_buffer;
+  first_row.assign(static_cast<size_t>(count + 1), 0);
+  int64_t quantized_values = 0;
+  for (int64_t j = 0; j < count; ++j) {
+    first_row[j + 1] = first_row[j] + products[j].w->rows;
+    if (is_block_quantized(products[j].w->dtype)) quantized_values += products[j].w->cols;
+  }
+  xq.resize(static_cast<size_t>(quantized_values));
+  xs.resize(static_cast<size_t>(quantized_values / kQuantBlock));
+  for (int64_t j = 0, at = 0; j < count; ++j) {
+    const WeightMatrix& w = *products[j].w;
+    if (!is_block_quantized(w.dtype)) continue;
+    quantize_activation_q8(products[j].x, w.cols, xq.data() + at, xs.data() + at / kQuantBlock);
+    at += w.cols;
+  }
+  parallel_for(first_row[count], 8, [&](int64_t r0, int64_t r1) {
+    thread_local std::vector<float> row_buffer;
+    int64_t at = 0;  // where product j's quantized activation starts
+    for (int64_t j = 0; j < count && first_row[j] < r1; ++j) {
+      const WeightMatrix& w = *products[j].w;
+      const int64_t a = std::max(r0, first_row[j]) - first_row[j], b = std::min(r1, first_row[j + 1]) - first_row[j];
+      if (a < b) {
+        if (is_block_quantized(w.dtype)) {
+          matvec_q8(xq.data() + at, xs.data() + at / kQuantBlock, w.row_data(a), w.row_scales(a), w.cols, b - a, w.is_q4(),
+                    products[j].y + a);
+        } else {
+          if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);
+          for (int64_t r = a; r < b; ++r) products[j].y[r] = row_dot(w, r, products[j].x, row_buffer.data());
+        }
+      }
+      if (is_block_quantized(w.dtype)) at += w.cols;
+    }
   });
 }
 
