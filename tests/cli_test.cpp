@@ -85,6 +85,24 @@ TEST(Cli, GenerateIsDeterministicForASeed) {
   EXPECT_EQ(a.out, b.out);
 }
 
+// --quantize and --cache-type reach the model: logits stay near transformers'
+// (q8 weights and a q8 cache move this tiny random model's logits by a few
+// percent of their range; a q4 cache moves them ~25%, bf16 weights ~1%), they
+// differ from the exact run, and bad values are usage errors.
+TEST(Cli, QuantizeAtLoadAndQuantizedCache) {
+  test::TempDir dir;
+  const auto ref = reference("v2_lite");
+  const std::string base = "logits -m " + fixture("v2_lite") + " --ids \"" + ids_text(ref["ids"]) + "\" -o ";
+  const auto r = run_dsv2(base + dir.path("q") + " --quantize q8 --cache-type q8");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto expected = test::read_f32(fixture("v2_lite/prefill_logits.f32"));
+  const auto diff = test::compare(test::read_f32(dir.path("q")), expected);
+  EXPECT_GT(diff.max_abs_diff, 1e-4f * diff.max_abs_ref);  // really quantized
+  EXPECT_LT(diff.max_abs_diff, 0.1f * diff.max_abs_ref);
+  expect_one_line_error(run_dsv2(base + dir.path("x") + " --cache-type q6"), 2, "--cache-type");
+  expect_one_line_error(run_dsv2(base + dir.path("x") + " --quantize int3"), 2, "--quantize");
+}
+
 TEST(Cli, BadInputsFailWithOneLine) {
   test::TempDir dir;
   test::copy_model("v2_lite", dir.path("m"));
