@@ -126,15 +126,16 @@ float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
 
 // float8 e4m3fn to float32 without a table: the 7 magnitude bits shifted into
 // a float32's exponent and mantissa fields give 2^-120 times the value (for
-// subnormal codes too, as float32 subnormals), so one multiply by 2^120
-// rebiases the exponent; the sign bit moves to bit 31.
+// subnormal codes too, as float32 subnormals); the sign bit moves to bit 31.
+// Callers multiply by 2^120 once per block, folded into the block's scale.
+constexpr float kF8Rebias = 0x1p120f;
 template <class D>
-HWY_INLINE hn::Vec<D> LoadF8(D df, const uint8_t* p) {
+HWY_INLINE hn::Vec<D> LoadF8Times2PowMinus120(D df, const uint8_t* p) {
   const hn::RebindToUnsigned<D> du32;
   const hn::Rebind<uint8_t, D> du8;
   const auto b = hn::PromoteTo(du32, hn::LoadU(du8, p));
   const auto bits = hn::Or(hn::ShiftLeft<20>(hn::And(b, hn::Set(du32, 0x7Fu))), hn::ShiftLeft<24>(hn::And(b, hn::Set(du32, 0x80u))));
-  return hn::Mul(hn::BitCast(df, bits), hn::Set(df, 0x1p120f));
+  return hn::BitCast(df, bits);
 }
 
 float DotF8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block) {
@@ -147,11 +148,11 @@ float DotF8(const float* x, const uint8_t* w, const float* scales, int64_t n, in
     auto s0 = hn::Zero(df), s1 = hn::Zero(df);
     int64_t j = 0;
     for (; j + 2 * N <= len; j += 2 * N) {
-      s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8(df, w + c0 + j), s0);
-      s1 = hn::MulAdd(hn::LoadU(df, x + c0 + j + N), LoadF8(df, w + c0 + j + N), s1);
+      s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8Times2PowMinus120(df, w + c0 + j), s0);
+      s1 = hn::MulAdd(hn::LoadU(df, x + c0 + j + N), LoadF8Times2PowMinus120(df, w + c0 + j + N), s1);
     }
-    for (; j + N <= len; j += N) s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8(df, w + c0 + j), s0);
-    total = hn::MulAdd(hn::Add(s0, s1), hn::Set(df, scales[b]), total);
+    for (; j + N <= len; j += N) s0 = hn::MulAdd(hn::LoadU(df, x + c0 + j), LoadF8Times2PowMinus120(df, w + c0 + j), s0);
+    total = hn::MulAdd(hn::Add(s0, s1), hn::Set(df, scales[b] * kF8Rebias), total);
     for (; j < len; ++j) tail += scales[b] * x[c0 + j] * fp8_e4m3_to_float(w[c0 + j]);
   }
   return hn::GetLane(hn::SumOfLanes(df, total)) + tail;
@@ -164,7 +165,8 @@ void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t bloc
     const int64_t len = std::min(block, n - c0);
     const auto scale = hn::Set(df, scales[b]);
     int64_t j = 0;
-    for (; j + N <= len; j += N) hn::StoreU(hn::Mul(scale, LoadF8(df, w + c0 + j)), df, out + c0 + j);
+    for (; j + N <= len; j += N)
+      hn::StoreU(hn::Mul(scale, hn::Mul(LoadF8Times2PowMinus120(df, w + c0 + j), hn::Set(df, kF8Rebias))), df, out + c0 + j);
     for (; j < len; ++j) out[c0 + j] = scales[b] * fp8_e4m3_to_float(w[c0 + j]);
   }
 }
