@@ -173,31 +173,25 @@ void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t bloc
 
 // Integer kernels: activations quantized to int8 per block of 32 (scale xs),
 // weights q8 or q4; Σ x·w = Σ_b xs[b]·ws[b]·Σ_j xq[j]·wq[j] with the inner sum
-// exact in int32. On AVX2 the inner sum is vpmaddubsw on |w| and sign(w)·x
-// (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate); elsewhere, and
-// for an odd last block, a plain loop the compiler vectorises for the target.
+// exact in int32. On AVX2 the q8 inner sum is vpmaddubsw on |w| and sign(w)·x
+// (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate) and the q4 one
+// takes the unsigned nibbles directly (DotQ8Q4UnsignedAvx2); elsewhere, and
+// for an odd last q8 block, a plain loop the compiler vectorises for the target.
 #if HWY_TARGET == HWY_AVX2
 HWY_INLINE __m256i DotBlockAvx2(__m256i w, __m256i x) {
   const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
   return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
 }
 HWY_INLINE __m256i LoadQ8BlockAvx2(const int8_t* q) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)); }
-HWY_INLINE __m256i LoadQ4BlockAvx2(const uint8_t* q) {  // 32 values in [-8, 7], in order
-  const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  const __m128i mask = _mm_set1_epi8(0x0F);
-  const __m256i values = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
-  return _mm256_sub_epi8(values, _mm256_set1_epi8(8));
-}
 
-// Blocks [0, b) two at a time, `load_w(b)` giving block b's 32 weights as int8;
-// returns their sum and leaves b at the first block not done.
-template <class LoadW>
-HWY_INLINE float IntegerBlockPairsAvx2(const int8_t* xq, const float* xs, const float* ws, int64_t blocks, int64_t& b,
-                                       const LoadW& load_w) {
+// q8 blocks [0, b) two at a time; returns their sum and leaves b at the first block not done.
+HWY_INLINE float DotQ8Q8BlockPairsAvx2(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t blocks,
+                                       int64_t& b) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   for (b = 0; b + 2 <= blocks; b += 2) {
-    const __m256i d0 = DotBlockAvx2(load_w(b), LoadQ8BlockAvx2(xq + b * kQuantBlock));
-    const __m256i d1 = DotBlockAvx2(load_w(b + 1), LoadQ8BlockAvx2(xq + (b + 1) * kQuantBlock));
+    const __m256i d0 = DotBlockAvx2(LoadQ8BlockAvx2(wq + b * kQuantBlock), LoadQ8BlockAvx2(xq + b * kQuantBlock));
+    const __m256i d1 =
+        DotBlockAvx2(LoadQ8BlockAvx2(wq + (b + 1) * kQuantBlock), LoadQ8BlockAvx2(xq + (b + 1) * kQuantBlock));
     acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
     acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
   }
@@ -225,24 +219,21 @@ float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* 
   int64_t b = 0;
   float sum = 0.0f;
 #if HWY_TARGET == HWY_AVX2
-  sum = IntegerBlockPairsAvx2(xq, xs, ws, blocks, b, [&](int64_t k) HWY_ATTR { return LoadQ8BlockAvx2(wq + k * kQuantBlock); });
+  sum = DotQ8Q8BlockPairsAvx2(xq, xs, wq, ws, blocks, b);
 #endif
   for (; b < blocks; ++b)
     sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
   return sum;
 }
 
-float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
-  const int64_t blocks = n / kQuantBlock;
-  constexpr int64_t half = kQuantBlock / 2;
-  int64_t b = 0;
-  float sum = 0.0f;
-#if HWY_TARGET == HWY_AVX2
-  sum = IntegerBlockPairsAvx2(xq, xs, ws, blocks, b, [&](int64_t k) HWY_ATTR { return LoadQ4BlockAvx2(wq + k * half); });
-#endif
-  for (; b < blocks; ++b)
-    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * half));
-  return sum;
+// offsets[b] = 8·xs[b]·Σ_j xq[b][j]: what the stored "+ 8" of q4 nibbles adds
+// to block b of a dot with this activation (see DotQ8Q4UnsignedAvx2).
+HWY_INLINE void Q4Offsets(const int8_t* xq, const float* xs, int64_t blocks, float* offsets) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    int32_t sum = 0;
+    for (int64_t j = 0; j < kQuantBlock; ++j) sum += xq[b * kQuantBlock + j];
+    offsets[b] = 8.0f * xs[b] * static_cast<float>(sum);
+  }
 }
 
 #if HWY_TARGET == HWY_AVX2
@@ -277,6 +268,21 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
 }
 #endif
 
+float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+  const int64_t blocks = n / kQuantBlock;
+#if HWY_TARGET == HWY_AVX2
+  thread_local std::vector<float> offsets;  // grow-only
+  offsets.resize(static_cast<size_t>(blocks));
+  Q4Offsets(xq, xs, blocks, offsets.data());
+  return DotQ8Q4UnsignedAvx2(xq, xs, offsets.data(), wq, ws, blocks);
+#else
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b)
+    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * kQuantBlock / 2));
+  return sum;
+#endif
+}
+
 // y[r] = dot(x, row r) for `rows` consecutive rows of a q8 (q4: `q4` true)
 // matrix: one dispatched call per range of rows, so the row kernels inline.
 // (Two rows at a time sharing the activation loads ran at half the speed here:
@@ -287,13 +293,9 @@ void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, const float
   const int64_t stride = q4 ? n / 2 : n;
 #if HWY_TARGET == HWY_AVX2
   if (q4) {
-    thread_local std::vector<float> offsets;  // grow-only
+    thread_local std::vector<float> offsets;  // grow-only; once per activation, not per row
     offsets.resize(static_cast<size_t>(blocks));
-    for (int64_t b = 0; b < blocks; ++b) {
-      int32_t sum = 0;
-      for (int64_t j = 0; j < kQuantBlock; ++j) sum += xq[b * kQuantBlock + j];
-      offsets[b] = 8.0f * xs[b] * static_cast<float>(sum);
-    }
+    Q4Offsets(xq, xs, blocks, offsets.data());
     for (int64_t r = 0; r < rows; ++r)
       y[r] = DotQ8Q4UnsignedAvx2(xq, xs, offsets.data(), reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, blocks);
     return;
