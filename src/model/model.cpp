@@ -17,10 +17,8 @@ Model::Model(const std::string& dir, std::optional<DType> quantize_to)
       checkpoint_(std::make_unique<Checkpoint>(dir)),
       weights_(load_weights(config_, *checkpoint_)),
       rope_(config_) {
-  if (quantize_to)
-    quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
-  else
-    for (const auto& file : checkpoint_->files()) file->prefault();
+  for (const auto& file : checkpoint_->files()) file->prefault();
+  if (quantize_to) quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
 }
 
 void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
