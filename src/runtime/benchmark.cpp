@@ -16,9 +16,32 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double mlp_bytes(const MlpWeights& m) {
-  return static_cast<double>(m.gate_proj.bytes() + m.up_proj.bytes() + m.down_proj.bytes());
+// Σ measure(W) over the transformer layers' matrices one token passes through:
+// attention, the dense MLP or router + shared experts + k/n of the routed ones.
+// measure is bytes as stored (decoding) or rows·cols (multiply-adds).
+template <class Measure>
+double per_token_layer_sum(const Model& model, const Measure& measure) {
+  const Config& c = model.config();
+  const auto mlp = [&](const MlpWeights& m) { return measure(m.gate_proj) + measure(m.up_proj) + measure(m.down_proj); };
+  double sum = 0.0;
+  for (const LayerWeights& layer : model.weights().layers) {
+    const AttentionWeights& a = layer.self_attn;
+    for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
+      sum += measure(*m);
+    if (!layer.is_moe) {
+      sum += mlp(layer.mlp);
+      continue;
+    }
+    double routed = 0.0;
+    for (const MlpWeights& e : layer.moe.experts) routed += mlp(e);
+    sum += measure(layer.moe.gate) + mlp(layer.moe.shared_experts) +
+           routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
+  }
+  return sum;
 }
+
+double stored_bytes(const WeightMatrix& m) { return static_cast<double>(m.bytes()); }
+double elements(const WeightMatrix& m) { return static_cast<double>(m.rows) * static_cast<double>(m.cols); }
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
@@ -28,48 +51,21 @@ DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheTyp
   const Config& c = model.config();
   const Weights& w = model.weights();
   DecodeBytes b;
-  b.weights += static_cast<double>(w.embed_tokens.bytes()) / static_cast<double>(c.vocab_size);  // one row
-  b.weights += static_cast<double>(w.lm_head.bytes());
-  for (const LayerWeights& layer : w.layers) {
-    const AttentionWeights& a = layer.self_attn;
-    for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
-      b.weights += static_cast<double>(m->bytes());
-    if (!layer.is_moe) {
-      b.weights += mlp_bytes(layer.mlp);
-      continue;
-    }
-    double routed = 0.0;
-    for (const MlpWeights& e : layer.moe.experts) routed += mlp_bytes(e);
-    b.weights += static_cast<double>(layer.moe.gate.bytes()) + mlp_bytes(layer.moe.shared_experts) +
-                 routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
-  }
+  b.weights = stored_bytes(w.embed_tokens) / static_cast<double>(c.vocab_size)  // one row
+              + stored_bytes(w.lm_head) + per_token_layer_sum(model, stored_bytes);
   b.cache = static_cast<double>(LatentCache::bytes_per_token(c, cache_type)) * static_cast<double>(context);
   return b;
 }
 
 double prefill_flops(const Model& model, int64_t prompt) {
   const Config& c = model.config();
-  const Weights& w = model.weights();
-  const auto elements = [](const WeightMatrix& m) { return static_cast<double>(m.rows) * static_cast<double>(m.cols); };
-  const auto mlp = [&](const MlpWeights& m) { return elements(m.gate_proj) + elements(m.up_proj) + elements(m.down_proj); };
-  double per_token = 0.0;  // multiply-adds
-  for (const LayerWeights& layer : w.layers) {
-    const AttentionWeights& a = layer.self_attn;
-    for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.o_proj}) per_token += elements(*m);
-    per_token += elements(a.kv_b_proj);  // W_UK and W_UV folded into the query and output, one use of each row
-    if (!layer.is_moe) {
-      per_token += mlp(layer.mlp);
-      continue;
-    }
-    double routed = 0.0;
-    for (const MlpWeights& e : layer.moe.experts) routed += mlp(e);
-    per_token += elements(layer.moe.gate) + mlp(layer.moe.shared_experts) +
-                 routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
-  }
+  // kv_b_proj counts once: absorbed attention folds W_UK into the query and
+  // W_UV into the output, one use of each row per token.
+  const double per_token = per_token_layer_sum(model, elements);
   const double p = static_cast<double>(prompt);
   const double attention = static_cast<double>(c.num_hidden_layers * c.num_attention_heads) *
                            static_cast<double>(2 * c.kv_lora_rank + c.qk_rope_head_dim) * p * (p + 1.0) / 2.0;
-  return 2.0 * (per_token * p + elements(w.lm_head) + attention);
+  return 2.0 * (per_token * p + elements(model.weights().lm_head) + attention);
 }
 
 double measure_read_bandwidth(int64_t bytes) {
