@@ -178,25 +178,42 @@ void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t bloc
 // takes the unsigned nibbles directly (DotQ8Q4UnsignedAvx2); elsewhere, and
 // for an odd last q8 block, a plain loop the compiler vectorises for the target.
 #if HWY_TARGET == HWY_AVX2
-HWY_INLINE __m256i DotBlockAvx2(__m256i w, __m256i x) {
-  const __m256i products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-  return _mm256_madd_epi16(products, _mm256_set1_epi16(1));
+// Σ_b ws[b]·xs[b]·Σ(lanes of block_dot(b)), where block_dot(b) returns the
+// eight int32 partial sums of block b. Two rounds of vphaddd fold four blocks
+// into one vector (lanes [b0 b1 b2 b3 | b0 b1 b2 b3]), so one conversion and
+// one FMA serve four blocks, against the block scales multiplied eight at a
+// time. Converting and scaling every block on its own (one scalar multiply,
+// a broadcast, a conversion and an FMA per block) made q4 decode
+// compute-bound here: the FMA ports also run vpmaddubsw and vpmaddwd.
+HWY_INLINE __m256i SumLanesOfFourAvx2(__m256i a, __m256i b, __m256i c, __m256i d) {
+  return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
 }
-HWY_INLINE __m256i LoadQ8BlockAvx2(const int8_t* q) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(q)); }
 
-// q8 blocks [0, b) two at a time; returns their sum and leaves b at the first block not done.
-HWY_INLINE float DotQ8Q8BlockPairsAvx2(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t blocks,
-                                       int64_t& b) {
+template <class BlockDot>
+HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const float* ws, int64_t blocks, const BlockDot& block_dot) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (b = 0; b + 2 <= blocks; b += 2) {
-    const __m256i d0 = DotBlockAvx2(LoadQ8BlockAvx2(wq + b * kQuantBlock), LoadQ8BlockAvx2(xq + b * kQuantBlock));
-    const __m256i d1 =
-        DotBlockAvx2(LoadQ8BlockAvx2(wq + (b + 1) * kQuantBlock), LoadQ8BlockAvx2(xq + (b + 1) * kQuantBlock));
-    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d0), _mm256_set1_ps(ws[b] * xs[b]), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(d1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
+  int64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) {
+    const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(xs + b));
+    const __m256i low = SumLanesOfFourAvx2(block_dot(b), block_dot(b + 1), block_dot(b + 2), block_dot(b + 3));
+    const __m256i high = SumLanesOfFourAvx2(block_dot(b + 4), block_dot(b + 5), block_dot(b + 6), block_dot(b + 7));
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(low), _mm256_permute2f128_ps(d, d, 0x00), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high), _mm256_permute2f128_ps(d, d, 0x11), acc1);
   }
+  for (; b < blocks; ++b) acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(b)), _mm256_set1_ps(ws[b] * xs[b]), acc0);
   const FloatTag df;
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1})));
+  return hn::GetLane(hn::SumOfLanes(df, hn::Vec<FloatTag>{_mm256_add_ps(acc0, acc1)}));
+}
+
+// q8 block: vpmaddubsw on |w| and sign(w)·x (|w|, |x| <= 127, so the pairwise
+// int16 sums cannot saturate), then pairs to int32.
+HWY_INLINE float DotQ8Q8Avx2(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t blocks) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  return ScaledBlockSumAvx2(xs, ws, blocks, [&](int64_t k) HWY_ATTR {
+    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + k * kQuantBlock));
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * kQuantBlock));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
+  });
 }
 #endif
 
@@ -216,14 +233,14 @@ HWY_INLINE int32_t BlockDotQ8Q4Portable(const int8_t* x, const uint8_t* w) {
 
 float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
   const int64_t blocks = n / kQuantBlock;
-  int64_t b = 0;
-  float sum = 0.0f;
 #if HWY_TARGET == HWY_AVX2
-  sum = DotQ8Q8BlockPairsAvx2(xq, xs, wq, ws, blocks, b);
-#endif
-  for (; b < blocks; ++b)
+  return DotQ8Q8Avx2(xq, xs, wq, ws, blocks);
+#else
+  float sum = 0.0f;
+  for (int64_t b = 0; b < blocks; ++b)
     sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
   return sum;
+#endif
 }
 
 // offsets[b] = 8·xs[b]·Σ_j xq[b][j]: what the stored "+ 8" of q4 nibbles adds
@@ -240,31 +257,28 @@ HWY_INLINE void Q4Offsets(const int8_t* xq, const float* xs, int64_t blocks, flo
 // q4 rows without the sign trick: the stored nibbles u = q + 8 are unsigned, so
 // vpmaddubsw(u, x) is Σ(q + 8)·x exactly (pairs stay within 2·15·127). The
 // 8·Σx part is taken off once per row as Σ_b ws[b]·offsets[b], with
-// offsets[b] = 8·xs[b]·Σ_j xq[b][j] computed once per activation.
+// offsets[b] = 8·xs[b]·Σ_j xq[b][j] computed once per activation. The 16 bytes
+// of a block are loaded into both 128-bit halves; shifting the upper half's
+// 32-bit lanes right by 4 brings the high nibbles down, and one mask keeps the
+// low nibble of every byte: values 0..15 below, 16..31 above, as stored.
 HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const float* offsets, const uint8_t* wq,
                                      const float* ws, int64_t blocks) {
-  const __m128i mask = _mm_set1_epi8(0x0F);
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
   const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  float offset = 0.0f;
-  int64_t b = 0;
-  const auto block = [&](int64_t k) HWY_ATTR {
-    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(wq + k * kQuantBlock / 2));
-    const __m256i u = _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), _mm_and_si128(bytes, mask));
+  const float sum = ScaledBlockSumAvx2(xs, ws, blocks, [&](int64_t k) HWY_ATTR {
+    const __m256i bytes = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wq + k * kQuantBlock / 2)));
+    const __m256i u = _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), mask);
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * kQuantBlock));
-    return _mm256_cvtepi32_ps(_mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones));
-  };
-  for (; b + 2 <= blocks; b += 2) {
-    acc0 = _mm256_fmadd_ps(block(b), _mm256_set1_ps(ws[b] * xs[b]), acc0);
-    acc1 = _mm256_fmadd_ps(block(b + 1), _mm256_set1_ps(ws[b + 1] * xs[b + 1]), acc1);
-    offset += ws[b] * offsets[b] + ws[b + 1] * offsets[b + 1];
-  }
-  for (; b < blocks; ++b) {
-    acc0 = _mm256_fmadd_ps(block(b), _mm256_set1_ps(ws[b] * xs[b]), acc0);
-    offset += ws[b] * offsets[b];
-  }
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
+  });
+  __m256 offset = _mm256_setzero_ps();
+  int64_t b = 0;
+  for (; b + 8 <= blocks; b += 8) offset = _mm256_fmadd_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(offsets + b), offset);
+  float tail = 0.0f;
+  for (; b < blocks; ++b) tail += ws[b] * offsets[b];
   const FloatTag df;
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Vec<FloatTag>{acc0}, hn::Vec<FloatTag>{acc1}))) - offset;
+  return sum - hn::GetLane(hn::SumOfLanes(df, hn::Vec<FloatTag>{offset})) - tail;
 }
 #endif
 
