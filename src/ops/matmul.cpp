@@ -75,6 +75,34 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
   });
 }
 
+void matvec_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* x, float* y) {
+  thread_local std::vector<int8_t> xq;  // grow-only
+  thread_local std::vector<float> xs, row_buffer;
+  if (is_block_quantized(w.dtype)) {
+    xq.resize(static_cast<size_t>(w.cols));
+    xs.resize(static_cast<size_t>(w.cols / kQuantBlock));
+    quantize_activation_q8(x, w.cols, xq.data(), xs.data());
+    matvec_q8(xq.data(), xs.data(), w.row_data(first), w.row_scales(first), w.cols, count, w.is_q4(), y);
+    return;
+  }
+  row_buffer.resize(static_cast<size_t>(w.cols));
+  for (int64_t i = 0; i < count; ++i) y[i] = row_dot(w, first + i, x, row_buffer.data());
+}
+
+void combine_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* coefficients, float* y) {
+  thread_local std::vector<float> row_buffer;  // grow-only; one row, stays in L1
+  row_buffer.resize(static_cast<size_t>(w.cols));
+  std::fill(y, y + w.cols, 0.0f);
+  for (int64_t i = 0; i < count; ++i) {
+    const float* row = w.f32_row(first + i);
+    if (!row) {
+      w.dequantize_row(first + i, row_buffer.data());
+      row = row_buffer.data();
+    }
+    axpy(coefficients[i], row, y, w.cols);
+  }
+}
+
 void matvec_many(const MatVec* products, int64_t count) {
   // Block-quantized weights take the integer path: each activation is
   // quantized to q8 once (the loader ensured cols is a multiple of

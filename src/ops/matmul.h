@@ -20,6 +20,15 @@ struct MatVec {
 };
 void matvec_many(const MatVec* products, int64_t count);
 
+// Serial products with `count` consecutive rows of w starting at `first`, for
+// callers already inside a parallel region (one attention head's slice of
+// kv_b_proj while decoding). Rows are read in their stored format, as in the
+// batch-1 matmul path.
+// y[i] = row(first + i) · x  (block-quantized rows take the integer kernel)
+void matvec_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* x, float* y);
+// y = Σ_i coefficients[i] · row(first + i)  [w.cols]
+void combine_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* coefficients, float* y);
+
 // Dot product with independent partial sums (vectorisable, fixed order).
 float dot(const float* a, const float* b, int64_t n);
 // y[i] += alpha * x[i]
