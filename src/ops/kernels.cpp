@@ -14,6 +14,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "ops/kernels.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 HWY_BEFORE_NAMESPACE();
@@ -22,6 +23,21 @@ namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
 using FloatTag = hn::ScalableTag<float>;
+
+// Decoding streams each weight once per token from memory: the integer row
+// loops prefetch the cache lines kPrefetchBytes ahead of where they read (past
+// a row's end that is the next row, which a matvec reads next). With the
+// hardware prefetcher alone one core streamed q8 rows at ~15 GB/s here; with
+// this, 20-23 GB/s (docs/PERFORMANCE.md). The bfloat16 and fp8 loops measured
+// no gain (fp8 is compute-bound) or a loss (bf16), so they do not prefetch.
+constexpr int64_t kPrefetchBytes = 4096;
+constexpr int64_t kCacheLine = 64;
+
+// Prefetches [p + kPrefetchBytes, p + kPrefetchBytes + bytes).
+HWY_INLINE void PrefetchAhead(const void* p, int64_t bytes) {
+  const char* ahead = static_cast<const char*>(p) + kPrefetchBytes;
+  for (int64_t line = 0; line < bytes; line += kCacheLine) hwy::Prefetch(ahead + line);
+}
 
 // bfloat16 is the top half of a float32: widen to 32 bits and shift.
 template <class D>
@@ -189,11 +205,14 @@ HWY_INLINE __m256i SumLanesOfFourAvx2(__m256i a, __m256i b, __m256i c, __m256i d
   return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
 }
 
+
 template <class BlockDot>
-HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const float* ws, int64_t blocks, const BlockDot& block_dot) {
+HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const float* ws, int64_t blocks, const BlockDot& block_dot,
+                                    const void* weights, int64_t block_bytes) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 8 <= blocks; b += 8) {
+    PrefetchAhead(static_cast<const char*>(weights) + b * block_bytes, 8 * block_bytes);
     const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(xs + b));
     const __m256i low = SumLanesOfFourAvx2(block_dot(b), block_dot(b + 1), block_dot(b + 2), block_dot(b + 3));
     const __m256i high = SumLanesOfFourAvx2(block_dot(b + 4), block_dot(b + 5), block_dot(b + 6), block_dot(b + 7));
@@ -213,7 +232,7 @@ HWY_INLINE float DotQ8Q8Avx2(const int8_t* xq, const float* xs, const int8_t* wq
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + k * kQuantBlock));
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * kQuantBlock));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), ones);
-  });
+  }, wq, kQuantBlock);
 }
 #endif
 
@@ -271,7 +290,7 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
     const __m256i u = _mm256_and_si256(_mm256_srlv_epi32(bytes, shifts), mask);
     const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq + k * kQuantBlock));
     return _mm256_madd_epi16(_mm256_maddubs_epi16(u, x), ones);
-  });
+  }, wq, kQuantBlock / 2);
   __m256 offset = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 8 <= blocks; b += 8) offset = _mm256_fmadd_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(offsets + b), offset);
