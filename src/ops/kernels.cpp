@@ -195,16 +195,19 @@ void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t bloc
 // for an odd last q8 block, a plain loop the compiler vectorises for the target.
 #if HWY_TARGET == HWY_AVX2
 // Σ_b ws[b]·xs[b]·Σ(lanes of block_dot(b)), where block_dot(b) returns the
-// eight int32 partial sums of block b. Two rounds of vphaddd fold four blocks
-// into one vector (lanes [b0 b1 b2 b3 | b0 b1 b2 b3]), so one conversion and
-// one FMA serve four blocks, against the block scales multiplied eight at a
-// time. Converting and scaling every block on its own (one scalar multiply,
+// eight int32 partial sums of block b. Two rounds of unpack-and-add fold four
+// blocks into one vector (lanes [b0 b1 b2 b3 | b0 b1 b2 b3]), so one conversion
+// and one FMA serve four blocks, against the block scales multiplied eight at
+// a time. Converting and scaling every block on its own (one scalar multiply,
 // a broadcast, a conversion and an FMA per block) made q4 decode
-// compute-bound here: the FMA ports also run vpmaddubsw and vpmaddwd.
+// compute-bound here; vphaddd (3 uops each) in place of the unpacks was the
+// bottleneck of the next version (llvm-mca, znver3).
 HWY_INLINE __m256i SumLanesOfFourAvx2(__m256i a, __m256i b, __m256i c, __m256i d) {
-  return _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+  // [a0+a2 b0+b2 a1+a3 b1+b3 | a4+a6 b4+b6 a5+a7 b5+b7], likewise for c, d
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
-
 
 template <class BlockDot>
 HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const float* ws, int64_t blocks, const BlockDot& block_dot,
