@@ -142,24 +142,27 @@ TEST(Kernels, IntegerDotsMatchScalarReference) {
 // matvec_q8: a matrix of rows, each against the one quantized activation, gives
 // what the scalar reference gives row by row.
 TEST(Kernels, MatVecQ8MatchesScalarReferenceRowByRow) {
+  // 3 blocks (only the AVX2 kernel's one-block tail) and 11 (a group of eight, then the tail).
   for_each_target([] {
-    const int64_t n = 96, rows = 5;
-    const auto x = random_floats(n, 31), w = random_floats(n * rows, 32, 0.05f);
-    std::vector<int8_t> xq(n), q8(n * rows);
-    std::vector<uint8_t> q4(n * rows / 2);
-    std::vector<float> xs(n / kQuantBlock), s8(rows * n / kQuantBlock), s4(rows * n / kQuantBlock), y8(rows), y4(rows);
-    quantize_activation_q8(x.data(), n, xq.data(), xs.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      quantize_row_q8(w.data() + r * n, n, q8.data() + r * n, s8.data() + r * n / kQuantBlock);
-      quantize_row_q4(w.data() + r * n, n, q4.data() + r * n / 2, s4.data() + r * n / kQuantBlock);
-    }
-    matvec_q8(xq.data(), xs.data(), reinterpret_cast<const std::byte*>(q8.data()), s8.data(), n, rows, false, y8.data());
-    matvec_q8(xq.data(), xs.data(), reinterpret_cast<const std::byte*>(q4.data()), s4.data(), n, rows, true, y4.data());
-    for (int64_t r = 0; r < rows; ++r) {
-      const float* s8r = s8.data() + r * n / kQuantBlock;
-      const float* s4r = s4.data() + r * n / kQuantBlock;
-      EXPECT_NEAR(y8[r], reference::dot_q8_q8(xq.data(), xs.data(), q8.data() + r * n, s8r, n), 1e-4f) << r;
-      EXPECT_NEAR(y4[r], reference::dot_q8_q4(xq.data(), xs.data(), q4.data() + r * n / 2, s4r, n), 1e-4f) << r;
+    for (const int64_t n : {96, 352}) {
+      const int64_t rows = 5;
+      const auto x = random_floats(n, 31), w = random_floats(n * rows, 32, 0.05f);
+      std::vector<int8_t> xq(n), q8(n * rows);
+      std::vector<uint8_t> q4(n * rows / 2);
+      std::vector<float> xs(n / kQuantBlock), s8(rows * n / kQuantBlock), s4(rows * n / kQuantBlock), y8(rows), y4(rows);
+      quantize_activation_q8(x.data(), n, xq.data(), xs.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        quantize_row_q8(w.data() + r * n, n, q8.data() + r * n, s8.data() + r * n / kQuantBlock);
+        quantize_row_q4(w.data() + r * n, n, q4.data() + r * n / 2, s4.data() + r * n / kQuantBlock);
+      }
+      matvec_q8(xq.data(), xs.data(), reinterpret_cast<const std::byte*>(q8.data()), s8.data(), n, rows, false, y8.data());
+      matvec_q8(xq.data(), xs.data(), reinterpret_cast<const std::byte*>(q4.data()), s4.data(), n, rows, true, y4.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        const float* s8r = s8.data() + r * n / kQuantBlock;
+        const float* s4r = s4.data() + r * n / kQuantBlock;
+        EXPECT_NEAR(y8[r], reference::dot_q8_q8(xq.data(), xs.data(), q8.data() + r * n, s8r, n), 1e-4f) << r;
+        EXPECT_NEAR(y4[r], reference::dot_q8_q4(xq.data(), xs.data(), q4.data() + r * n / 2, s4r, n), 1e-4f) << r;
+      }
     }
   });
 }
