@@ -38,18 +38,15 @@ StoredMatrix make_matrix(DType dtype, int64_t rows, int64_t cols) {
     const float* in = values.data() + r * cols;
     float* out = m.dequantized.data() + r * cols;
     std::byte* row = m.data.data() + r * stored_columns(dtype, cols) * dtype_size(dtype);
-    float* scales = m.scales.data() + r * blocks;
+    float* scales = m.scales.empty() ? nullptr : m.scales.data() + r * blocks;
+    encode_row(dtype, in, cols, row, scales);
     if (dtype == DType::F32) {
-      std::memcpy(row, in, static_cast<size_t>(cols) * sizeof(float));
       std::memcpy(out, in, static_cast<size_t>(cols) * sizeof(float));
     } else if (dtype == DType::BF16) {
-      auto* q = reinterpret_cast<uint16_t*>(row);
-      for (int64_t c = 0; c < cols; ++c) q[c] = float_to_bf16(in[c]), out[c] = bf16_to_float(q[c]);
+      for (int64_t c = 0; c < cols; ++c) out[c] = bf16_to_float(reinterpret_cast<const uint16_t*>(row)[c]);
     } else if (dtype == DType::I8) {
-      quantize_row_q8(in, cols, reinterpret_cast<int8_t*>(row), scales);
       reference::dequantize_row_q8(reinterpret_cast<int8_t*>(row), scales, cols, out);
     } else {
-      quantize_row_q4(in, cols, reinterpret_cast<uint8_t*>(row), scales);
       reference::dequantize_row_q4(reinterpret_cast<uint8_t*>(row), scales, cols, out);
     }
   }

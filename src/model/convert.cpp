@@ -77,24 +77,14 @@ void encode_fp8_matrix(const WeightMatrix& m, const ByteSink& append) {
 void encode_matrix(const WeightMatrix& m, DType type, const ByteSink& append) {
   if (type == DType::F8_E4M3) return encode_fp8_matrix(m, append);
   const int64_t blocks = m.cols / kQuantBlock;
+  const size_t row_bytes = static_cast<size_t>(stored_columns(type, m.cols)) * dtype_size(type);
   std::vector<float> row(static_cast<size_t>(m.cols));
-  std::vector<uint16_t> halves(static_cast<size_t>(m.cols));
-  std::vector<uint8_t> packed(static_cast<size_t>(m.cols));
+  std::vector<std::byte> encoded(row_bytes);
   std::vector<float> scales(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
   for (int64_t r = 0; r < m.rows; ++r) {
     m.dequantize_row(r, row.data());
-    if (type == DType::F32) {
-      append(row.data(), row.size() * sizeof(float));
-    } else if (type == DType::BF16) {
-      for (int64_t c = 0; c < m.cols; ++c) halves[c] = float_to_bf16(row[c]);
-      append(halves.data(), halves.size() * sizeof(uint16_t));
-    } else if (type == DType::I8) {
-      quantize_row_q8(row.data(), m.cols, reinterpret_cast<int8_t*>(packed.data()), scales.data() + r * blocks);
-      append(packed.data(), static_cast<size_t>(m.cols));
-    } else {
-      quantize_row_q4(row.data(), m.cols, packed.data(), scales.data() + r * blocks);
-      append(packed.data(), static_cast<size_t>(stored_columns(type, m.cols)));
-    }
+    encode_row(type, row.data(), m.cols, encoded.data(), scales.empty() ? nullptr : scales.data() + r * blocks);
+    append(encoded.data(), row_bytes);
   }
   if (!scales.empty()) append(scales.data(), scales.size() * sizeof(float));
 }

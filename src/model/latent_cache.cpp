@@ -1,7 +1,6 @@
 #include "model/latent_cache.h"
 
 #include <algorithm>
-#include <cstring>
 #include <stdexcept>
 
 #include "core/error.h"
@@ -61,18 +60,8 @@ void LatentCache::Part::resize(int64_t rows) {
 }
 
 void LatentCache::Part::store(int64_t row, const float* values) {
-  std::byte* out = data.data() + static_cast<size_t>(row * stored_columns(dtype, width)) * dtype_size(dtype);
-  float* row_scales = scales.data() + row * (width / kQuantBlock);
-  switch (dtype) {
-    case DType::I8: quantize_row_q8(values, width, reinterpret_cast<int8_t*>(out), row_scales); break;
-    case DType::U8: quantize_row_q4(values, width, reinterpret_cast<uint8_t*>(out), row_scales); break;
-    case DType::BF16: {
-      auto* p = reinterpret_cast<uint16_t*>(out);
-      for (int64_t i = 0; i < width; ++i) p[i] = float_to_bf16(values[i]);
-      break;
-    }
-    default: std::memcpy(out, values, sizeof(float) * static_cast<size_t>(width));
-  }
+  encode_row(dtype, values, width, data.data() + static_cast<size_t>(row * stored_columns(dtype, width)) * dtype_size(dtype),
+             scales.empty() ? nullptr : scales.data() + row * (width / kQuantBlock));
 }
 
 LatentCache::LatentCache(const Config& c, int64_t capacity, int64_t page_tokens, CacheType type)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "core/error.h"
 #include "ops/kernels.h"
 
 namespace dsv2 {
@@ -32,6 +33,27 @@ void WeightMatrix::dequantize_row(int64_t r, float* out) const {
       break;
     default:
       std::fill(out, out + cols, 0.0f);  // rejected at load time; never reached
+  }
+}
+
+void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, float* scales) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, values, sizeof(float) * static_cast<size_t>(cols));
+      break;
+    case DType::BF16: {
+      auto* p = reinterpret_cast<uint16_t*>(out);
+      for (int64_t c = 0; c < cols; ++c) p[c] = float_to_bf16(values[c]);
+      break;
+    }
+    case DType::I8:
+      quantize_row_q8(values, cols, reinterpret_cast<int8_t*>(out), scales);
+      break;
+    case DType::U8:
+      quantize_row_q4(values, cols, reinterpret_cast<uint8_t*>(out), scales);
+      break;
+    default:
+      throw Error("encode_row: rows are not stored as " + dtype_name(dtype));
   }
 }
 

@@ -45,6 +45,13 @@ struct WeightMatrix {
   size_t bytes() const;  // as stored, block scales included
 };
 
+// The inverse of WeightMatrix::dequantize_row for F32, BF16, I8 (q8) and U8
+// (q4): one row of `cols` values encoded into `out` (stored_columns(dtype,
+// cols) values) and, for q8/q4, its cols / kQuantBlock block scales into
+// `scales`. Conversion, load-time quantization and the quantized latent cache
+// all store rows through it.
+void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, float* scales);
+
 // A 1-D float32 weight (norm scales, biases): a view like WeightMatrix.
 struct WeightVector {
   const float* values = nullptr;
