@@ -76,10 +76,6 @@ const float* head_rows(const WeightMatrix& kv_b_proj, int64_t first, int64_t cou
   return converted.data();
 }
 
-// Below this many rows the absorptions use row kernels (matvec_rows,
-// combine_rows) rather than converting a head's rows for a GEMM; as in matmul.
-constexpr int64_t kRowsForAbsorptionGemm = 4;
-
 // Cached positions per tile of the absorbed path: 128 rows of [c_kv ; k_R]
 // converted to float32 fill about 300 KB, which stays in a core's L2.
 constexpr int64_t kTile = 128;
@@ -149,11 +145,12 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   float* q_lat = scratch.get(kAbsorbedQuery, rows * dm.heads * dm.latent);
   float* o_lat = scratch.get(kOutputLatent, rows * dm.heads * dm.latent);
   // Per head, as GEMMs over all rows: Q_lat,h = Q_nope,h · W_UK,h  [rows, d_c].
-  // A few rows (decoding) read W_UK,h in its stored format row by row instead
-  // of converting the head's d_n × d_c block and packing it for a GEMM.
+  // Fewer than kGemmMinTokens rows (decoding) read W_UK,h in its stored format
+  // row by row instead of converting the head's d_n × d_c block and packing it
+  // for a GEMM.
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      if (rows < kRowsForAbsorptionGemm) {
+      if (rows < kGemmMinTokens) {
         for (int64_t t = 0; t < rows; ++t)
           combine_rows(w.kv_b_proj, h * per_head, dm.nope, q + (t * dm.heads + h) * dm.qk,
                        q_lat + (t * dm.heads + h) * dm.latent);
@@ -226,7 +223,7 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
   // o_h = O_lat,h · W_UV,hᵀ  [rows, d_v] per head.
   parallel_for(dm.heads, 1, [&](int64_t h0, int64_t h1) {
     for (int64_t h = h0; h < h1; ++h) {
-      if (rows < kRowsForAbsorptionGemm) {
+      if (rows < kGemmMinTokens) {
         for (int64_t t = 0; t < rows; ++t)
           matvec_rows(w.kv_b_proj, h * per_head + dm.nope, dm.v, o_lat + (t * dm.heads + h) * dm.latent,
                       heads_out + (t * dm.heads + h) * dm.v);

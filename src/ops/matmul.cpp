@@ -18,9 +18,6 @@ void axpy(float alpha, const float* x, float* y, int64_t n) {
 
 namespace {
 
-// From this many tokens on, converting rows to float32 panels and running a
-// GEMM beats one row kernel call per token and row.
-constexpr int64_t kGemmMinTokens = 4;
 constexpr int64_t kPanelRows = 64;
 
 // One token: each row is read once in its stored format by its own kernel,
@@ -38,6 +35,19 @@ float row_dot(const WeightMatrix& w, int64_t r, const float* x, float* row_buffe
       w.dequantize_row(r, row_buffer);
       return dot_f32(x, row_buffer, w.cols);
   }
+}
+
+// y[i] = row(first + i) · x for i < count, on the calling thread. Block-quantized
+// rows take the integer kernel with x already quantized to (xq, xs).
+void rows_times(const WeightMatrix& w, int64_t first, int64_t count, const float* x, const int8_t* xq, const float* xs,
+                float* y) {
+  if (is_block_quantized(w.dtype)) {
+    matvec_q8(xq, xs, w.row_data(first), w.row_scales(first), w.cols, count, w.is_q4(), y);
+    return;
+  }
+  thread_local std::vector<float> row_buffer;  // grow-only
+  if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);
+  for (int64_t i = 0; i < count; ++i) y[i] = row_dot(w, first + i, x, row_buffer.data());
 }
 
 }  // namespace
@@ -77,16 +87,13 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
 
 void matvec_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* x, float* y) {
   thread_local std::vector<int8_t> xq;  // grow-only
-  thread_local std::vector<float> xs, row_buffer;
+  thread_local std::vector<float> xs;
   if (is_block_quantized(w.dtype)) {
     xq.resize(static_cast<size_t>(w.cols));
     xs.resize(static_cast<size_t>(w.cols / kQuantBlock));
     quantize_activation_q8(x, w.cols, xq.data(), xs.data());
-    matvec_q8(xq.data(), xs.data(), w.row_data(first), w.row_scales(first), w.cols, count, w.is_q4(), y);
-    return;
   }
-  row_buffer.resize(static_cast<size_t>(w.cols));
-  for (int64_t i = 0; i < count; ++i) y[i] = row_dot(w, first + i, x, row_buffer.data());
+  rows_times(w, first, count, x, xq.data(), xs.data(), y);
 }
 
 void combine_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* coefficients, float* y) {
@@ -128,20 +135,11 @@ void matvec_many(const MatVec* products, int64_t count) {
     at += w.cols;
   }
   parallel_for(first_row[count], 8, [&](int64_t r0, int64_t r1) {
-    thread_local std::vector<float> row_buffer;
     int64_t at = 0;  // where product j's quantized activation starts
     for (int64_t j = 0; j < count && first_row[j] < r1; ++j) {
       const WeightMatrix& w = *products[j].w;
       const int64_t a = std::max(r0, first_row[j]) - first_row[j], b = std::min(r1, first_row[j + 1]) - first_row[j];
-      if (a < b) {
-        if (is_block_quantized(w.dtype)) {
-          matvec_q8(xq.data() + at, xs.data() + at / kQuantBlock, w.row_data(a), w.row_scales(a), w.cols, b - a, w.is_q4(),
-                    products[j].y + a);
-        } else {
-          if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);
-          for (int64_t r = a; r < b; ++r) products[j].y[r] = row_dot(w, r, products[j].x, row_buffer.data());
-        }
-      }
+      if (a < b) rows_times(w, a, b - a, products[j].x, xq.data() + at, xs.data() + at / kQuantBlock, products[j].y + a);
       if (is_block_quantized(w.dtype)) at += w.cols;
     }
   });

@@ -9,6 +9,11 @@ namespace dsv2 {
 
 void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y);
 
+// From this many tokens on, converting rows to float32 panels and running a
+// GEMM beats one row kernel call per token and row (matmul, and MLA's
+// absorptions of kv_b_proj).
+constexpr int64_t kGemmMinTokens = 4;
+
 // One-token products y = W·x of several matrices in ONE parallel region, the
 // threads splitting all their rows together. Decoding a MoE layer runs its
 // experts this way instead of paying a fork/join (and an idle thread at the
