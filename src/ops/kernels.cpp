@@ -191,8 +191,8 @@ void DequantizeF8(const uint8_t* w, const float* scales, int64_t n, int64_t bloc
 // weights q8 or q4; Σ x·w = Σ_b xs[b]·ws[b]·Σ_j xq[j]·wq[j] with the inner sum
 // exact in int32. On AVX2 the q8 inner sum is vpmaddubsw on |w| and sign(w)·x
 // (|w|, |x| <= 127, so the pairwise int16 sums cannot saturate) and the q4 one
-// takes the unsigned nibbles directly (DotQ8Q4UnsignedAvx2); elsewhere, and
-// for an odd last q8 block, a plain loop the compiler vectorises for the target.
+// takes the unsigned nibbles directly (DotQ8Q4UnsignedAvx2); elsewhere a
+// plain loop the compiler vectorises for the target.
 #if HWY_TARGET == HWY_AVX2
 // Σ_b ws[b]·xs[b]·Σ(lanes of block_dot(b)), where block_dot(b) returns the
 // eight int32 partial sums of block b. Two rounds of unpack-and-add fold four
@@ -304,19 +304,11 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
 }
 #endif
 
-float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
-  const int64_t blocks = n / kQuantBlock;
-#if HWY_TARGET == HWY_AVX2
-  thread_local std::vector<float> offsets;  // grow-only
-  offsets.resize(static_cast<size_t>(blocks));
-  Q4Offsets(xq, xs, blocks, offsets.data());
-  return DotQ8Q4UnsignedAvx2(xq, xs, offsets.data(), wq, ws, blocks);
-#else
+HWY_INLINE float DotQ8Q4Portable(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t blocks) {
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b)
     sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * kQuantBlock / 2));
   return sum;
-#endif
 }
 
 // y[r] = dot(x, row r) for `rows` consecutive rows of a q8 (q4: `q4` true)
@@ -327,19 +319,27 @@ void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, const float
               bool q4, float* y) {
   const int64_t blocks = n / kQuantBlock;
   const int64_t stride = q4 ? n / 2 : n;
-#if HWY_TARGET == HWY_AVX2
   if (q4) {
+#if HWY_TARGET == HWY_AVX2
     thread_local std::vector<float> offsets;  // grow-only; once per activation, not per row
     offsets.resize(static_cast<size_t>(blocks));
     Q4Offsets(xq, xs, blocks, offsets.data());
     for (int64_t r = 0; r < rows; ++r)
       y[r] = DotQ8Q4UnsignedAvx2(xq, xs, offsets.data(), reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, blocks);
+#else
+    for (int64_t r = 0; r < rows; ++r)
+      y[r] = DotQ8Q4Portable(xq, xs, reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, blocks);
+#endif
     return;
   }
-#endif
-  for (int64_t r = 0; r < rows; ++r)
-    y[r] = q4 ? DotQ8Q4(xq, xs, reinterpret_cast<const uint8_t*>(w + r * stride), ws + r * blocks, n)
-              : DotQ8Q8(xq, xs, reinterpret_cast<const int8_t*>(w + r * stride), ws + r * blocks, n);
+  for (int64_t r = 0; r < rows; ++r) y[r] = DotQ8Q8(xq, xs, reinterpret_cast<const int8_t*>(w + r * stride), ws + r * blocks, n);
+}
+
+// One q4 row is the matvec of a one-row matrix (the per-activation q4 offsets included).
+float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+  float y;
+  MatVecQ8(xq, xs, reinterpret_cast<const std::byte*>(wq), ws, n, 1, true, &y);
+  return y;
 }
 
 // An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|).
