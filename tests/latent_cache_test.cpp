@@ -68,9 +68,13 @@ TEST(LatentCache, RowsReadBackAsTheirTypeStoresThem) {
         for (int64_t i = 0; i < dc; ++i) {
           const float x = latents[p * dc + i], got = rows.latents[(p - 2) * dc + i];
           const float* block = &latents[p * dc + i / 32 * 32];
-          if (type == CacheType::kF32) EXPECT_EQ(got, x);
-          if (type == CacheType::kQ8) EXPECT_FLOAT_EQ(got, expected_block_value(block, i % 32, 127.0f, -127, 127));
-          if (type == CacheType::kQ4) EXPECT_FLOAT_EQ(got, expected_block_value(block, i % 32, 7.0f, -8, 7));
+          if (type == CacheType::kF32) {
+            EXPECT_EQ(got, x);
+          } else if (type == CacheType::kQ8) {
+            EXPECT_FLOAT_EQ(got, expected_block_value(block, i % 32, 127.0f, -127, 127));
+          } else {
+            EXPECT_FLOAT_EQ(got, expected_block_value(block, i % 32, 7.0f, -8, 7));
+          }
         }
         for (int64_t i = 0; i < dr; ++i) {
           const float x = rope_keys[p * dr + i], got = rows.rope_keys[(p - 2) * dr + i];
