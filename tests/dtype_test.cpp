@@ -27,8 +27,11 @@ TEST(DType, Fp8E4M3MatchesTorchForAll256Codes) {
 // of torch's table (ties to the even code), past 448 saturates.
 TEST(DType, FloatToFp8E4M3IsNearestTorchValue) {
   const auto table = test::read_f32(test::fixture("fp8_e4m3_values.f32"));
-  for (int code = 0; code < 256; ++code)
-    if (!std::isnan(table[code])) EXPECT_EQ(float_to_fp8_e4m3(table[code]), code == 0x80 ? 0x80 : code) << code;
+  for (int code = 0; code < 256; ++code) {
+    if (!std::isnan(table[code])) {
+      EXPECT_EQ(float_to_fp8_e4m3(table[code]), code == 0x80 ? 0x80 : code) << code;
+    }
+  }
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> exponent(-12.0f, 9.5f);
   for (int i = 0; i < 20000; ++i) {
@@ -39,9 +42,13 @@ TEST(DType, FloatToFp8E4M3IsNearestTorchValue) {
       if (std::isnan(table[code]) || std::fabs(x) > 448.0f) continue;
       const float other = std::fabs(table[code] - x);
       ASSERT_LE(err, other) << x << " -> " << table[got] << " but " << table[code] << " is nearer";
-      if (other == err && code != got && table[code] != table[got]) ASSERT_EQ(got & 1, 0) << x << ": tie not to even";
+      if (other == err && code != got && table[code] != table[got]) {
+        ASSERT_EQ(got & 1, 0) << x << ": tie not to even";
+      }
     }
-    if (std::fabs(x) > 448.0f) EXPECT_EQ(table[got], x > 0 ? 448.0f : -448.0f) << x;
+    if (std::fabs(x) > 448.0f) {
+      EXPECT_EQ(table[got], x > 0 ? 448.0f : -448.0f) << x;
+    }
   }
   EXPECT_EQ(float_to_fp8_e4m3(1e6f), 0x7e);
   EXPECT_EQ(float_to_fp8_e4m3(-1e-12f), 0x80);
