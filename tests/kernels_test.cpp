@@ -292,6 +292,16 @@ TEST(Kernels, ElementwiseMatchScalarReference) {
       silu_mul(got.data(), up.data(), n);
       reference::silu_mul(want.data(), up.data(), n);
       expect_close(got, want, 1e-5f, "silu_mul");
+      std::vector<float> kept(n);  // the form training uses: gate kept, product written elsewhere
+      silu_mul_to(big.data(), up.data(), kept.data(), n);
+      expect_close(kept, want, 1e-5f, "silu_mul_to");
+
+      const auto dh = random_floats(n, 15, 1.0f);
+      std::vector<float> dg(n), du(n), want_dg(n), want_du(n);
+      silu_mul_backward(big.data(), up.data(), dh.data(), n, dg.data(), du.data());
+      reference::silu_mul_backward(big.data(), up.data(), dh.data(), n, want_dg.data(), want_du.data());
+      expect_close(dg, want_dg, 1e-5f, "silu_mul_backward dgate");
+      expect_close(du, want_du, 1e-5f, "silu_mul_backward dup");
 
       if (n % 2 == 0) {
         const auto angles = random_floats(n / 2, 14, 2.0f);

@@ -28,6 +28,10 @@ class RangeBody {
 // items, spread over the worker threads.
 void parallel_for(int64_t count, int64_t grain, RangeBody body);
 
+// Grain of elementwise loops (a few multiply-adds per element): below this
+// many elements, waking a second thread costs more than it saves.
+constexpr int64_t kElementwiseGrain = 16384;
+
 void set_num_threads(int threads);
 int num_threads();
 // Index of the calling worker inside a parallel_for, 0 outside.

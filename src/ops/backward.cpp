@@ -1,6 +1,10 @@
 #include "ops/backward.h"
 
+#include <algorithm>
 #include <cmath>
+#include <vector>
+
+#include "core/parallel.h"
 
 #include "ops/elementwise.h"
 
@@ -8,28 +12,29 @@ namespace dsv2 {
 
 void rmsnorm_backward(const float* x, const float* w, float eps, int64_t rows, int64_t n, const float* dy, float* dx,
                       float* dw) {
-  for (int64_t r = 0; r < rows; ++r) {
-    const float* xr = x + r * n;
-    const float* dyr = dy + r * n;
-    double sum_sq = 0.0, dot = 0.0;
-    for (int64_t i = 0; i < n; ++i) sum_sq += static_cast<double>(xr[i]) * xr[i];
-    const double inv = 1.0 / std::sqrt(sum_sq / n + eps);
-    for (int64_t i = 0; i < n; ++i) {
-      dot += static_cast<double>(dyr[i]) * w[i] * xr[i];
-      dw[i] += static_cast<float>(dyr[i] * xr[i] * inv);
+  // Rows in fixed chunks, each summing its own share of dw; the shares are
+  // added in chunk order, so dw does not depend on the thread count.
+  constexpr int64_t kRowsPerChunk = 64;
+  const int64_t chunks = (rows + kRowsPerChunk - 1) / kRowsPerChunk;
+  std::vector<float> dw_parts(chunks * n, 0.0f);
+  parallel_for(chunks, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t r = c0 * kRowsPerChunk; r < std::min(rows, c1 * kRowsPerChunk); ++r) {
+      const float* xr = x + r * n;
+      const float* dyr = dy + r * n;
+      float* dw_part = dw_parts.data() + (r / kRowsPerChunk) * n;
+      double sum_sq = 0.0, dot = 0.0;
+      for (int64_t i = 0; i < n; ++i) sum_sq += static_cast<double>(xr[i]) * xr[i];
+      const double inv = 1.0 / std::sqrt(sum_sq / n + eps);
+      for (int64_t i = 0; i < n; ++i) {
+        dot += static_cast<double>(dyr[i]) * w[i] * xr[i];
+        dw_part[i] += static_cast<float>(dyr[i] * xr[i] * inv);
+      }
+      const double coeff = dot * inv * inv * inv / n;
+      for (int64_t i = 0; i < n; ++i) dx[r * n + i] += static_cast<float>(dyr[i] * w[i] * inv - xr[i] * coeff);
     }
-    const double coeff = dot * inv * inv * inv / n;
-    for (int64_t i = 0; i < n; ++i) dx[r * n + i] += static_cast<float>(dyr[i] * w[i] * inv - xr[i] * coeff);
-  }
-}
-
-void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t n, float* dg, float* du) {
-  for (int64_t i = 0; i < n; ++i) {
-    const float s = sigmoid(g[i]);
-    const float silu_g = g[i] * s;
-    du[i] = dh[i] * silu_g;
-    dg[i] = dh[i] * u[i] * s * (1.0f + g[i] * (1.0f - s));
-  }
+  });
+  for (int64_t c = 0; c < chunks; ++c)
+    for (int64_t i = 0; i < n; ++i) dw[i] += dw_parts[c * n + i];
 }
 
 void rope_rotate_backward(float* dx, const float* cos, const float* sin, int64_t n) {

@@ -8,8 +8,6 @@ namespace dsv2 {
 // y = w ⊙ x · r, r = (mean(x²) + eps)^-½ per row. Adds to dx and dw.
 void rmsnorm_backward(const float* x, const float* w, float eps, int64_t rows, int64_t n, const float* dy, float* dx,
                       float* dw);
-// h = silu(g) ⊙ u: dg, du from dh.
-void silu_mul_backward(const float* g, const float* u, const float* dh, int64_t n, float* dg, float* du);
 // Inverse rotation of rope_rotate / rope_rotate_half_split (the rotation is
 // orthogonal, so the gradient is rotated back by the same angles).
 void rope_rotate_backward(float* dx, const float* cos, const float* sin, int64_t n);

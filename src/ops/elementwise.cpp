@@ -86,8 +86,8 @@ void Scale(float* x, int64_t n, float factor) {
 }
 
 // silu(g)·u = g·u / (1 + exp(-g)); -g is clamped below exp's overflow, where
-// the quotient is already 0 to float precision.
-void SiluMul(float* gate, const float* up, int64_t n) {
+// the quotient is already 0 to float precision. out may be gate.
+void SiluMul(const float* gate, const float* up, float* out, int64_t n) {
   const FloatTag df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const auto one = hn::Set(df, 1.0f), limit = hn::Set(df, 88.0f);
@@ -95,9 +95,29 @@ void SiluMul(float* gate, const float* up, int64_t n) {
   for (; i + N <= n; i += N) {
     const auto g = hn::LoadU(df, gate + i);
     const auto e = hn::Exp(df, hn::Min(hn::Neg(g), limit));
-    hn::StoreU(hn::Div(hn::Mul(g, hn::LoadU(df, up + i)), hn::Add(one, e)), df, gate + i);
+    hn::StoreU(hn::Div(hn::Mul(g, hn::LoadU(df, up + i)), hn::Add(one, e)), df, out + i);
   }
-  for (; i < n; ++i) gate[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+// h = silu(g)·u with s = σ(g): du = dh·g·s, dg = dh·u·s·(1 + g·(1 − s)).
+void SiluMulBackward(const float* gate, const float* up, const float* dh, int64_t n, float* dgate, float* dup) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto one = hn::Set(df, 1.0f), limit = hn::Set(df, 88.0f);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto g = hn::LoadU(df, gate + i), d = hn::LoadU(df, dh + i);
+    const auto s = hn::Div(one, hn::Add(one, hn::Exp(df, hn::Min(hn::Neg(g), limit))));
+    hn::StoreU(hn::Mul(d, hn::Mul(g, s)), df, dup + i);
+    const auto slope = hn::MulAdd(g, hn::Sub(one, s), one);
+    hn::StoreU(hn::Mul(hn::Mul(d, hn::LoadU(df, up + i)), hn::Mul(s, slope)), df, dgate + i);
+  }
+  for (; i < n; ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-gate[i]));
+    dup[i] = dh[i] * gate[i] * s;
+    dgate[i] = dh[i] * up[i] * s * (1.0f + gate[i] * (1.0f - s));
+  }
 }
 
 // (a, b) rotated by the angle whose cosine and sine are c and s.
@@ -154,6 +174,7 @@ HWY_EXPORT(MaxValue);
 HWY_EXPORT(ExpShiftedSum);
 HWY_EXPORT(Scale);
 HWY_EXPORT(SiluMul);
+HWY_EXPORT(SiluMulBackward);
 HWY_EXPORT(RopeInterleaved);
 HWY_EXPORT(RopeHalfSplit);
 
@@ -180,7 +201,19 @@ void softmax(float* x, int64_t n) {
 float sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
 float silu(float x) { return x * sigmoid(x); }
 
-void silu_mul(float* gate, const float* up, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n); }
+void silu_mul(float* gate, const float* up, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, gate, n); }
+
+void silu_mul_to(const float* gate, const float* up, float* out, int64_t n) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+    HWY_DYNAMIC_DISPATCH(SiluMul)(gate + begin, up + begin, out + begin, end - begin);
+  });
+}
+
+void silu_mul_backward(const float* gate, const float* up, const float* dh, int64_t n, float* dgate, float* dup) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+    HWY_DYNAMIC_DISPATCH(SiluMulBackward)(gate + begin, up + begin, dh + begin, end - begin, dgate + begin, dup + begin);
+  });
+}
 
 void rope_rotate(float* x, const float* cos, const float* sin, int64_t n) {
   HWY_DYNAMIC_DISPATCH(RopeInterleaved)(x, cos, sin, n);
@@ -219,6 +252,14 @@ void silu_mul(float* gate, const float* up, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double g = gate[i];
     gate[i] = static_cast<float>(g / (1.0 + std::exp(-g)) * up[i]);
+  }
+}
+
+void silu_mul_backward(const float* gate, const float* up, const float* dh, int64_t n, float* dgate, float* dup) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i], s = 1.0 / (1.0 + std::exp(-g));
+    dup[i] = static_cast<float>(dh[i] * g * s);
+    dgate[i] = static_cast<float>(dh[i] * up[i] * s * (1.0 + g * (1.0 - s)));
   }
 }
 

@@ -21,6 +21,10 @@ float sigmoid(float x);
 float silu(float x);
 // gate[i] = silu(gate[i]) * up[i]
 void silu_mul(float* gate, const float* up, int64_t n);
+// out[i] = silu(gate[i]) * up[i], spread over the threads (training keeps gate).
+void silu_mul_to(const float* gate, const float* up, float* out, int64_t n);
+// Its gradient: h = silu(g)⊙u gives dg, du from dh (spread over the threads).
+void silu_mul_backward(const float* gate, const float* up, const float* dh, int64_t n, float* dgate, float* dup);
 // Rotates interleaved pairs (x[2i], x[2i+1]) by angle θ_i: cos/sin hold n/2 values.
 void rope_rotate(float* x, const float* cos, const float* sin, int64_t n);
 // Rotates half-split pairs (x[i], x[i + n/2]), the layout of rope_interleave=false.
@@ -31,6 +35,7 @@ void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64
 void softmax(float* x, int64_t n);
 float exp_shifted_sum(float* x, int64_t n, float shift);
 void silu_mul(float* gate, const float* up, int64_t n);
+void silu_mul_backward(const float* gate, const float* up, const float* dh, int64_t n, float* dgate, float* dup);
 void rope_rotate(float* x, const float* cos, const float* sin, int64_t n);
 void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n);
 }  // namespace reference

@@ -31,6 +31,9 @@ void gather_keys(const Dims& dm, const float* kv, const float* k_rope, int64_t h
   }
 }
 
+// Tokens per thread chunk of the per-token loops (RoPE, latent norm).
+constexpr int64_t kRowGrain = 32;
+
 }  // namespace
 
 void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights& w, const float* h, int64_t B, int64_t T,
@@ -52,14 +55,16 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
   linear_forward(h, N, f32(w.kv_a_proj_with_mqa), dm.latent + dm.rope, d, a.kv_a.data());
   a.c_kv.resize(N * dm.latent);
   a.k_rope.resize(N * dm.rope);
-  for (int64_t n = 0; n < N; ++n) {
-    const int64_t pos = n % T;
-    rope.apply(a.q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, pos);
-    const float* row = a.kv_a.data() + n * (dm.latent + dm.rope);
-    rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, a.c_kv.data() + n * dm.latent);
-    for (int64_t i = 0; i < dm.rope; ++i) a.k_rope[n * dm.rope + i] = row[dm.latent + i];
-    rope.apply(a.k_rope.data() + n * dm.rope, 1, dm.rope, pos);
-  }
+  parallel_for(N, kRowGrain, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t pos = n % T;
+      rope.apply(a.q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, pos);
+      const float* row = a.kv_a.data() + n * (dm.latent + dm.rope);
+      rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, a.c_kv.data() + n * dm.latent);
+      for (int64_t i = 0; i < dm.rope; ++i) a.k_rope[n * dm.rope + i] = row[dm.latent + i];
+      rope.apply(a.k_rope.data() + n * dm.rope, 1, dm.rope, pos);
+    }
+  });
   a.kv.resize(N * dm.kv_width);
   linear_forward(a.c_kv.data(), N, f32(w.kv_b_proj), dm.kv_width, dm.latent, a.kv.data());
 
@@ -131,9 +136,15 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
       }
     }
   });
-  for (int64_t b = 0; b < B; ++b)  // k_R is one head shared by all heads: sum their gradients
-    for (int64_t hd = 0; hd < dm.heads; ++hd)
-      for (int64_t i = 0; i < T * dm.rope; ++i) d_k_rope[b * T * dm.rope + i] += d_k_rope_per_job[(b * dm.heads + hd) * T * dm.rope + i];
+  // k_R is one head shared by all heads: sum their gradients (heads in order).
+  parallel_for(N, kRowGrain, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const int64_t b = n / T, t = n % T;
+      for (int64_t hd = 0; hd < dm.heads; ++hd)
+        for (int64_t i = 0; i < dm.rope; ++i)
+          d_k_rope[n * dm.rope + i] += d_k_rope_per_job[((b * dm.heads + hd) * T + t) * dm.rope + i];
+    }
+  });
 
   // kv = c_kv·W_UKVᵀ
   std::vector<float> d_c_kv(N * dm.latent);
@@ -147,12 +158,14 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
     for (int64_t i = 0; i < dm.latent; ++i) kv_a_latent[n * dm.latent + i] = a.kv_a[n * (dm.latent + dm.rope) + i];
   rmsnorm_backward(kv_a_latent.data(), w.kv_a_layernorm.data(), eps, N, dm.latent, d_c_kv.data(), d_norm_in.data(),
                    mut(g.kv_a_layernorm));
-  for (int64_t n = 0; n < N; ++n) {
-    rope.apply_backward(d_k_rope.data() + n * dm.rope, 1, dm.rope, n % T);
-    for (int64_t i = 0; i < dm.latent; ++i) d_kv_a[n * (dm.latent + dm.rope) + i] = d_norm_in[n * dm.latent + i];
-    for (int64_t i = 0; i < dm.rope; ++i) d_kv_a[n * (dm.latent + dm.rope) + dm.latent + i] = d_k_rope[n * dm.rope + i];
-    rope.apply_backward(d_q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, n % T);
-  }
+  parallel_for(N, kRowGrain, [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      rope.apply_backward(d_k_rope.data() + n * dm.rope, 1, dm.rope, n % T);
+      for (int64_t i = 0; i < dm.latent; ++i) d_kv_a[n * (dm.latent + dm.rope) + i] = d_norm_in[n * dm.latent + i];
+      for (int64_t i = 0; i < dm.rope; ++i) d_kv_a[n * (dm.latent + dm.rope) + dm.latent + i] = d_k_rope[n * dm.rope + i];
+      rope.apply_backward(d_q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, n % T);
+    }
+  });
   linear_backward_weight(d_kv_a.data(), N, h, dm.latent + dm.rope, d, mut(g.kv_a_proj_with_mqa));
   linear_backward_input(d_kv_a.data(), N, f32(w.kv_a_proj_with_mqa), dm.latent + dm.rope, d, dh, true);
 

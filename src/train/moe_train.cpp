@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/parallel.h"
 #include "model/router.h"
 #include "ops/backward.h"
 #include "ops/elementwise.h"
@@ -20,7 +21,7 @@ void mlp_train_forward(const MlpWeights& w, const float* x, int64_t n, MlpActiva
   a.act.resize(n * width);
   linear_forward(x, n, f32(w.gate_proj), width, d, a.gate.data());
   linear_forward(x, n, f32(w.up_proj), width, d, a.up.data());
-  for (int64_t i = 0; i < n * width; ++i) a.act[i] = silu(a.gate[i]) * a.up[i];
+  silu_mul_to(a.gate.data(), a.up.data(), a.act.data(), n * width);
   linear_forward(a.act.data(), n, f32(w.down_proj), d, width, out);
 }
 
@@ -38,6 +39,9 @@ void mlp_train_backward(const MlpWeights& w, const MlpWeights& g, const float* x
 }
 
 namespace {
+
+// Token rows per thread chunk when gathering to and scattering from an expert.
+constexpr int64_t kTokenGrain = 64;
 
 // Budget of assignments per device when dropping: capacity × (all assignments / D).
 void drop_tokens(const Config& c, const MoeTrainingOptions& o, int64_t T, const std::vector<uint8_t>& droppable,
@@ -132,14 +136,16 @@ void moe_train_forward(const Config& c, const MoeTrainingOptions& o, const MoeWe
     mlp_train_forward(w.shared_experts, u, N, a.shared, out);
   else
     std::fill(out, out + N * d, 0.0f);
-  a.token_of.assign(E, {});
-  a.slot_of.assign(E, {});
+  // The per-expert lists keep their storage from step to step (clear, not reallocate).
+  a.token_of.resize(E);
+  a.slot_of.resize(E);
+  for (int64_t e = 0; e < E; ++e) a.token_of[e].clear(), a.slot_of[e].clear();
   for (int64_t t = 0; t < N; ++t)
     for (int64_t k = 0; k < K; ++k)
       if (a.kept[t * K + k]) a.token_of[a.chosen[t * K + k]].push_back(t), a.slot_of[a.chosen[t * K + k]].push_back(static_cast<int32_t>(k));
-  a.inputs.assign(E, {});
-  a.outputs.assign(E, {});
-  a.experts.assign(E, {});
+  a.inputs.resize(E);
+  a.outputs.resize(E);
+  a.experts.resize(E);
   std::vector<int64_t> load(E);
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = static_cast<int64_t>(a.token_of[e].size());
@@ -147,12 +153,18 @@ void moe_train_forward(const Config& c, const MoeTrainingOptions& o, const MoeWe
     if (m == 0) continue;
     a.inputs[e].resize(m * d);
     a.outputs[e].resize(m * d);
-    for (int64_t j = 0; j < m; ++j) std::copy(u + a.token_of[e][j] * d, u + (a.token_of[e][j] + 1) * d, a.inputs[e].data() + j * d);
+    // An expert holds each token at most once, so its rows can be gathered and
+    // scattered in parallel; experts still add into `out` one after another.
+    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) std::copy(u + a.token_of[e][j] * d, u + (a.token_of[e][j] + 1) * d, a.inputs[e].data() + j * d);
+    });
     mlp_train_forward(w.experts[e], a.inputs[e].data(), m, a.experts[e], a.outputs[e].data());
-    for (int64_t j = 0; j < m; ++j) {
-      const int64_t t = a.token_of[e][j];
-      axpy(a.gates[t * K + a.slot_of[e][j]], a.outputs[e].data() + j * d, out + t * d, d);
-    }
+    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const int64_t t = a.token_of[e][j];
+        axpy(a.gates[t * K + a.slot_of[e][j]], a.outputs[e].data() + j * d, out + t * d, d);
+      }
+    });
   }
   const double mean_load = static_cast<double>(std::accumulate(load.begin(), load.end(), int64_t{0})) / E;
   stats.max_violation = mean_load > 0 ? *std::max_element(load.begin(), load.end()) / mean_load - 1.0 : 0.0;
@@ -168,13 +180,17 @@ void moe_train_backward(const Config& c, const MoeTrainingOptions& o, const MoeW
     const int64_t m = static_cast<int64_t>(a.token_of[e].size());
     if (m == 0) continue;
     std::vector<float> d_y(m * d), d_x(m * d, 0.0f);
-    for (int64_t j = 0; j < m; ++j) {
-      const int64_t t = a.token_of[e][j], slot = t * K + a.slot_of[e][j];
-      d_gate[slot] = dot(dout + t * d, a.outputs[e].data() + j * d, d);
-      for (int64_t i = 0; i < d; ++i) d_y[j * d + i] = a.gates[slot] * dout[t * d + i];
-    }
+    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) {
+        const int64_t t = a.token_of[e][j], slot = t * K + a.slot_of[e][j];
+        d_gate[slot] = dot(dout + t * d, a.outputs[e].data() + j * d, d);
+        for (int64_t i = 0; i < d; ++i) d_y[j * d + i] = a.gates[slot] * dout[t * d + i];
+      }
+    });
     mlp_train_backward(w.experts[e], g.experts[e], a.inputs[e].data(), m, a.experts[e], d_y.data(), d_x.data());
-    for (int64_t j = 0; j < m; ++j) axpy(1.0f, d_x.data() + j * d, du + a.token_of[e][j] * d, d);
+    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
+      for (int64_t j = j0; j < j1; ++j) axpy(1.0f, d_x.data() + j * d, du + a.token_of[e][j] * d, d);
+    });
   }
 
   // Gates g_k = scale·s_k (/ Σ_selected s when norm_topk_prob), through the scores.

@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/parallel.h"
+
 namespace dsv2 {
+
 
 AdamW::AdamW(const TrainWeights& weights, const AdamWOptions& options)
     : options_(options), m_(weights.values.size(), 0.0f), v_(weights.values.size(), 0.0f) {}
@@ -21,27 +24,46 @@ void AdamW::step(TrainWeights& weights, double lr) {
     const float* g = weights.grads.data() + info.offset;
     float* m = m_.data() + info.offset;
     float* v = v_.data() + info.offset;
-    for (int64_t i = 0; i < info.size; ++i) {
-      p[i] = static_cast<float>(p[i] * decay);
-      m[i] = static_cast<float>(b1 * m[i] + (1.0 - b1) * g[i]);
-      v[i] = static_cast<float>(b2 * v[i] + (1.0 - b2) * g[i] * g[i]);
-      const double denom = std::sqrt(static_cast<double>(v[i])) / sqrt_correction2 + options_.eps;
-      p[i] = static_cast<float>(p[i] - step_size * m[i] / denom);
-    }
+    parallel_for(info.size, kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        p[i] = static_cast<float>(p[i] * decay);
+        m[i] = static_cast<float>(b1 * m[i] + (1.0 - b1) * g[i]);
+        v[i] = static_cast<float>(b2 * v[i] + (1.0 - b2) * g[i] * g[i]);
+        const double denom = std::sqrt(static_cast<double>(v[i])) / sqrt_correction2 + options_.eps;
+        p[i] = static_cast<float>(p[i] - step_size * m[i] / denom);
+      }
+    });
   }
 }
 
 double clip_grad_norm(TrainWeights& weights, double max_norm) {
+  // Σ g² in fixed blocks of kElementwiseGrain elements, the block sums added in
+  // order: the same norm whatever the thread count.
   double sum = 0.0;
+  std::vector<double> block_sums;
   for (const auto& info : weights.infos()) {
     if (!info.trained) continue;
     const float* g = weights.grads.data() + info.offset;
-    for (int64_t i = 0; i < info.size; ++i) sum += static_cast<double>(g[i]) * g[i];
+    const int64_t blocks = (info.size + kElementwiseGrain - 1) / kElementwiseGrain;
+    block_sums.assign(blocks, 0.0);
+    parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) {
+        double s = 0.0;
+        for (int64_t i = b * kElementwiseGrain; i < std::min(info.size, (b + 1) * kElementwiseGrain); ++i)
+          s += static_cast<double>(g[i]) * g[i];
+        block_sums[b] = s;
+      }
+    });
+    for (double s : block_sums) sum += s;
   }
   const double norm = std::sqrt(sum);
   const double coeff = std::min(1.0, max_norm / (norm + 1e-6));
-  if (coeff < 1.0)
-    for (auto& g : weights.grads) g = static_cast<float>(g * coeff);
+  if (coeff < 1.0) {
+    float* g = weights.grads.data();
+    parallel_for(static_cast<int64_t>(weights.grads.size()), kElementwiseGrain, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) g[i] = static_cast<float>(g[i] * coeff);
+    });
+  }
   return norm;
 }
 

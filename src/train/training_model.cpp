@@ -13,12 +13,10 @@ namespace dsv2 {
 
 namespace {
 
-struct LayerActivations {
-  std::vector<float> x_in, h_attn, x_mid, h_ffn;  // residual in, normed, residual after attention, normed
-  MlaActivations mla;
-  MlpActivations mlp;
-  MoeActivations moe;
-};
+// x += y over n values, spread over the threads.
+void add_into(float* x, const float* y, int64_t n) {
+  parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) { axpy(1.0f, y + begin, x + begin, end - begin); });
+}
 
 constexpr int64_t kHeadChunk = 256;  // tokens per LM-head chunk: logits never exist for the whole batch
 
@@ -43,7 +41,8 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   for (int32_t id : batch.inputs) require(id >= 0 && id < V, "training batch: token id " + std::to_string(id) + " outside the vocabulary");
 
   StepResult result;
-  std::vector<LayerActivations> acts(c.num_hidden_layers);
+  std::vector<LayerActivations>& acts = acts_;
+  acts.resize(c.num_hidden_layers);
   std::vector<float> x(N * d);
   for (int64_t n = 0; n < N; ++n) w.embed_tokens.dequantize_row(batch.inputs[n], x.data() + n * d);
 
@@ -56,7 +55,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     a.h_attn.resize(N * d);
     rmsnorm(x.data(), lw.input_layernorm.data(), eps, N, d, a.h_attn.data());
     mla_train_forward(c, rope_, lw.self_attn, a.h_attn.data(), B, T, a.mla, block.data());
-    for (int64_t i = 0; i < N * d; ++i) x[i] += block[i];
+    add_into(x.data(), block.data(), N * d);
     a.x_mid = x;
     a.h_ffn.resize(N * d);
     rmsnorm(x.data(), lw.post_attention_layernorm.data(), eps, N, d, a.h_ffn.data());
@@ -77,7 +76,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     } else {
       mlp_train_forward(lw.mlp, a.h_ffn.data(), N, a.mlp, block.data());
     }
-    for (int64_t i = 0; i < N * d; ++i) x[i] += block[i];
+    add_into(x.data(), block.data(), N * d);
   }
   if (moe_layers) {
     result.expert_loss /= moe_layers, result.device_loss /= moe_layers, result.comm_loss /= moe_layers;
@@ -92,24 +91,30 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   for (int32_t t : batch.targets) result.targets += t >= 0;
   require(result.targets > 0, "training batch: no targets");
   std::vector<float> logits(kHeadChunk * V);
+  std::vector<double> chunk_losses(kHeadChunk);
   double loss_sum = 0.0;
   for (int64_t start = 0; start < N; start += kHeadChunk) {
     const int64_t n = std::min(kHeadChunk, N - start);
     linear_forward(h_final.data() + start * d, n, f32(w.lm_head), V, d, logits.data());
-    for (int64_t i = 0; i < n; ++i) {
-      float* row = logits.data() + i * V;
-      const int32_t target = batch.targets[start + i];
-      softmax(row, V);
-      if (target < 0) {
-        std::fill(row, row + V, 0.0f);
-        if (keep_token_losses) result.token_losses.push_back(0.0);
-        continue;
+    // Per row: softmax, its loss, and d loss / d logits = (softmax - onehot) / targets.
+    parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        float* row = logits.data() + i * V;
+        const int32_t target = batch.targets[start + i];
+        softmax(row, V);
+        if (target < 0) {
+          std::fill(row, row + V, 0.0f);
+          chunk_losses[i] = 0.0;
+          continue;
+        }
+        chunk_losses[i] = -std::log(std::max(row[target], 1e-30f));
+        row[target] -= 1.0f;
+        for (int64_t v = 0; v < V; ++v) row[v] /= static_cast<float>(result.targets);
       }
-      const double token_loss = -std::log(std::max(row[target], 1e-30f));
-      loss_sum += token_loss;
-      if (keep_token_losses) result.token_losses.push_back(token_loss);
-      row[target] -= 1.0f;  // d loss / d logits = (softmax - onehot) / targets
-      for (int64_t v = 0; v < V; ++v) row[v] /= static_cast<float>(result.targets);
+    });
+    for (int64_t i = 0; i < n; ++i) {  // in token order, whatever the thread count
+      loss_sum += chunk_losses[i];
+      if (keep_token_losses) result.token_losses.push_back(chunk_losses[i]);
     }
     if (backward) {
       linear_backward_weight(logits.data(), n, h_final.data() + start * d, V, d, mut(g.lm_head));
@@ -137,7 +142,6 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     std::fill(d_h.begin(), d_h.end(), 0.0f);
     mla_train_backward(c, rope_, lw.self_attn, lg.self_attn, a.h_attn.data(), B, T, a.mla, dx.data(), d_h.data());
     rmsnorm_backward(a.x_in.data(), lw.input_layernorm.data(), eps, N, d, d_h.data(), dx.data(), mut(lg.input_layernorm));
-    a = LayerActivations{};  // free as we go
   }
   float* d_embed = mut(g.embed_tokens);
   for (int64_t n = 0; n < N; ++n) axpy(1.0f, dx.data() + n * d, d_embed + static_cast<int64_t>(batch.inputs[n]) * d, d);

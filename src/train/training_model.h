@@ -31,6 +31,14 @@ struct StepResult {
   std::vector<double> token_losses;            // per target (when asked), in nats
 };
 
+// What the forward pass keeps of one layer for the backward pass.
+struct LayerActivations {
+  std::vector<float> x_in, h_attn, x_mid, h_ffn;  // residual in, normed, residual after attention, normed
+  MlaActivations mla;
+  MlpActivations mlp;
+  MoeActivations moe;
+};
+
 class TrainingModel {
  public:
   TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options);
@@ -43,6 +51,9 @@ class TrainingModel {
   TrainWeights& tw_;
   MoeTrainingOptions options_;
   Rope rope_;
+  // Kept from step to step: the buffers (hundreds of MB for the attention
+  // probabilities) are reused instead of being freed and faulted in again.
+  std::vector<LayerActivations> acts_;
 };
 
 }  // namespace dsv2
