@@ -25,6 +25,16 @@ void parallel_for(int64_t count, int64_t grain, RangeBody body) {
   }
 }
 
+void parallel_for_each(int64_t count, RangeBody body) {
+  if (count <= 0) return;
+  if (count == 1 || omp_get_max_threads() <= 1 || omp_in_parallel()) {
+    body(0, count);
+    return;
+  }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min<int64_t>(count, omp_get_max_threads())))
+  for (int64_t i = 0; i < count; ++i) body(i, i + 1);
+}
+
 void set_num_threads(int threads) { omp_set_num_threads(std::max(1, threads)); }
 int num_threads() { return omp_get_max_threads(); }
 int thread_index() { return omp_get_thread_num(); }

@@ -28,6 +28,12 @@ class RangeBody {
 // items, spread over the worker threads.
 void parallel_for(int64_t count, int64_t grain, RangeBody body);
 
+// Runs body(i, i + 1) for each i in [0, count), each item going to whichever
+// thread is free next: for items of uneven cost (experts with their tokens)
+// whose results do not depend on the thread that computes them. Calls made
+// inside an item (GEMMs included) run on that item's thread.
+void parallel_for_each(int64_t count, RangeBody body);
+
 // Grain of elementwise loops (a few multiply-adds per element): below this
 // many elements, waking a second thread costs more than it saves.
 constexpr int64_t kElementwiseGrain = 16384;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "model/router.h"
 #include "ops/backward.h"
@@ -14,28 +15,52 @@
 
 namespace dsv2 {
 
+namespace {
+
+// W_gate and W_up of a training MLP, stacked: [W_gate; W_up] is one
+// [2·width, d] matrix (TrainWeights lays the two out back to back), so that
+// both products with x are one GEMM twice as wide.
+const float* stacked_gate_up(const MlpWeights& w) {
+  const float* gate = f32(w.gate_proj);
+  require(f32(w.up_proj) == gate + w.gate_proj.rows * w.gate_proj.cols,
+          "training weights: up_proj does not follow gate_proj in memory");
+  return gate;
+}
+
+// Rows of `n` tokens per thread chunk for a row loop over `width` values.
+int64_t row_grain(int64_t width) { return std::max<int64_t>(1, kElementwiseGrain / width); }
+
+}  // namespace
+
 void mlp_train_forward(const MlpWeights& w, const float* x, int64_t n, MlpActivations& a, float* out) {
   const int64_t width = w.gate_proj.rows, d = w.gate_proj.cols;
-  a.gate.resize(n * width);
-  a.up.resize(n * width);
+  a.gate_up.resize(n * 2 * width);
   a.act.resize(n * width);
-  linear_forward(x, n, f32(w.gate_proj), width, d, a.gate.data());
-  linear_forward(x, n, f32(w.up_proj), width, d, a.up.data());
-  silu_mul_to(a.gate.data(), a.up.data(), a.act.data(), n * width);
+  linear_forward(x, n, stacked_gate_up(w), 2 * width, d, a.gate_up.data());
+  parallel_for(n, row_grain(width), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* gate = a.gate_up.data() + r * 2 * width;
+      silu_mul_to(gate, gate + width, a.act.data() + r * width, width);
+    }
+  });
   linear_forward(a.act.data(), n, f32(w.down_proj), d, width, out);
 }
 
 void mlp_train_backward(const MlpWeights& w, const MlpWeights& g, const float* x, int64_t n, const MlpActivations& a,
                         const float* dout, float* dx) {
   const int64_t width = w.gate_proj.rows, d = w.gate_proj.cols;
-  std::vector<float> d_act(n * width), d_gate(n * width), d_up(n * width);
+  std::vector<float> d_act(n * width), d_gate_up(n * 2 * width);
   linear_backward_weight(dout, n, a.act.data(), d, width, mut(g.down_proj));
   linear_backward_input(dout, n, f32(w.down_proj), d, width, d_act.data(), false);
-  silu_mul_backward(a.gate.data(), a.up.data(), d_act.data(), n * width, d_gate.data(), d_up.data());
-  linear_backward_weight(d_gate.data(), n, x, width, d, mut(g.gate_proj));
-  linear_backward_weight(d_up.data(), n, x, width, d, mut(g.up_proj));
-  linear_backward_input(d_gate.data(), n, f32(w.gate_proj), width, d, dx, true);
-  linear_backward_input(d_up.data(), n, f32(w.up_proj), width, d, dx, true);
+  parallel_for(n, row_grain(width), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* gate = a.gate_up.data() + r * 2 * width;
+      float* d_gate = d_gate_up.data() + r * 2 * width;
+      silu_mul_backward(gate, gate + width, d_act.data() + r * width, width, d_gate, d_gate + width);
+    }
+  });
+  linear_backward_weight(d_gate_up.data(), n, x, 2 * width, d, const_cast<float*>(stacked_gate_up(g)));
+  linear_backward_input(d_gate_up.data(), n, stacked_gate_up(w), 2 * width, d, dx, true);
 }
 
 namespace {
@@ -68,6 +93,15 @@ void drop_tokens(const Config& c, const MoeTrainingOptions& o, int64_t T, const 
       ++stats.dropped;
     }
   }
+}
+
+// Experts in decreasing order of their token counts (ties by index): handed
+// out in this order, the last items left for an idle thread are the small ones.
+std::vector<int64_t> experts_by_load(const MoeActivations& a) {
+  std::vector<int64_t> order(a.token_of.size());
+  std::iota(order.begin(), order.end(), int64_t{0});
+  std::stable_sort(order.begin(), order.end(), [&](int64_t x, int64_t y) { return a.token_of[x].size() > a.token_of[y].size(); });
+  return order;
 }
 
 // How many devices one token may send to (M of the communication loss).
@@ -140,32 +174,39 @@ void moe_train_forward(const Config& c, const MoeTrainingOptions& o, const MoeWe
   a.token_of.resize(E);
   a.slot_of.resize(E);
   for (int64_t e = 0; e < E; ++e) a.token_of[e].clear(), a.slot_of[e].clear();
+  a.row_in_expert.assign(N * K, -1);
   for (int64_t t = 0; t < N; ++t)
     for (int64_t k = 0; k < K; ++k)
-      if (a.kept[t * K + k]) a.token_of[a.chosen[t * K + k]].push_back(t), a.slot_of[a.chosen[t * K + k]].push_back(static_cast<int32_t>(k));
+      if (a.kept[t * K + k]) {
+        const int32_t e = a.chosen[t * K + k];
+        a.row_in_expert[t * K + k] = static_cast<int64_t>(a.token_of[e].size());
+        a.token_of[e].push_back(t), a.slot_of[e].push_back(static_cast<int32_t>(k));
+      }
   a.inputs.resize(E);
   a.outputs.resize(E);
   a.experts.resize(E);
+  // One expert per thread at a time (its GEMMs single-threaded): at ~N·K/E
+  // tokens an expert's products are too small to split well over threads.
+  const std::vector<int64_t> order = experts_by_load(a);
+  parallel_for_each(E, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = order[i], m = static_cast<int64_t>(a.token_of[e].size());
+      if (m == 0) continue;
+      a.inputs[e].resize(m * d);
+      a.outputs[e].resize(m * d);
+      for (int64_t j = 0; j < m; ++j) std::copy(u + a.token_of[e][j] * d, u + (a.token_of[e][j] + 1) * d, a.inputs[e].data() + j * d);
+      mlp_train_forward(w.experts[e], a.inputs[e].data(), m, a.experts[e], a.outputs[e].data());
+    }
+  });
+  // Each token adds its experts' outputs in routing order.
+  parallel_for(N, kTokenGrain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (a.row_in_expert[t * K + k] >= 0)
+          axpy(a.gates[t * K + k], a.outputs[a.chosen[t * K + k]].data() + a.row_in_expert[t * K + k] * d, out + t * d, d);
+  });
   std::vector<int64_t> load(E);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t m = static_cast<int64_t>(a.token_of[e].size());
-    load[e] = m;
-    if (m == 0) continue;
-    a.inputs[e].resize(m * d);
-    a.outputs[e].resize(m * d);
-    // An expert holds each token at most once, so its rows can be gathered and
-    // scattered in parallel; experts still add into `out` one after another.
-    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) std::copy(u + a.token_of[e][j] * d, u + (a.token_of[e][j] + 1) * d, a.inputs[e].data() + j * d);
-    });
-    mlp_train_forward(w.experts[e], a.inputs[e].data(), m, a.experts[e], a.outputs[e].data());
-    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
-        const int64_t t = a.token_of[e][j];
-        axpy(a.gates[t * K + a.slot_of[e][j]], a.outputs[e].data() + j * d, out + t * d, d);
-      }
-    });
-  }
+  for (int64_t e = 0; e < E; ++e) load[e] = static_cast<int64_t>(a.token_of[e].size());
   const double mean_load = static_cast<double>(std::accumulate(load.begin(), load.end(), int64_t{0})) / E;
   stats.max_violation = mean_load > 0 ? *std::max_element(load.begin(), load.end()) / mean_load - 1.0 : 0.0;
 }
@@ -176,22 +217,28 @@ void moe_train_backward(const Config& c, const MoeTrainingOptions& o, const MoeW
   if (c.n_shared_experts > 0) mlp_train_backward(w.shared_experts, g.shared_experts, u, N, a.shared, dout, du);
 
   std::vector<float> d_gate(N * K, 0.0f);
-  for (int64_t e = 0; e < E; ++e) {
-    const int64_t m = static_cast<int64_t>(a.token_of[e].size());
-    if (m == 0) continue;
-    std::vector<float> d_y(m * d), d_x(m * d, 0.0f);
-    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) {
+  std::vector<std::vector<float>> d_inputs(E);  // per expert: d loss / d gathered u
+  const std::vector<int64_t> order = experts_by_load(a);
+  parallel_for_each(E, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = order[i], m = static_cast<int64_t>(a.token_of[e].size());
+      if (m == 0) continue;
+      std::vector<float> d_y(m * d);
+      d_inputs[e].assign(m * d, 0.0f);
+      for (int64_t j = 0; j < m; ++j) {
         const int64_t t = a.token_of[e][j], slot = t * K + a.slot_of[e][j];
         d_gate[slot] = dot(dout + t * d, a.outputs[e].data() + j * d, d);
-        for (int64_t i = 0; i < d; ++i) d_y[j * d + i] = a.gates[slot] * dout[t * d + i];
+        for (int64_t x = 0; x < d; ++x) d_y[j * d + x] = a.gates[slot] * dout[t * d + x];
       }
-    });
-    mlp_train_backward(w.experts[e], g.experts[e], a.inputs[e].data(), m, a.experts[e], d_y.data(), d_x.data());
-    parallel_for(m, kTokenGrain, [&](int64_t j0, int64_t j1) {
-      for (int64_t j = j0; j < j1; ++j) axpy(1.0f, d_x.data() + j * d, du + a.token_of[e][j] * d, d);
-    });
-  }
+      mlp_train_backward(w.experts[e], g.experts[e], a.inputs[e].data(), m, a.experts[e], d_y.data(), d_inputs[e].data());
+    }
+  });
+  parallel_for(N, kTokenGrain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (a.row_in_expert[t * K + k] >= 0)
+          axpy(1.0f, d_inputs[a.chosen[t * K + k]].data() + a.row_in_expert[t * K + k] * d, du + t * d, d);
+  });
 
   // Gates g_k = scale·s_k (/ Σ_selected s when norm_topk_prob), through the scores.
   const float scale = static_cast<float>(c.routed_scaling_factor);

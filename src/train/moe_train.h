@@ -24,7 +24,8 @@ struct MoeTrainingOptions {
 };
 
 struct MlpActivations {
-  std::vector<float> gate, up, act;  // [n, width]: gate·x, up·x, silu(gate)⊙up
+  std::vector<float> gate_up;  // [n, 2·width]: each row gate·x then up·x
+  std::vector<float> act;      // [n, width]: silu(gate)⊙up
 };
 
 void mlp_train_forward(const MlpWeights& w, const float* x, int64_t n, MlpActivations& a, float* out);
@@ -39,6 +40,7 @@ struct MoeActivations {
   std::vector<uint8_t> kept;               // [N, K] 0 where the assignment was dropped
   std::vector<std::vector<int64_t>> token_of;  // per expert: token of each assignment
   std::vector<std::vector<int32_t>> slot_of;   // per expert: k of each assignment
+  std::vector<int64_t> row_in_expert;          // [N, K]: the assignment's row in its expert's list, -1 if dropped
   std::vector<std::vector<float>> inputs, outputs;  // per expert: gathered u, y = expert(u)
   std::vector<MlpActivations> experts;
   MlpActivations shared;
