@@ -9,11 +9,13 @@ For tiny configs of each routing / attention variant, writes tests/fixtures/trai
   trajectory.json                  losses of 10 steps of torch AdamW (betas 0.9/0.95, eps 1e-8,
                                    weight decay 0.1 on matrices only, lr 5e-4 constant,
                                    grad-norm clipping 1.0), one batch per step
-Usage: pip install torch transformers safetensors; python3 tools/make_training_fixtures.py
+Usage: pip install torch transformers safetensors; python3 tools/make_training_fixtures.py [CASE...]
+(no CASE: all of them)
 """
 import json
 import os
 import shutil
+import sys
 import tempfile
 
 import torch
@@ -21,23 +23,27 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV3Config
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "training")
-B, T, STEPS, LR = 2, 12, 10, 5e-4
+B, STEPS, LR = 2, 10, 5e-4
 
 COMMON = dict(vocab_size=64, hidden_size=32, intermediate_size=48, moe_intermediate_size=16, num_hidden_layers=2,
               num_attention_heads=2, num_key_value_heads=2, kv_lora_rank=16, qk_nope_head_dim=8, qk_rope_head_dim=4,
               v_head_dim=8, max_position_embeddings=64, rms_norm_eps=1e-6, first_k_dense_replace=1,
               n_routed_experts=8, num_experts_per_tok=2, rope_theta=10000.0, bos_token_id=0, eos_token_id=1)
+# name: (config class, fields over COMMON, sequence length T)
 CASES = {
     "v2_lite": (DeepseekV2Config, dict(q_lora_rank=None, n_shared_experts=2, topk_method="greedy",
-                                       routed_scaling_factor=1.0, norm_topk_prob=False)),
+                                       routed_scaling_factor=1.0, norm_topk_prob=False), 12),
     "v2_group_yarn": (DeepseekV2Config, dict(q_lora_rank=24, n_shared_experts=1, topk_method="group_limited_greedy",
                                              n_group=4, topk_group=2, routed_scaling_factor=2.0, norm_topk_prob=False,
                                              rope_scaling={"type": "yarn", "factor": 4.0,
                                                            "original_max_position_embeddings": 16, "beta_fast": 32,
-                                                           "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707})),
+                                                           "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}), 12),
     "v3_noaux": (DeepseekV3Config, dict(q_lora_rank=24, n_shared_experts=1, topk_method="noaux_tc", n_group=2,
                                         topk_group=1, routed_scaling_factor=2.5, norm_topk_prob=True,
-                                        scoring_func="sigmoid")),
+                                        scoring_func="sigmoid"), 12),
+    # Longer than two of dsv2's causal attention blocks (64 positions) plus a partial one.
+    "v2_long": (DeepseekV2Config, dict(q_lora_rank=24, n_shared_experts=1, topk_method="greedy",
+                                       routed_scaling_factor=1.0, norm_topk_prob=False, max_position_embeddings=256), 150),
 }
 
 
@@ -61,7 +67,7 @@ def hf_named_grads(model):
     return out
 
 
-def build(name, cls, extra, seed):
+def build(name, cls, extra, T, seed):
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
@@ -118,8 +124,9 @@ def build(name, cls, extra, seed):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    for i, (name, (cls, extra)) in enumerate(CASES.items()):
-        build(name, cls, extra, 500 + i)
+    for i, (name, (cls, extra, T)) in enumerate(CASES.items()):
+        if len(sys.argv) == 1 or name in sys.argv[1:]:
+            build(name, cls, extra, T, 500 + i)
 
 
 if __name__ == "__main__":
