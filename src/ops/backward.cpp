@@ -6,8 +6,6 @@
 
 #include "core/parallel.h"
 
-#include "ops/elementwise.h"
-
 namespace dsv2 {
 
 void rmsnorm_backward(const float* x, const float* w, float eps, int64_t rows, int64_t n, const float* dy, float* dx,

@@ -104,6 +104,21 @@ std::vector<int64_t> experts_by_load(const MoeActivations& a) {
   return order;
 }
 
+// dst[t] += weight[t, k] · rows[e][j] for each kept assignment k of token t
+// (expert e = chosen[t, k], j its row in e's list), in routing order, so the
+// sums do not depend on the thread count; weight null means 1. The forward pass
+// adds expert outputs with their gates, the backward pass input gradients.
+void add_expert_rows(const MoeActivations& a, const std::vector<std::vector<float>>& rows, const float* weight,
+                     int64_t N, int64_t K, int64_t d, float* dst) {
+  parallel_for(N, kTokenGrain, [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int64_t k = 0; k < K; ++k)
+        if (a.row_in_expert[t * K + k] >= 0)
+          axpy(weight ? weight[t * K + k] : 1.0f, rows[a.chosen[t * K + k]].data() + a.row_in_expert[t * K + k] * d,
+               dst + t * d, d);
+  });
+}
+
 // How many devices one token may send to (M of the communication loss).
 int64_t device_limit(const Config& c, const MoeTrainingOptions& o) {
   if (c.topk_method == "group_limited_greedy" && c.n_group == o.devices) return c.topk_group;
@@ -198,13 +213,7 @@ void moe_train_forward(const Config& c, const MoeTrainingOptions& o, const MoeWe
       mlp_train_forward(w.experts[e], a.inputs[e].data(), m, a.experts[e], a.outputs[e].data());
     }
   });
-  // Each token adds its experts' outputs in routing order.
-  parallel_for(N, kTokenGrain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t k = 0; k < K; ++k)
-        if (a.row_in_expert[t * K + k] >= 0)
-          axpy(a.gates[t * K + k], a.outputs[a.chosen[t * K + k]].data() + a.row_in_expert[t * K + k] * d, out + t * d, d);
-  });
+  add_expert_rows(a, a.outputs, a.gates.data(), N, K, d, out);
   std::vector<int64_t> load(E);
   for (int64_t e = 0; e < E; ++e) load[e] = static_cast<int64_t>(a.token_of[e].size());
   const double mean_load = static_cast<double>(std::accumulate(load.begin(), load.end(), int64_t{0})) / E;
@@ -233,12 +242,7 @@ void moe_train_backward(const Config& c, const MoeTrainingOptions& o, const MoeW
       mlp_train_backward(w.experts[e], g.experts[e], a.inputs[e].data(), m, a.experts[e], d_y.data(), d_inputs[e].data());
     }
   });
-  parallel_for(N, kTokenGrain, [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t)
-      for (int64_t k = 0; k < K; ++k)
-        if (a.row_in_expert[t * K + k] >= 0)
-          axpy(1.0f, d_inputs[a.chosen[t * K + k]].data() + a.row_in_expert[t * K + k] * d, du + t * d, d);
-  });
+  add_expert_rows(a, d_inputs, nullptr, N, K, d, du);
 
   // Gates g_k = scale·s_k (/ Σ_selected s when norm_topk_prob), through the scores.
   const float scale = static_cast<float>(c.routed_scaling_factor);

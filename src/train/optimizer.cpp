@@ -7,7 +7,6 @@
 
 namespace dsv2 {
 
-
 AdamW::AdamW(const TrainWeights& weights, const AdamWOptions& options)
     : options_(options), m_(weights.values.size(), 0.0f), v_(weights.values.size(), 0.0f) {}
 
