@@ -285,6 +285,9 @@ TEST(Kernels, ElementwiseMatchScalarReference) {
       expect_close(got, want, 4e-6f, "exp_shifted_sum");
       EXPECT_NEAR(sum, want_sum, 1e-5f * want_sum);
       EXPECT_EQ(max_value(x.data(), n), *std::max_element(x.begin(), x.end()));
+      double squares = 0.0;
+      for (float e : x) squares += static_cast<double>(e) * e;
+      EXPECT_NEAR(sum_of_squares(x.data(), n), squares, 1e-6 * squares);
 
       auto big = x;  // SiLU far into both tails stays finite and exact
       if (n > 2) big[0] = -200.0f, big[1] = 200.0f;
@@ -302,6 +305,17 @@ TEST(Kernels, ElementwiseMatchScalarReference) {
       reference::silu_mul_backward(big.data(), up.data(), dh.data(), n, want_dg.data(), want_du.data());
       expect_close(dg, want_dg, 1e-5f, "silu_mul_backward dgate");
       expect_close(du, want_du, 1e-5f, "silu_mul_backward dup");
+
+      // AdamW, a later step (moments already non-zero): SIMD against the scalar form.
+      const AdamWStep later{0.99f, 0.9f, 0.95f, 3e-3f, 0.4f, 1e-8f};
+      auto p_simd = x, m_simd = random_floats(n, 16, 0.1f), v_simd = random_floats(n, 17, 0.01f);
+      for (auto& e : v_simd) e = std::abs(e);
+      auto p_ref = p_simd, m_ref = m_simd, v_ref = v_simd;
+      adamw_update(p_simd.data(), dh.data(), m_simd.data(), v_simd.data(), n, later);
+      reference::adamw_update(p_ref.data(), dh.data(), m_ref.data(), v_ref.data(), n, later);
+      expect_close(m_simd, m_ref, 1e-6f, "adamw m");
+      expect_close(v_simd, v_ref, 1e-6f, "adamw v");
+      expect_close(p_simd, p_ref, 1e-6f, "adamw p");
 
       if (n % 2 == 0) {
         const auto angles = random_floats(n / 2, 14, 2.0f);
@@ -322,6 +336,26 @@ TEST(Kernels, ElementwiseMatchScalarReference) {
     const float s = exp_shifted_sum(masked.data(), 3, 1.0f);
     EXPECT_EQ(masked[1], 0.0f);
     EXPECT_NEAR(s, std::exp(-0.5f) + 1.0f, 1e-6f);
+  });
+}
+
+// AdamW's first step from zero moments moves every weight by lr·sign(g) (after
+// weight decay): m = (1−β1)g, v = (1−β2)g², so m̂/√v̂ = g/|g|. Worked out by hand,
+// not from the code.
+TEST(Kernels, AdamWFirstStepMovesByLearningRate) {
+  for_each_target([] {
+    const float lr = 0.01f, b1 = 0.9f, b2 = 0.95f;
+    const AdamWStep first{1.0f - lr * 0.1f, b1, b2, lr / (1.0f - b1), std::sqrt(1.0f - b2), 1e-8f};
+    const int64_t n = 37;  // a vector body and a scalar tail
+    const auto g = random_floats(n, 21, 2.0f);
+    std::vector<float> p(n, 0.5f), m(n, 0.0f), v(n, 0.0f);
+    adamw_update(p.data(), g.data(), m.data(), v.data(), n, first);
+    for (int64_t i = 0; i < n; ++i) {
+      const float want = 0.5f * (1.0f - lr * 0.1f) - lr * (g[i] > 0 ? 1.0f : -1.0f);
+      EXPECT_NEAR(p[i], want, 1e-6f) << i;
+      EXPECT_NEAR(m[i], 0.1f * g[i], 1e-6f) << i;
+      EXPECT_NEAR(v[i], 0.05f * g[i] * g[i], 1e-6f) << i;
+    }
   });
 }
 

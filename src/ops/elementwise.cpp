@@ -162,6 +162,29 @@ void RotatePairs(float* x, const float* cos, const float* sin, int64_t n) {
 void RopeInterleaved(float* x, const float* cos, const float* sin, int64_t n) { RotatePairs<true>(x, cos, sin, n); }
 void RopeHalfSplit(float* x, const float* cos, const float* sin, int64_t n) { RotatePairs<false>(x, cos, sin, n); }
 
+// The AdamW update in torch's order of operations (lerp for m, addcmul for v,
+// addcdiv for p), so the float32 roundings match up to FMA contraction.
+void AdamWUpdate(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+  const FloatTag df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const auto decay = hn::Set(df, s.decay), b2 = hn::Set(df, s.beta2);
+  const auto one_minus_b1 = hn::Set(df, 1.0f - s.beta1), one_minus_b2 = hn::Set(df, 1.0f - s.beta2);
+  const auto step_size = hn::Set(df, s.step_size), sqrt_c2 = hn::Set(df, s.sqrt_correction2), eps = hn::Set(df, s.eps);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto gi = hn::LoadU(df, g + i);
+    const auto mi = hn::LoadU(df, m + i);
+    const auto m_new = hn::MulAdd(one_minus_b1, hn::Sub(gi, mi), mi);
+    const auto v_new = hn::MulAdd(hn::Mul(gi, gi), one_minus_b2, hn::Mul(hn::LoadU(df, v + i), b2));
+    const auto denom = hn::Add(hn::Div(hn::Sqrt(v_new), sqrt_c2), eps);
+    const auto p_new = hn::NegMulAdd(step_size, hn::Div(m_new, denom), hn::Mul(hn::LoadU(df, p + i), decay));
+    hn::StoreU(m_new, df, m + i);
+    hn::StoreU(v_new, df, v + i);
+    hn::StoreU(p_new, df, p + i);
+  }
+  reference::adamw_update(p + i, g + i, m + i, v + i, n - i, s);
+}
+
 }  // namespace HWY_NAMESPACE
 }  // namespace dsv2
 HWY_AFTER_NAMESPACE();
@@ -169,6 +192,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace dsv2 {
 
+HWY_EXPORT(SumOfSquares);
 HWY_EXPORT(RmsNormRow);
 HWY_EXPORT(MaxValue);
 HWY_EXPORT(ExpShiftedSum);
@@ -177,6 +201,7 @@ HWY_EXPORT(SiluMul);
 HWY_EXPORT(SiluMulBackward);
 HWY_EXPORT(RopeInterleaved);
 HWY_EXPORT(RopeHalfSplit);
+HWY_EXPORT(AdamWUpdate);
 
 void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64_t n, float* out) {
   const auto norm_rows = [&](int64_t r0, int64_t r1) {
@@ -188,6 +213,8 @@ void rmsnorm(const float* x, const float* weight, float eps, int64_t rows, int64
   else
     norm_rows(0, rows);
 }
+
+float sum_of_squares(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(SumOfSquares)(x, n); }
 
 float max_value(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(MaxValue)(x, n); }
 
@@ -221,6 +248,10 @@ void rope_rotate(float* x, const float* cos, const float* sin, int64_t n) {
 
 void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_t n) {
   HWY_DYNAMIC_DISPATCH(RopeHalfSplit)(x, cos, sin, n);
+}
+
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+  HWY_DYNAMIC_DISPATCH(AdamWUpdate)(p, g, m, v, n, s);
 }
 
 namespace reference {
@@ -277,6 +308,15 @@ void rope_rotate_half_split(float* x, const float* cos, const float* sin, int64_
     const double a = x[i], b = x[i + half];
     x[i] = static_cast<float>(a * cos[i] - b * sin[i]);
     x[i + half] = static_cast<float>(a * sin[i] + b * cos[i]);
+  }
+}
+
+void adamw_update(float* p, const float* g, float* m, float* v, int64_t n, const AdamWStep& s) {
+  for (int64_t i = 0; i < n; ++i) {
+    m[i] = m[i] + (1.0f - s.beta1) * (g[i] - m[i]);
+    v[i] = v[i] * s.beta2 + (1.0f - s.beta2) * g[i] * g[i];
+    const float denom = std::sqrt(v[i]) / s.sqrt_correction2 + s.eps;
+    p[i] = p[i] * s.decay - s.step_size * (m[i] / denom);
   }
 }
 

@@ -73,7 +73,7 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
   a.kv.resize(N * dm.kv_width);
   linear_forward(a.c_kv.data(), N, f32(w.kv_b_proj), dm.kv_width, dm.latent, a.kv.data());
 
-  a.probs.assign(B * dm.heads * T * T, 0.0f);
+  a.probs.resize(B * dm.heads * T * T);  // every entry is written below (the masked ones as 0)
   a.heads.resize(N * dm.heads * dm.v);
   const float scale = rope.softmax_scale();
   parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {

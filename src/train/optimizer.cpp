@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/parallel.h"
+#include "ops/elementwise.h"
 
 namespace dsv2 {
 
@@ -12,32 +13,31 @@ AdamW::AdamW(const TrainWeights& weights, const AdamWOptions& options)
 
 void AdamW::step(TrainWeights& weights, double lr) {
   ++steps_;
+  // Constants in double, the update in float32, as torch.optim.AdamW does it.
   const double b1 = options_.beta1, b2 = options_.beta2;
   const double correction1 = 1.0 - std::pow(b1, static_cast<double>(steps_));
   const double correction2 = 1.0 - std::pow(b2, static_cast<double>(steps_));
-  const double step_size = lr / correction1, sqrt_correction2 = std::sqrt(correction2);
+  AdamWStep s{};
+  s.beta1 = static_cast<float>(b1), s.beta2 = static_cast<float>(b2);
+  s.step_size = static_cast<float>(lr / correction1);
+  s.sqrt_correction2 = static_cast<float>(std::sqrt(correction2));
+  s.eps = static_cast<float>(options_.eps);
   for (const auto& info : weights.infos()) {
     if (!info.trained) continue;
-    const double decay = info.decay ? 1.0 - lr * options_.weight_decay : 1.0;
+    s.decay = info.decay ? static_cast<float>(1.0 - lr * options_.weight_decay) : 1.0f;
     float* p = weights.values.data() + info.offset;
     const float* g = weights.grads.data() + info.offset;
     float* m = m_.data() + info.offset;
     float* v = v_.data() + info.offset;
-    parallel_for(info.size, kElementwiseGrain, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        p[i] = static_cast<float>(p[i] * decay);
-        m[i] = static_cast<float>(b1 * m[i] + (1.0 - b1) * g[i]);
-        v[i] = static_cast<float>(b2 * v[i] + (1.0 - b2) * g[i] * g[i]);
-        const double denom = std::sqrt(static_cast<double>(v[i])) / sqrt_correction2 + options_.eps;
-        p[i] = static_cast<float>(p[i] - step_size * m[i] / denom);
-      }
-    });
+    parallel_for(info.size, kElementwiseGrain,
+                 [&](int64_t begin, int64_t end) { adamw_update(p + begin, g + begin, m + begin, v + begin, end - begin, s); });
   }
 }
 
 double clip_grad_norm(TrainWeights& weights, double max_norm) {
-  // Σ g² in fixed blocks of kElementwiseGrain elements, the block sums added in
-  // order: the same norm whatever the thread count.
+  // Σ g² in fixed blocks of kElementwiseGrain elements (float32 within a block,
+  // like torch's per-tensor norms), the block sums added in order in double:
+  // the same norm whatever the thread count.
   double sum = 0.0;
   std::vector<double> block_sums;
   for (const auto& info : weights.infos()) {
@@ -47,10 +47,8 @@ double clip_grad_norm(TrainWeights& weights, double max_norm) {
     block_sums.assign(blocks, 0.0);
     parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
-        double s = 0.0;
-        for (int64_t i = b * kElementwiseGrain; i < std::min(info.size, (b + 1) * kElementwiseGrain); ++i)
-          s += static_cast<double>(g[i]) * g[i];
-        block_sums[b] = s;
+        const int64_t begin = b * kElementwiseGrain, end = std::min(info.size, begin + kElementwiseGrain);
+        block_sums[b] = sum_of_squares(g + begin, end - begin);
       }
     });
     for (double s : block_sums) sum += s;
