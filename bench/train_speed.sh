@@ -17,8 +17,11 @@ trap 'rm -rf "$W"' EXIT
 python3 - "$W/dsv2/metrics.jsonl" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()][2:]
-v = sorted(r["tokens_per_s"] for r in rows)
-print(json.dumps({"impl": "dsv2", "tokens_per_s": round(v[len(v) // 2], 1)}))
+def median(values):
+    values = sorted(values)
+    return values[len(values) // 2]
+phases = {k: round(median(r["seconds"][k] for r in rows), 3) for k in rows[0]["seconds"]}
+print(json.dumps({"impl": "dsv2", "tokens_per_s": round(median(r["tokens_per_s"] for r in rows), 1), "seconds": phases}))
 PY
 python3 bench/bench_train_torch.py "$W/dsv2" 16 256 6
 "$BUILD/bench_gemm" 2

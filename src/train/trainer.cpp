@@ -150,9 +150,11 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     const Batch batch = sampler.next(sequences, o.seq_len);
     tw.zero_grads();
     const StepResult r = model.run(batch, true, true);
+    const auto optimizer_start = std::chrono::steady_clock::now();
     const double grad_norm = clip_grad_norm(tw, o.clip);
     const double lr = o.lr.at(state.step, o.steps, static_cast<double>(state.tokens) / static_cast<double>(planned_tokens));
     adam.step(tw, lr);
+    const double optimizer_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - optimizer_start).count();
     // V3's aux-loss-free balancing: b_i += γ·sign(mean load − load_i), for selection only.
     if (o.moe.bias_update_speed > 0.0 && config.topk_method == "noaux_tc") {
       size_t moe_index = 0;
@@ -174,7 +176,14 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
                                    {"comm_balance", r.comm_loss}, {"sequence_balance", r.sequence_loss},
                                    {"max_violation", r.max_violation}, {"dropped_share", r.dropped_share},
                                    {"lr", lr}, {"grad_norm", grad_norm}, {"batch_tokens", batch.batch * batch.seq_len},
-                                   {"tokens", state.tokens}, {"tokens_per_s", batch.batch * batch.seq_len / step_seconds}};
+                                   {"tokens", state.tokens}, {"tokens_per_s", batch.batch * batch.seq_len / step_seconds},
+                                   {"seconds", {{"step", step_seconds},
+                                                {"attention_forward", r.seconds.attention_forward},
+                                                {"attention_backward", r.seconds.attention_backward},
+                                                {"ffn_forward", r.seconds.ffn_forward},
+                                                {"ffn_backward", r.seconds.ffn_backward},
+                                                {"lm_head", r.seconds.lm_head},
+                                                {"optimizer", optimizer_seconds}}}};
     const bool eval_now = o.eval_every > 0 && ((state.step + 1) % o.eval_every == 0 || state.step + 1 == o.steps);
     if (eval_now && !data.validation.tokens.empty()) {
       const EvalResult v = evaluate(model, data.validation, o.seq_len, o.eval_batches);

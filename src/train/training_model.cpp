@@ -1,5 +1,6 @@
 #include "train/training_model.h"
 
+#include <chrono>
 #include <cmath>
 
 #include "core/error.h"
@@ -17,6 +18,9 @@ namespace {
 void add_into(float* x, const float* y, int64_t n) {
   parallel_for(n, kElementwiseGrain, [&](int64_t begin, int64_t end) { axpy(1.0f, y + begin, x + begin, end - begin); });
 }
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 constexpr int64_t kHeadChunk = 256;  // tokens per LM-head chunk: logits never exist for the whole batch
 
@@ -54,11 +58,14 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     a.x_in = x;
     a.h_attn.resize(N * d);
     rmsnorm(x.data(), lw.input_layernorm.data(), eps, N, d, a.h_attn.data());
+    auto phase_start = Clock::now();
     mla_train_forward(c, rope_, lw.self_attn, a.h_attn.data(), B, T, a.mla, block.data());
+    result.seconds.attention_forward += seconds_since(phase_start);
     add_into(x.data(), block.data(), N * d);
     a.x_mid = x;
     a.h_ffn.resize(N * d);
     rmsnorm(x.data(), lw.post_attention_layernorm.data(), eps, N, d, a.h_ffn.data());
+    phase_start = Clock::now();
     if (lw.is_moe) {
       MoeStats stats;
       moe_train_forward(c, options_, lw.moe, a.h_ffn.data(), B, T, batch.droppable, training, a.moe, stats, block.data());
@@ -76,6 +83,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     } else {
       mlp_train_forward(lw.mlp, a.h_ffn.data(), N, a.mlp, block.data());
     }
+    result.seconds.ffn_forward += seconds_since(phase_start);
     add_into(x.data(), block.data(), N * d);
   }
   if (moe_layers) {
@@ -86,6 +94,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   }
 
   // Final norm, LM head and cross-entropy, a chunk of tokens at a time.
+  const auto head_start = Clock::now();
   std::vector<float> h_final(N * d), d_h_final(backward ? N * d : 0, 0.0f);
   rmsnorm(x.data(), w.norm.data(), eps, N, d, h_final.data());
   for (int32_t t : batch.targets) result.targets += t >= 0;
@@ -123,24 +132,30 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   }
   result.loss = loss_sum / result.targets;
   result.objective += result.loss;
+  result.seconds.lm_head = seconds_since(head_start);
   if (!backward) return result;
 
   // Backward through the layers.
   std::vector<float> dx(N * d, 0.0f), d_h(N * d);
   rmsnorm_backward(x.data(), w.norm.data(), eps, N, d, d_h_final.data(), dx.data(), mut(g.norm));
+  result.seconds.lm_head = seconds_since(head_start);
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
     const LayerWeights& lw = w.layers[l];
     const LayerWeights& lg = g.layers[l];
     LayerActivations& a = acts[l];
     std::fill(d_h.begin(), d_h.end(), 0.0f);
+    auto phase_start = Clock::now();
     if (lw.is_moe)
       moe_train_backward(c, options_, lw.moe, lg.moe, a.h_ffn.data(), B, T, a.moe, dx.data(), d_h.data());
     else
       mlp_train_backward(lw.mlp, lg.mlp, a.h_ffn.data(), N, a.mlp, dx.data(), d_h.data());
+    result.seconds.ffn_backward += seconds_since(phase_start);
     rmsnorm_backward(a.x_mid.data(), lw.post_attention_layernorm.data(), eps, N, d, d_h.data(), dx.data(),
                      mut(lg.post_attention_layernorm));
     std::fill(d_h.begin(), d_h.end(), 0.0f);
+    phase_start = Clock::now();
     mla_train_backward(c, rope_, lw.self_attn, lg.self_attn, a.h_attn.data(), B, T, a.mla, dx.data(), d_h.data());
+    result.seconds.attention_backward += seconds_since(phase_start);
     rmsnorm_backward(a.x_in.data(), lw.input_layernorm.data(), eps, N, d, d_h.data(), dx.data(), mut(lg.input_layernorm));
   }
   float* d_embed = mut(g.embed_tokens);

@@ -19,6 +19,13 @@ struct Batch {
   std::vector<uint8_t> droppable;        // per sequence: may its tokens be dropped (token dropping)
 };
 
+// Wall-clock seconds of a step's phases (the metrics log's "seconds" field).
+struct PhaseSeconds {
+  double attention_forward = 0.0, attention_backward = 0.0;  // MLA, all layers
+  double ffn_forward = 0.0, ffn_backward = 0.0;              // dense MLPs and MoE (router, experts)
+  double lm_head = 0.0;  // final norm, LM head and cross-entropy, forward and backward
+};
+
 struct StepResult {
   double loss = 0.0;          // mean cross-entropy over counted targets (nats)
   double objective = 0.0;     // what backward differentiates: loss + balance losses + α_seq·sequence losses
@@ -29,6 +36,7 @@ struct StepResult {
   int64_t targets = 0;
   std::vector<std::vector<int64_t>> selected;  // per MoE layer (in layer order), per expert
   std::vector<double> token_losses;            // per target (when asked), in nats
+  PhaseSeconds seconds;
 };
 
 // What the forward pass keeps of one layer for the backward pass.
