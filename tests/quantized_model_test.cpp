@@ -14,6 +14,7 @@
 #include "model/convert.h"
 #include "core/parallel.h"
 #include "model/model.h"
+#include "ops/amx.h"
 #include "tokenizer/tokenizer.h"
 #include "test_util.h"
 
@@ -214,12 +215,27 @@ TEST(LongContext, TiledAbsorbedAttentionMatchesNaive) {
   const std::vector<float> decoded_tail(decoded.begin() + (prefill - 1) * vocab, decoded.end());
   const test::Diff b = test::compare(decoded_tail, naive_tail);
   EXPECT_LT(b.max_abs_diff, 1e-4f * b.max_abs_ref) << b.max_abs_diff;
+  // The same positions over a q8 cache with AMX's bfloat16 tile products (where
+  // the CPU has them): against the naive path's float32 products over the same
+  // stored values, only the bfloat16 rounding of the products' inputs differs.
+  if (!amx::available()) return;
+  set_num_threads(3);
+  const auto naive_q8 = all_logits(model, ids, total, CacheType::kQ8, AttentionPath::kNaive);
+  const auto decoded_q8 = all_logits(model, ids, prefill, CacheType::kQ8);
+  set_num_threads(threads);
+  const Agreement q8 = agreement(naive_q8, decoded_q8, vocab);
+  std::printf("[ amx ] q8 cache, AMX against float32 products over %lld positions: mean KL %.7f nats, top-1 %.1f%%\n",
+              (long long)total, q8.mean_kl, 100.0 * q8.top1);
+  EXPECT_LT(q8.mean_kl, 2e-5);
+  EXPECT_GT(q8.top1, 0.98);
 }
 
 // A quantized latent cache (q8: 9 bits per value; q4: 4-bit c_kv and bfloat16
 // k_R) against the float32 cache on real text, prefilled and one token at a
 // time; the naive path reads the same stored values, so it agrees with the
-// absorbed one under each type.
+// absorbed one's float32 products under each type. Where the CPU has AMX, the
+// absorbed path's bfloat16 tile products (ops/amx.h) must stay within the
+// same bounds.
 TEST(QuantizedCache, StaysCloseToFloat32CacheOnRealText) {
   const auto tokenizer = Tokenizer::load(shipped_model());
   const auto ids = tokenizer->encode(kText);
@@ -227,20 +243,27 @@ TEST(QuantizedCache, StaysCloseToFloat32CacheOnRealText) {
   const int64_t vocab = model.config().vocab_size, n = static_cast<int64_t>(ids.size());
   const auto reference = all_logits(model, ids, n);
   for (auto [type, max_kl, min_top1] : {std::tuple{CacheType::kQ8, 1e-4, 0.99}, std::tuple{CacheType::kQ4, 2e-3, 0.97}}) {
-    const auto prefilled = all_logits(model, ids, n, type);
-    const auto stepped = all_logits(model, ids, 1, type);
-    const auto naive = all_logits(model, ids, n, type, AttentionPath::kNaive);
-    const Agreement a = agreement(reference, prefilled, vocab), b = agreement(reference, stepped, vocab);
-    std::printf("[ cache ] %s vs f32 cache over %lld positions: mean KL %.6f nats, top-1 %.1f%% (prefill); "
-                "%.6f, %.1f%% (one token at a time)\n",
-                cache_type_name(type).c_str(), (long long)n, a.mean_kl, 100.0 * a.top1, b.mean_kl, 100.0 * b.top1);
-    EXPECT_LT(a.mean_kl, max_kl);
-    EXPECT_GT(a.top1, min_top1);
-    EXPECT_LT(b.mean_kl, max_kl);
-    EXPECT_GT(b.top1, min_top1);
-    EXPECT_GT(a.mean_kl, 0.0);  // the cache really was quantized
-    const test::Diff d = test::compare(naive, prefilled);
-    EXPECT_LT(d.max_abs_diff, 1e-4f * d.max_abs_ref) << cache_type_name(type);
+    for (bool tiles : {false, true}) {
+      if (tiles && !amx::available()) continue;
+      amx::set_enabled(tiles);
+      const auto prefilled = all_logits(model, ids, n, type);
+      const auto stepped = all_logits(model, ids, 1, type);
+      const Agreement a = agreement(reference, prefilled, vocab), b = agreement(reference, stepped, vocab);
+      std::printf("[ cache ] %s%s vs f32 cache over %lld positions: mean KL %.6f nats, top-1 %.1f%% (prefill); "
+                  "%.6f, %.1f%% (one token at a time)\n",
+                  cache_type_name(type).c_str(), tiles ? " (AMX bf16 products)" : "", (long long)n, a.mean_kl,
+                  100.0 * a.top1, b.mean_kl, 100.0 * b.top1);
+      EXPECT_LT(a.mean_kl, max_kl);
+      EXPECT_GT(a.top1, min_top1);
+      EXPECT_LT(b.mean_kl, max_kl);
+      EXPECT_GT(b.top1, min_top1);
+      EXPECT_GT(a.mean_kl, 0.0);  // the cache really was quantized
+      if (!tiles) {
+        const test::Diff d = test::compare(all_logits(model, ids, n, type, AttentionPath::kNaive), prefilled);
+        EXPECT_LT(d.max_abs_diff, 1e-4f * d.max_abs_ref) << cache_type_name(type);
+      }
+    }
+    amx::set_enabled(true);
   }
 }
 

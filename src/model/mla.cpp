@@ -6,9 +6,11 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "core/parallel.h"
+#include "ops/amx.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/matmul.h"
@@ -97,6 +99,67 @@ struct AttentionWork {
 // may not see (later than itself) are masked. The softmax runs online (the
 // FlashAttention recurrence), so the tile is converted from the cache's
 // storage type once and each row of the cache is read once.
+// The two products of a tile on AMX bfloat16 tiles (ops/amx.h) instead of
+// float32 GEMMs, where the CPU has them and the cache is stored quantized.
+// Scores come out transposed, Sᵀ = [C ; K_R]·[Q_lat ; Q_R]ᵀ, so that the cache
+// rows are the tiles' A operand as they are; the weighted sum out += P·C takes
+// C pair-interleaved. Query counts are padded to 16 and [d_c ; d_R] to 32 with
+// zeros, which add nothing.
+class AmxTileProducts {
+ public:
+  static bool applies(const Dims& dm, const LatentCache& cache) {
+    return cache.type() != CacheType::kF32 && dm.latent % 16 == 0 && dm.rope % 2 == 0 && amx::enabled();
+  }
+
+  // Once per work item: [Q_lat ; Q_R]ᵀ as AMX's B operand.
+  AmxTileProducts(const Dims& dm, int64_t queries, const float* q_lat, const float* q_rope)
+      : dm_(dm), queries_(queries), padded_(round_up(queries, 16)), width_(round_up(dm.latent + dm.rope, 32)) {
+    q_.assign(static_cast<size_t>(width_ * padded_), 0);
+    amx::pack_b_transposed(q_lat, dm.latent, dm.latent, queries, padded_, q_.data());
+    amx::pack_b_transposed(q_rope, dm.qk, dm.rope, queries, padded_, q_.data() + dm.latent * padded_);
+  }
+
+  // S [queries, n] = scale · (Q_lat·Cᵀ + Q_R·K_Rᵀ).
+  void scores(const LatentCache::Rows& tile, int64_t n, float scale, float* S) {
+    const int64_t rows = round_up(n, 16);
+    rows_.assign(static_cast<size_t>(rows * width_), 0);
+    amx::to_bf16_rows(tile.latents, dm_.latent, n, dm_.latent, rows_.data(), width_);
+    amx::to_bf16_rows(tile.rope_keys, dm_.rope, n, dm_.rope, rows_.data() + dm_.latent, width_);
+    transposed_.resize(static_cast<size_t>(rows * padded_));
+    amx::gemm_bf16(rows, padded_, width_, rows_.data(), width_, q_.data(), transposed_.data(), padded_, false);
+    for (int64_t i = 0; i < queries_; ++i)
+      for (int64_t s = 0; s < n; ++s) S[i * n + s] = scale * transposed_[s * padded_ + i];
+  }
+
+  // out [queries, d_c] += P·C, P the tile's unnormalised probabilities S [queries, n].
+  void accumulate(const LatentCache::Rows& tile, int64_t n, const float* P, float* out) {
+    const int64_t k = round_up(n, 32);  // positions, padded with zero weights and zero rows
+    probs_.assign(static_cast<size_t>(padded_ * k), 0);
+    amx::to_bf16_rows(P, n, queries_, n, probs_.data(), k);
+    latents_.resize(static_cast<size_t>(k * dm_.latent));
+    amx::pack_b(tile.latents, dm_.latent, n, k, dm_.latent, latents_.data());
+    if (padded_ == queries_) {
+      amx::gemm_bf16(queries_, dm_.latent, k, probs_.data(), k, latents_.data(), out, dm_.latent, true);
+      return;
+    }
+    sums_.resize(static_cast<size_t>(padded_ * dm_.latent));  // the padded rows must not land in out
+    amx::gemm_bf16(padded_, dm_.latent, k, probs_.data(), k, latents_.data(), sums_.data(), dm_.latent, false);
+    for (int64_t i = 0; i < queries_ * dm_.latent; ++i) out[i] += sums_[i];
+  }
+
+ private:
+  static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+  const Dims& dm_;
+  int64_t queries_, padded_, width_;
+  // Grow-only per thread: no allocation per decoded token once warm.
+  static thread_local std::vector<uint16_t> q_, rows_, probs_, latents_;
+  static thread_local std::vector<float> transposed_, sums_;
+};
+thread_local std::vector<uint16_t> AmxTileProducts::q_, AmxTileProducts::rows_, AmxTileProducts::probs_,
+    AmxTileProducts::latents_;
+thread_local std::vector<float> AmxTileProducts::transposed_, AmxTileProducts::sums_;
+
 void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std::vector<RowContext>& context,
                   int64_t layer, float scale, const AttentionWork& work) {
   const int64_t queries = work.rows * dm.heads;
@@ -108,12 +171,18 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
   scores.resize(static_cast<size_t>(queries * kTile));
   for (int64_t i = 0; i < queries; ++i) work.max[i] = -std::numeric_limits<float>::infinity(), work.sum[i] = 0.0f;
   std::fill(work.out, work.out + queries * dm.latent, 0.0f);
+  std::optional<AmxTileProducts> amx_products;
+  if (AmxTileProducts::applies(dm, cache)) amx_products.emplace(dm, queries, ql, q_rope);
   for (int64_t s0 = work.begin; s0 < work.end; s0 += kTile) {
     const int64_t n = std::min(kTile, work.end - s0);
     const LatentCache::Rows tile = cache.read(layer, s0, n, converted);
     float* S = scores.data();
-    gemm(false, true, queries, n, dm.latent, scale, ql, dm.latent, tile.latents, dm.latent, 0.0f, S, n);
-    gemm(false, true, queries, n, dm.rope, scale, q_rope, dm.qk, tile.rope_keys, dm.rope, 1.0f, S, n);
+    if (amx_products) {
+      amx_products->scores(tile, n, scale, S);
+    } else {
+      gemm(false, true, queries, n, dm.latent, scale, ql, dm.latent, tile.latents, dm.latent, 0.0f, S, n);
+      gemm(false, true, queries, n, dm.rope, scale, q_rope, dm.qk, tile.rope_keys, dm.rope, 1.0f, S, n);
+    }
     for (int64_t i = 0; i < queries; ++i) {
       float* row = S + i * n;
       const int64_t visible = std::clamp<int64_t>(first_position + i / dm.heads + 1 - s0, 0, n);  // causal mask
@@ -129,7 +198,8 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
       work.sum[i] += exp_shifted_sum(row, visible, new_max);
       std::fill(row + visible, row + n, 0.0f);
     }
-    gemm(false, false, queries, dm.latent, n, 1.0f, S, n, tile.latents, dm.latent, 1.0f, work.out, dm.latent);
+    if (amx_products) amx_products->accumulate(tile, n, S, work.out);
+    else gemm(false, false, queries, dm.latent, n, 1.0f, S, n, tile.latents, dm.latent, 1.0f, work.out, dm.latent);
   }
 }
 
