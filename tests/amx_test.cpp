@@ -60,8 +60,11 @@ TEST(Amx, ProductsEqualTheSumsOverTheSameBfloat16Values) {
   struct Shape {
     int64_t m, n, k;
   };
-  // One tile; 2×2 tile blocks; odd tile counts in m and n (the 2×1, 1×2, 1×1 blocks); the decode shapes.
-  for (const Shape s : {Shape{16, 16, 32}, Shape{32, 32, 64}, Shape{48, 80, 96}, Shape{128, 16, 576}, Shape{16, 512, 128}})
+  // One tile; 2×2 blocks; odd tile counts (2×2 blocks and single tiles); 4×1 and
+  // 1×4 blocks with single tiles left over; the decode shapes.
+  for (const Shape s :
+       {Shape{16, 16, 32}, Shape{32, 32, 64}, Shape{48, 80, 96}, Shape{80, 16, 32},
+                          Shape{16, 96, 32}, Shape{128, 16, 576}, Shape{16, 512, 128}})
     for (bool accumulate : {false, true}) {
       SCOPED_TRACE(std::to_string(s.m) + "x" + std::to_string(s.n) + "x" + std::to_string(s.k) + (accumulate ? " +=" : ""));
       const int64_t lda = s.k + 16, ldc = s.n + 8;

@@ -56,6 +56,10 @@ class LatentCache {
     const float* rope_keys;
   };
   Rows read(int64_t layer, int64_t begin, int64_t count, std::vector<float>& buffer) const;
+  // The stored c_kv and k_R rows of a layer as they are (rows are positions;
+  // valid until the next reserve), for kernels that read the storage format.
+  WeightMatrix stored_latents(int64_t layer) const { return latent_[layer].view(reserved_); }
+  WeightMatrix stored_rope_keys(int64_t layer) const { return rope_key_[layer].view(reserved_); }
 
   // Bytes per token over all layers, block scales included.
   static int64_t bytes_per_token(const Config& config, CacheType type = CacheType::kF32);

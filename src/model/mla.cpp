@@ -119,12 +119,29 @@ class AmxTileProducts {
     amx::pack_b_transposed(q_rope, dm.qk, dm.rope, queries, padded_, q_.data() + dm.latent * padded_);
   }
 
-  // S [queries, n] = scale · (Q_lat·Cᵀ + Q_R·K_Rᵀ).
-  void scores(const LatentCache::Rows& tile, int64_t n, float scale, float* S) {
+  // Positions [begin, begin + n) of the cache as the two products' operands:
+  // [C ; K_R] as bf16 A rows (scores) and C pair-interleaved as B (weighted
+  // sum); from q8 codes in one pass, otherwise through float32 rows.
+  void load(const LatentCache& cache, int64_t layer, int64_t begin, int64_t n) {
+    const int64_t rows = round_up(n, 16), k = round_up(n, 32);
+    rows_.resize(static_cast<size_t>(rows * width_));
+    zero_padding(rows_.data(), n, dm_.latent + dm_.rope, rows, width_);
+    latents_.resize(static_cast<size_t>(k * dm_.latent));
+    const WeightMatrix latents = cache.stored_latents(layer), rope_keys = cache.stored_rope_keys(layer);
+    if (latents.is_q8()) {
+      amx::q8_operands(reinterpret_cast<const int8_t*>(latents.row_data(begin)), latents.row_scales(begin), n, dm_.latent,
+                       k, rows_.data(), width_, latents_.data());
+    } else {
+      float* c = float_rows(latents, begin, n);
+      amx::to_bf16_rows(c, dm_.latent, n, dm_.latent, rows_.data(), width_);
+      amx::pack_b(c, dm_.latent, n, k, dm_.latent, latents_.data());
+    }
+    amx::to_bf16_rows(float_rows(rope_keys, begin, n), dm_.rope, n, dm_.rope, rows_.data() + dm_.latent, width_);
+  }
+
+  // S [queries, n] = scale · (Q_lat·Cᵀ + Q_R·K_Rᵀ) over the loaded positions.
+  void scores(int64_t n, float scale, float* S) {
     const int64_t rows = round_up(n, 16);
-    rows_.assign(static_cast<size_t>(rows * width_), 0);
-    amx::to_bf16_rows(tile.latents, dm_.latent, n, dm_.latent, rows_.data(), width_);
-    amx::to_bf16_rows(tile.rope_keys, dm_.rope, n, dm_.rope, rows_.data() + dm_.latent, width_);
     transposed_.resize(static_cast<size_t>(rows * padded_));
     amx::gemm_bf16(rows, padded_, width_, rows_.data(), width_, q_.data(), transposed_.data(), padded_, false);
     for (int64_t i = 0; i < queries_; ++i)
@@ -132,12 +149,11 @@ class AmxTileProducts {
   }
 
   // out [queries, d_c] += P·C, P the tile's unnormalised probabilities S [queries, n].
-  void accumulate(const LatentCache::Rows& tile, int64_t n, const float* P, float* out) {
+  void accumulate(int64_t n, const float* P, float* out) {
     const int64_t k = round_up(n, 32);  // positions, padded with zero weights and zero rows
-    probs_.assign(static_cast<size_t>(padded_ * k), 0);
+    probs_.resize(static_cast<size_t>(padded_ * k));
+    zero_padding(probs_.data(), queries_, n, padded_, k);
     amx::to_bf16_rows(P, n, queries_, n, probs_.data(), k);
-    latents_.resize(static_cast<size_t>(k * dm_.latent));
-    amx::pack_b(tile.latents, dm_.latent, n, k, dm_.latent, latents_.data());
     if (padded_ == queries_) {
       amx::gemm_bf16(queries_, dm_.latent, k, probs_.data(), k, latents_.data(), out, dm_.latent, true);
       return;
@@ -149,16 +165,27 @@ class AmxTileProducts {
 
  private:
   static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+  // Rows [begin, begin + n) of a stored part as float32 (valid until the next call).
+  static float* float_rows(const WeightMatrix& part, int64_t begin, int64_t n) {
+    converted_.resize(static_cast<size_t>(n * part.cols));
+    for (int64_t i = 0; i < n; ++i) part.dequantize_row(begin + i, converted_.data() + i * part.cols);
+    return converted_.data();
+  }
+  // Zeroes what lies outside [rows, cols) of a [padded_rows, padded_cols] operand.
+  static void zero_padding(uint16_t* m, int64_t rows, int64_t cols, int64_t padded_rows, int64_t padded_cols) {
+    for (int64_t i = 0; i < rows; ++i) std::fill(m + i * padded_cols + cols, m + (i + 1) * padded_cols, uint16_t{0});
+    std::fill(m + rows * padded_cols, m + padded_rows * padded_cols, uint16_t{0});
+  }
 
   const Dims& dm_;
   int64_t queries_, padded_, width_;
   // Grow-only per thread: no allocation per decoded token once warm.
   static thread_local std::vector<uint16_t> q_, rows_, probs_, latents_;
-  static thread_local std::vector<float> transposed_, sums_;
+  static thread_local std::vector<float> transposed_, sums_, converted_;
 };
 thread_local std::vector<uint16_t> AmxTileProducts::q_, AmxTileProducts::rows_, AmxTileProducts::probs_,
     AmxTileProducts::latents_;
-thread_local std::vector<float> AmxTileProducts::transposed_, AmxTileProducts::sums_;
+thread_local std::vector<float> AmxTileProducts::transposed_, AmxTileProducts::sums_, AmxTileProducts::converted_;
 
 void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std::vector<RowContext>& context,
                   int64_t layer, float scale, const AttentionWork& work) {
@@ -175,11 +202,13 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
   if (AmxTileProducts::applies(dm, cache)) amx_products.emplace(dm, queries, ql, q_rope);
   for (int64_t s0 = work.begin; s0 < work.end; s0 += kTile) {
     const int64_t n = std::min(kTile, work.end - s0);
-    const LatentCache::Rows tile = cache.read(layer, s0, n, converted);
     float* S = scores.data();
+    LatentCache::Rows tile{};
     if (amx_products) {
-      amx_products->scores(tile, n, scale, S);
+      amx_products->load(cache, layer, s0, n);
+      amx_products->scores(n, scale, S);
     } else {
+      tile = cache.read(layer, s0, n, converted);
       gemm(false, true, queries, n, dm.latent, scale, ql, dm.latent, tile.latents, dm.latent, 0.0f, S, n);
       gemm(false, true, queries, n, dm.rope, scale, q_rope, dm.qk, tile.rope_keys, dm.rope, 1.0f, S, n);
     }
@@ -198,7 +227,7 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
       work.sum[i] += exp_shifted_sum(row, visible, new_max);
       std::fill(row + visible, row + n, 0.0f);
     }
-    if (amx_products) amx_products->accumulate(tile, n, S, work.out);
+    if (amx_products) amx_products->accumulate(n, S, work.out);
     else gemm(false, false, queries, dm.latent, n, 1.0f, S, n, tile.latents, dm.latent, 1.0f, work.out, dm.latent);
   }
 }

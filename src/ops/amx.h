@@ -34,6 +34,13 @@ void pack_b(const float* b, int64_t ldb, int64_t k, int64_t k_padded, int64_t n,
 // as the first k rows (k even) of a B n_padded wide; columns n..n_padded are left alone.
 void pack_b_transposed(const float* bt, int64_t ld, int64_t k, int64_t n, int64_t n_padded, uint16_t* out);
 
+// Both operands of a tile of q8 rows (int8 codes q [n, width], a float32 scale per
+// 32 codes) in one pass: the values q·scale as bf16 A rows (rows[i·ld_rows + c]),
+// and as B pair-interleaved ([k_padded, width], rows n..k_padded zero). width a
+// multiple of 32.
+void q8_operands(const int8_t* q, const float* scales, int64_t n, int64_t width, int64_t k_padded, uint16_t* rows,
+                 int64_t ld_rows, uint16_t* b);
+
 // C (+)= A·B on the tiles; m and n multiples of 16, k a multiple of 32.
 void gemm_bf16(int64_t m, int64_t n, int64_t k, const uint16_t* a, int64_t lda, const uint16_t* b, float* c, int64_t ldc,
                bool accumulate);
