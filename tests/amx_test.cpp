@@ -45,6 +45,26 @@ TEST(Amx, PackedLayoutsAreTheDocumentedOnes) {
     for (int64_t j = 0; j < n; ++j)
       ASSERT_EQ(packed_t[kk / 2 * 2 * n + 2 * j + kk % 2], j < n2 ? float_to_bf16(bt[j * 2 * ld + kk]) : 0xffff);
 
+  // q8 rows (codes, a scale per 32) → bf16 rows and pair-interleaved B in one pass;
+  // an odd row count leaves the last pair's second row zero, then whole zero pairs.
+  const int64_t positions = 5, width = 64, k_q8 = 32;
+  std::mt19937 rng(9);
+  std::uniform_int_distribution<int> code(-127, 127);
+  std::vector<int8_t> codes(positions * width);
+  for (auto& c : codes) c = static_cast<int8_t>(code(rng));
+  const auto q8_scales = random_values(positions * width / 32, 10);
+  std::vector<uint16_t> q8_rows(positions * 80, 0x1234), q8_b(k_q8 * width, 0xffff);
+  amx::q8_operands(codes.data(), q8_scales.data(), positions, width, k_q8, q8_rows.data(), 80, q8_b.data());
+  for (int64_t t = 0; t < k_q8; ++t)
+    for (int64_t c = 0; c < width; ++c) {
+      const uint16_t value = t < positions ? float_to_bf16(codes[t * width + c] * q8_scales[t * 2 + c / 32]) : 0;
+      if (t < positions) {
+        ASSERT_EQ(q8_rows[t * 80 + c], value) << t << "," << c;
+      }
+      ASSERT_EQ(q8_b[t / 2 * 2 * width + 2 * c + t % 2], value) << t << "," << c;
+    }
+  EXPECT_EQ(q8_rows[79], 0x1234) << "past the row width stays untouched";
+
   const int64_t m = 5, cols = 40;  // 32 by the vector path, 8 by the scalar tail
   const auto a = random_values(m * ld, 3);
   std::vector<uint16_t> rows(m * 64, 0x1234);

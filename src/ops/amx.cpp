@@ -71,8 +71,8 @@ void set_enabled(bool on) { switched_on.store(on, std::memory_order_relaxed); }
 
 namespace {
 
-// Sixteen float32 → sixteen bfloat16 (round to nearest even), by the AVX512-BF16
-// instruction that converts two vectors at once.
+// Two vectors of sixteen float32 → thirty-two bfloat16, low's then high's (round
+// to nearest even), by the AVX512-BF16 instruction that converts two at once.
 DSV2_AVX512_BF16 inline __m512i bf16_pair(__m512 low, __m512 high) {
   return reinterpret_cast<__m512i>(_mm512_cvtne2ps_pbh(high, low));  // high half from the first operand
 }
