@@ -93,12 +93,6 @@ struct AttentionWork {
   float* out;  // [queries, d_c]
 };
 
-// Scores S = (Q_lat·Cᵀ + Q_R·K_Rᵀ)·scale per tile of cached positions, and the
-// latents weighted by softmax(S): two small GEMMs per tile over the tile's
-// rows, read once for all heads (and rows) of the work item. Positions a row
-// may not see (later than itself) are masked. The softmax runs online (the
-// FlashAttention recurrence), so the tile is converted from the cache's
-// storage type once and each row of the cache is read once.
 // The two products of a tile on AMX bfloat16 tiles (ops/amx.h) instead of
 // float32 GEMMs, where the CPU has them and the cache is stored quantized.
 // Scores come out transposed, Sᵀ = [C ; K_R]·[Q_lat ; Q_R]ᵀ, so that the cache
@@ -187,6 +181,12 @@ thread_local std::vector<uint16_t> AmxTileProducts::q_, AmxTileProducts::rows_, 
     AmxTileProducts::latents_;
 thread_local std::vector<float> AmxTileProducts::transposed_, AmxTileProducts::sums_, AmxTileProducts::converted_;
 
+// Scores S = (Q_lat·Cᵀ + Q_R·K_Rᵀ)·scale per tile of cached positions, and the
+// latents weighted by softmax(S): two small GEMMs per tile over the tile's
+// rows, read once for all heads (and rows) of the work item. Positions a row
+// may not see (later than itself) are masked. The softmax runs online (the
+// FlashAttention recurrence), so the tile is converted from the cache's
+// storage type once and each row of the cache is read once.
 void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std::vector<RowContext>& context,
                   int64_t layer, float scale, const AttentionWork& work) {
   const int64_t queries = work.rows * dm.heads;
