@@ -155,18 +155,19 @@ struct alignas(64) TileConfig {
   uint8_t rows[16] = {};
 };
 
-// One block of C in tiles 0-3 (kRows × kCols tiles of 16×16, kRows·kCols ≤ 4):
-// A in tiles 4-5, B in 6-7. Four accumulators keep four independent chains of
-// tile products in flight (a product's latency is several times its issue
-// interval), so a C one tile high (16 queries) runs 1×4 and one tile wide 4×1.
-// Tile numbers are part of the instructions, hence the templates.
-// (A macro: the tile intrinsics paste the tile number into the instruction text.)
+// Loads an accumulator tile from C, or zeroes it. A macro, not a function: the
+// tile intrinsics paste the tile number into the instruction text.
 #define DSV2_LOAD_OR_ZERO(tile, c, c_stride, accumulate) \
   do {                                                   \
     if (accumulate) _tile_loadd(tile, c, c_stride);      \
     else _tile_zero(tile);                               \
   } while (false)
 
+// One block of C in tiles 0-3 (kRows × kCols tiles of 16×16, kRows·kCols ≤ 4):
+// A in tiles 4-5, B in 6-7. Four accumulators keep four independent chains of
+// tile products in flight (a product's latency is several times its issue
+// interval), so a C one tile high (16 queries) runs 1×4 and one tile wide 4×1.
+// Tile numbers are part of the instructions, hence the templates.
 template <int kRows, int kCols>
 DSV2_AMX void block(int64_t k, const uint16_t* a, int64_t lda, const uint16_t* b, int64_t n, float* c, int64_t ldc,
                     bool accumulate) {

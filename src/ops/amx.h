@@ -26,7 +26,7 @@ bool available();
 bool enabled();
 void set_enabled(bool on);
 
-// A rows: out[i·ldo + c] = bf16(a[i·lda + c]) for i < m, c < k (k a multiple of 16).
+// A rows: out[i·ldo + c] = bf16(a[i·lda + c]) for i < m, c < k (any k; the rest of each row untouched).
 void to_bf16_rows(const float* a, int64_t lda, int64_t m, int64_t k, uint16_t* out, int64_t ldo);
 // B from a row-major float32 [k, n] matrix (ldb); rows k..k_padded are zero.
 void pack_b(const float* b, int64_t ldb, int64_t k, int64_t k_padded, int64_t n, uint16_t* out);

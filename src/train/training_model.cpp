@@ -132,13 +132,15 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   }
   result.loss = loss_sum / result.targets;
   result.objective += result.loss;
-  result.seconds.lm_head = seconds_since(head_start);
-  if (!backward) return result;
+  if (!backward) {
+    result.seconds.lm_head = seconds_since(head_start);
+    return result;
+  }
 
   // Backward through the layers.
   std::vector<float> dx(N * d, 0.0f), d_h(N * d);
   rmsnorm_backward(x.data(), w.norm.data(), eps, N, d, d_h_final.data(), dx.data(), mut(g.norm));
-  result.seconds.lm_head = seconds_since(head_start);
+  result.seconds.lm_head = seconds_since(head_start);  // forward and backward of the head, final norm included
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l) {
     const LayerWeights& lw = w.layers[l];
     const LayerWeights& lg = g.layers[l];
