@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "dist/runtime.h"
+
 namespace dsv2::cli {
 
 Args::Args(int argc, char** argv, std::string usage, std::vector<OptionSpec> specs)
@@ -62,7 +64,7 @@ std::string Args::help_text() const {
 }
 
 bool Args::print_help_if_requested() const {
-  if (help_) std::fputs(help_text().c_str(), stdout);
+  if (help_ && dist::world().is_root()) std::fputs(help_text().c_str(), stdout);  // under mpirun: once
   return help_;
 }
 

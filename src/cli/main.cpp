@@ -1,5 +1,8 @@
 // dsv2: one binary, many subcommands. Exit code 0 on success; otherwise a
 // one-line reason on stderr and 1 (bad input or failure) or 2 (bad usage).
+#include <omp.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <cstdlib>
@@ -10,6 +13,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/parallel.h"
+#include "dist/runtime.h"
 
 namespace {
 
@@ -17,24 +21,46 @@ struct Command {
   const char* name;
   int (*run)(int, char**);
   const char* summary;
+  bool across_ranks;  // runs as one job under mpirun -np N > 1
 };
 
 constexpr Command kCommands[] = {
-    {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model"},
-    {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file"},
-    {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt"},
-    {"chat", dsv2::cli::run_chat, "interactive chat in the terminal"},
-    {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer"},
-    {"detokenize", dsv2::cli::run_detokenize, "token ids -> text"},
-    {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary"},
-    {"train", dsv2::cli::run_train, "train a DeepSeek-V2-architecture model from scratch"},
-    {"eval", dsv2::cli::run_eval, "loss, perplexity and bits per byte of a model on text files"},
-    {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train"},
-    {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page"},
-    {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type"},
-    {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes"},
-    {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline"},
+    {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model", false},
+    {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file", false},
+    {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt", false},
+    {"chat", dsv2::cli::run_chat, "interactive chat in the terminal", false},
+    {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer", false},
+    {"detokenize", dsv2::cli::run_detokenize, "token ids -> text", false},
+    {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary", false},
+    {"train", dsv2::cli::run_train, "train a DeepSeek-V2-architecture model from scratch (also under mpirun)", true},
+    {"eval", dsv2::cli::run_eval, "loss, perplexity and bits per byte of a model on text files", false},
+    {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train", false},
+    {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page", false},
+    {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type", false},
+    {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes", false},
+    {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", false},
 };
+
+// One line on stderr for a failed command: the usage hint for exit code 2.
+void report(const char* command, const std::string& where, const char* message, int exit_code) {
+  if (exit_code == 2)
+    std::fprintf(stderr, "dsv2 %s%s: %s (see 'dsv2 %s --help')\n", command, where.c_str(), message, command);
+  else
+    std::fprintf(stderr, "dsv2 %s%s: error: %s\n", command, where.c_str(), message);
+}
+
+// A failure only this rank knows about: it reports it (naming itself when the
+// job has several ranks) and, in a job of several ranks, ends the whole job at
+// once rather than leave the others waiting for it.
+int fail_alone(const char* command, const char* message, int exit_code) {
+  const auto& world = dsv2::dist::world();
+  if (world.size() == 1) {
+    report(command, "", message, exit_code);
+    return exit_code;
+  }
+  report(command, " (rank " + std::to_string(world.rank()) + ")", message, exit_code);
+  dsv2::dist::abort_job(exit_code);
+}
 
 void print_usage(std::FILE* out) {
   std::fprintf(out, "usage: dsv2 <command> [options]\n\ncommands:\n");
@@ -93,7 +119,11 @@ std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer) {
 }
 
 void apply_thread_option(const Args& args) {
-  if (!args.has("threads")) return;
+  if (!args.has("threads")) {
+    // Ranks started on one machine share its cores.
+    if (dist::local_ranks() > 1) set_num_threads(std::max(1, omp_get_num_procs() / dist::local_ranks()));
+    return;
+  }
   const long long threads = args.get_int("threads", 0);
   if (threads < 1 || threads > 1024) throw UsageError("option --threads: must be between 1 and 1024");
   set_num_threads(static_cast<int>(threads));
@@ -102,23 +132,32 @@ void apply_thread_option(const Args& args) {
 }  // namespace dsv2::cli
 
 int main(int argc, char** argv) {
+  // Under mpirun: MPI starts here and stops when main returns (see dist/runtime.h).
+  dsv2::dist::Runtime mpi(&argc, &argv);
+  const auto& world = dsv2::dist::world();
   if (argc < 2 || !std::strcmp(argv[1], "--help") || !std::strcmp(argv[1], "-h") || !std::strcmp(argv[1], "help")) {
-    print_usage(argc < 2 ? stderr : stdout);
+    if (world.is_root()) print_usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? 2 : 0;
   }
   const std::string name = argv[1];
   for (const auto& command : kCommands) {
     if (name != command.name) continue;
+    if (world.size() > 1 && !command.across_ranks) {  // every rank sees the same: no rank waits for another
+      if (world.is_root())
+        report(command.name, "", "does not run across MPI ranks; start it without mpirun (or with -np 1)", 2);
+      return 2;
+    }
     try {
       return command.run(argc - 2, argv + 2);
+    } catch (const dsv2::dist::JobError& e) {  // every rank has it: rank 0 reports
+      if (world.is_root()) report(command.name, "", e.what(), e.exit_code);
+      return e.exit_code;
     } catch (const dsv2::cli::UsageError& e) {
-      std::fprintf(stderr, "dsv2 %s: %s (see 'dsv2 %s --help')\n", command.name, e.what(), command.name);
-      return 2;
+      return fail_alone(command.name, e.what(), 2);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "dsv2 %s: error: %s\n", command.name, e.what());
-      return 1;
+      return fail_alone(command.name, e.what(), 1);
     }
   }
-  std::fprintf(stderr, "dsv2: unknown command '%s' (see 'dsv2 --help')\n", name.c_str());
+  if (world.is_root()) std::fprintf(stderr, "dsv2: unknown command '%s' (see 'dsv2 --help')\n", name.c_str());
   return 2;
 }
