@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "dist/runtime.h"
 #include "io/checkpoint.h"
 #include "model/model.h"
 #include "train/data.h"
@@ -25,45 +26,59 @@ TokenData load_data(const Args& args, const Tokenizer& tokenizer, double validat
   return tokenize_files(files, tokenizer, validation_share);
 }
 
-}  // namespace
+// FNV-1a over the token streams: ranks compare it to be sure they read the same data.
+uint64_t data_fingerprint(const TokenData& data) {
+  uint64_t h = 1469598103934665603ull;
+  for (const TokenStream* s : {&data.train, &data.validation}) {
+    for (int32_t t : s->tokens) h = (h ^ static_cast<uint32_t>(t)) * 1099511628211ull;
+    h = (h ^ static_cast<uint64_t>(s->tokens.size())) * 1099511628211ull;
+  }
+  return h;
+}
 
-int run_train(int argc, char** argv) {
-  Args args(argc, argv,
-            "dsv2 train (--model-config FILE | --preset NAME) --tokenizer FILE|DIR --data FILE... --out DIR [--steps N] "
-            "[--seq-len N] [--batch-tokens N] [--lr X] [--resume]",
-            {{"model-config", 0, true, "FILE      config.json of the model to train (Hugging Face fields)"},
-             {"preset", 0, true, "NAME      a built-in shape: tiny, small, small-dense"},
-             {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
-             {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
-             {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
-             {"steps", 0, true, "N         optimizer steps (default 1000)"},
-             {"seq-len", 0, true, "N         tokens per sequence (default 256)"},
-             {"batch-tokens", 0, true, "N         tokens per step (default 8192)"},
-             {"lr", 0, true, "X         peak learning rate (default 4.2e-4)"},
-             {"warmup", 0, true, "N         warm-up steps (default 2000 or 10% of steps if fewer)"},
-             {"schedule", 0, true, "KIND      step (x0.316 at 60% and 90%, default), cosine or constant"},
-             {"batch-ramp", 0, true, "S,N       start at share S of the batch, reach all of it after N steps"},
-             {"init-std", 0, true, "X         init standard deviation (default 0.006)"},
-             {"seed", 0, true, "N         seed for init and data order (default 1)"},
-             {"validation-share", 0, true, "X         share of each file held out (default 0.02)"},
-             {"alpha1", 0, true, "X         expert-level balance loss weight (V2: 0.003)"},
-             {"alpha2", 0, true, "X         device-level balance loss weight (V2: 0.05)"},
-             {"alpha3", 0, true, "X         communication balance loss weight (V2: 0.02)"},
-             {"devices", 0, true, "D         spread routed experts over D groups (default 1)"},
-             {"device-limit", 0, true, "M         route each token to experts on at most M devices"},
-             {"capacity-factor", 0, true, "X         token dropping: per-device budget (V2: 1.0; default off)"},
-             {"never-drop", 0, true, "X         share of sequences never dropped (default 0.1)"},
-             {"bias-update", 0, true, "X         V3 aux-loss-free balancing speed (e.g. 0.001; needs noaux_tc)"},
-             {"sequence-alpha", 0, true, "X         V3 sequence-wise balance loss weight (e.g. 1e-4)"},
-             {"eval-every", 0, true, "N         validation every N steps (default 100)"},
-             {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
-             {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
-             {"resume", 0, false, "          continue from the last checkpoint in --out"},
-             kThreadsOption});
-  if (args.print_help_if_requested()) return 0;
+// Every rank of a job must run the same command on the same data; rank 0 names
+// the first difference.
+void check_ranks_agree(int argc, char** argv, const TokenData& data) {
+  const auto& world = dist::world();
+  std::string mine;
+  for (int i = 0; i < argc; ++i) mine += std::string(argv[i]) + '\n';
+  const std::vector<std::string> commands = world.all_gather(mine);
+  const std::vector<uint64_t> fingerprints = world.all_gather_value<uint64_t>(data_fingerprint(data));
+  for (int r = 1; r < world.size(); ++r) {
+    if (commands[r] != commands[0]) {
+      auto words = [](const std::string& text) {
+        std::vector<std::string> out;
+        for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) out.push_back(text.substr(at, nl - at));
+        return out;
+      };
+      const auto a = words(commands[0]), b = words(commands[r]);
+      size_t i = 0;
+      while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+      throw UsageError("rank " + std::to_string(r) + " was started with different options than rank 0 ('" +
+                       (i < b.size() ? b[i] : "") + "' where rank 0 has '" + (i < a.size() ? a[i] : "") +
+                       "'): start every rank with the same command");
+    }
+    if (fingerprints[r] != fingerprints[0])
+      throw Error("rank " + std::to_string(r) + " read different training data than rank 0 (same files, different contents): "
+                  "every rank needs the same --data");
+  }
+}
+
+// Everything `dsv2 train` needs before its first step, from the command line.
+struct TrainSetup {
+  Config config;
+  TrainerOptions options;
+  TokenData data;
+  int expert_parallel = 1;
+};
+
+TrainSetup parse_train_setup(const Args& args, int ranks) {
+  TrainSetup setup;
+  Config& config = setup.config;
+  TrainerOptions& o = setup.options;
+  int& expert_parallel = setup.expert_parallel;
   apply_thread_option(args);
   const auto tokenizer = Tokenizer::load(args.require("tokenizer"));
-  Config config;
   if (args.has("model-config") == args.has("preset")) throw UsageError("give exactly one of --model-config and --preset");
   if (args.has("preset")) {
     config = preset_config(args.get("preset"), tokenizer->vocab_size());
@@ -73,7 +88,6 @@ int run_train(int argc, char** argv) {
       throw Error(args.get("model-config") + ": vocab_size " + std::to_string(config.vocab_size) +
                   " is smaller than the tokenizer's " + std::to_string(tokenizer->vocab_size()));
   }
-  TrainerOptions o;
   o.out_dir = args.require("out");
   const std::string tok_path = args.get("tokenizer");
   o.tokenizer_dir = std::filesystem::is_directory(tok_path) ? tok_path : std::filesystem::path(tok_path).parent_path().string();
@@ -102,7 +116,14 @@ int run_train(int argc, char** argv) {
   o.moe.alpha_expert = args.get_double("alpha1", 0.0);
   o.moe.alpha_device = args.get_double("alpha2", 0.0);
   o.moe.alpha_comm = args.get_double("alpha3", 0.0);
-  o.moe.devices = args.get_int("devices", 1);
+  expert_parallel = static_cast<int>(args.get_int("expert-parallel", 1));
+  if (const std::string problem = dist::ParallelLayout::check(ranks, expert_parallel, config.n_routed_experts);
+      !problem.empty())
+    throw UsageError(problem + (ranks == 1 && expert_parallel > 1 ? " (start dsv2 under mpirun -np N)" : ""));
+  o.moe.devices = args.get_int("devices", expert_parallel);
+  if (ranks > 1 && o.moe.devices != expert_parallel)
+    throw UsageError("option --devices: under mpirun the devices are the " + std::to_string(expert_parallel) +
+                     " ranks of an expert-parallel group (--expert-parallel); leave --devices out");
   o.moe.capacity_factor = args.get_double("capacity-factor", 0.0);
   o.never_drop_share = args.get_double("never-drop", 0.1);
   o.moe.bias_update_speed = args.get_double("bias-update", 0.0);
@@ -123,13 +144,75 @@ int run_train(int argc, char** argv) {
   }
   if (o.moe.bias_update_speed > 0 && config.topk_method != "noaux_tc")
     throw UsageError("option --bias-update: the model's topk_method must be noaux_tc");
+  if (ranks > 1) {
+    const int64_t sequences = std::max<int64_t>(1, std::llround(o.batch_tokens / o.seq_len * o.ramp.share(0)));
+    if (sequences < ranks)
+      throw UsageError("each of the " + std::to_string(ranks) + " ranks needs at least one sequence per step: " +
+                       "--batch-tokens must be at least ranks × --seq-len" + (o.ramp.steps > 0 ? " from the first step of --batch-ramp" : ""));
+  }
   // Validate the final config exactly as loading it would.
   config = parse_config(config_json(config), "model config");
-  const TokenData data = load_data(args, *tokenizer, args.get_double("validation-share", 0.02));
-  std::fprintf(stderr, "training on %zu tokens (%.1f MB), validating on %zu\n", data.train.tokens.size(),
-               data.train.bytes / 1e6, data.validation.tokens.size());
-  const double val = train(config, data, o);
-  if (!std::isnan(val)) std::printf("final validation loss %.4f (perplexity %.2f)\n", val, std::exp(val));
+  setup.data = load_data(args, *tokenizer, args.get_double("validation-share", 0.02));
+  return setup;
+}
+
+bool is_usage_error(const std::exception& e) { return dynamic_cast<const UsageError*>(&e) != nullptr; }
+
+}  // namespace
+
+int run_train(int argc, char** argv) {
+  Args args(argc, argv,
+            "dsv2 train (--model-config FILE | --preset NAME) --tokenizer FILE|DIR --data FILE... --out DIR [--steps N] "
+            "[--seq-len N] [--batch-tokens N] [--lr X] [--resume]",
+            {{"model-config", 0, true, "FILE      config.json of the model to train (Hugging Face fields)"},
+             {"preset", 0, true, "NAME      a built-in shape: tiny, small, small-dense"},
+             {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
+             {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
+             {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
+             {"steps", 0, true, "N         optimizer steps (default 1000)"},
+             {"seq-len", 0, true, "N         tokens per sequence (default 256)"},
+             {"batch-tokens", 0, true, "N         tokens per step (default 8192)"},
+             {"lr", 0, true, "X         peak learning rate (default 4.2e-4)"},
+             {"warmup", 0, true, "N         warm-up steps (default 2000 or 10% of steps if fewer)"},
+             {"schedule", 0, true, "KIND      step (x0.316 at 60% and 90%, default), cosine or constant"},
+             {"batch-ramp", 0, true, "S,N       start at share S of the batch, reach all of it after N steps"},
+             {"init-std", 0, true, "X         init standard deviation (default 0.006)"},
+             {"seed", 0, true, "N         seed for init and data order (default 1)"},
+             {"validation-share", 0, true, "X         share of each file held out (default 0.02)"},
+             {"alpha1", 0, true, "X         expert-level balance loss weight (V2: 0.003)"},
+             {"alpha2", 0, true, "X         device-level balance loss weight (V2: 0.05)"},
+             {"alpha3", 0, true, "X         communication balance loss weight (V2: 0.02)"},
+             {"devices", 0, true, "D         spread routed experts over D groups (default 1; under mpirun: the --expert-parallel ranks)"},
+             {"expert-parallel", 0, true, "E         under mpirun: split the routed experts over groups of E ranks (divides the ranks and the experts; default 1)"},
+             {"device-limit", 0, true, "M         route each token to experts on at most M devices"},
+             {"capacity-factor", 0, true, "X         token dropping: per-device budget (V2: 1.0; default off)"},
+             {"never-drop", 0, true, "X         share of sequences never dropped (default 0.1)"},
+             {"bias-update", 0, true, "X         V3 aux-loss-free balancing speed (e.g. 0.001; needs noaux_tc)"},
+             {"sequence-alpha", 0, true, "X         V3 sequence-wise balance loss weight (e.g. 1e-4)"},
+             {"eval-every", 0, true, "N         validation every N steps (default 100)"},
+             {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
+             {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
+             {"resume", 0, false, "          continue from the last checkpoint in --out"},
+             kThreadsOption});
+  if (args.print_help_if_requested()) return 0;
+  // Everything up to the first step runs on every rank and is checked on all
+  // of them together, so that a rank that fails here cannot leave the others waiting.
+  const auto& world = dist::world();
+  TrainSetup setup;
+  dist::run_on_all_ranks(world, [&] { setup = parse_train_setup(args, world.size()); }, is_usage_error);
+  if (world.size() > 1) dist::run_on_all_ranks(world, [&] { check_ranks_agree(argc, argv, setup.data); }, is_usage_error);
+  const Config& config = setup.config;
+  const TrainerOptions& o = setup.options;
+  const TokenData& data = setup.data;
+  const int expert_parallel = setup.expert_parallel;
+  if (world.is_root())
+    std::fprintf(stderr, "training on %zu tokens (%.1f MB), validating on %zu%s\n", data.train.tokens.size(),
+                 data.train.bytes / 1e6, data.validation.tokens.size(),
+                 world.size() > 1 ? (" with " + std::to_string(world.size()) + " ranks, expert parallelism " +
+                                     std::to_string(expert_parallel)).c_str() : "");
+  const dist::ParallelLayout layout = dist::ParallelLayout::make(world, expert_parallel, config.n_routed_experts);
+  const double val = train(config, data, o, layout);
+  if (!std::isnan(val) && world.is_root()) std::printf("final validation loss %.4f (perplexity %.2f)\n", val, std::exp(val));
   return 0;
 }
 

@@ -10,11 +10,12 @@ namespace dsv2 {
 
 namespace {
 
-void visit_mlp(const std::string& prefix, int64_t hidden, int64_t width, MlpWeights& m, bool routed,
+// routed_expert: the expert's index, or -1 for dense and shared-expert MLPs.
+void visit_mlp(const std::string& prefix, int64_t hidden, int64_t width, MlpWeights& m, int64_t routed_expert,
                const std::function<void(const TensorSlot&)>& visit) {
-  visit({prefix + "gate_proj.weight", {width, hidden}, &m.gate_proj, nullptr, routed});
-  visit({prefix + "up_proj.weight", {width, hidden}, &m.up_proj, nullptr, routed});
-  visit({prefix + "down_proj.weight", {hidden, width}, &m.down_proj, nullptr, routed});
+  visit({prefix + "gate_proj.weight", {width, hidden}, &m.gate_proj, nullptr, routed_expert});
+  visit({prefix + "up_proj.weight", {width, hidden}, &m.up_proj, nullptr, routed_expert});
+  visit({prefix + "down_proj.weight", {hidden, width}, &m.down_proj, nullptr, routed_expert});
 }
 
 void visit_attention(const Config& c, const std::string& prefix, AttentionWeights& a,
@@ -69,7 +70,7 @@ void for_each_tensor(const Config& c, Weights& w, const std::function<void(const
     visit_attention(c, p + "self_attn.", layer.self_attn, visit);
     visit({p + "post_attention_layernorm.weight", {d}, nullptr, &layer.post_attention_layernorm});
     if (!layer.is_moe) {
-      visit_mlp(p + "mlp.", d, c.intermediate_size, layer.mlp, false, visit);
+      visit_mlp(p + "mlp.", d, c.intermediate_size, layer.mlp, -1, visit);
       continue;
     }
     visit({p + "mlp.gate.weight", {c.n_routed_experts, d}, &layer.moe.gate});
@@ -77,9 +78,9 @@ void for_each_tensor(const Config& c, Weights& w, const std::function<void(const
       visit({p + "mlp.gate.e_score_correction_bias", {c.n_routed_experts}, nullptr, &layer.moe.e_score_correction_bias});
     layer.moe.experts.resize(c.n_routed_experts);
     for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      visit_mlp(p + "mlp.experts." + std::to_string(e) + ".", d, c.moe_intermediate_size, layer.moe.experts[e], true, visit);
+      visit_mlp(p + "mlp.experts." + std::to_string(e) + ".", d, c.moe_intermediate_size, layer.moe.experts[e], e, visit);
     if (c.n_shared_experts > 0)
-      visit_mlp(p + "mlp.shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size, layer.moe.shared_experts, false, visit);
+      visit_mlp(p + "mlp.shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size, layer.moe.shared_experts, -1, visit);
   }
   visit({"model.norm.weight", {d}, nullptr, &w.norm});
   if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
@@ -92,15 +93,17 @@ ParameterCounts count_parameters(const Config& config) {
     int64_t n = 1;
     for (int64_t d : slot.shape) n *= d;
     total += n;
-    if (slot.is_routed_expert) routed += n;
+    if (slot.is_routed_expert()) routed += n;
   });
   const int64_t active_routed = config.n_routed_experts ? routed / config.n_routed_experts * config.num_experts_per_tok : 0;
   return {total, total - routed + active_routed};
 }
 
-int64_t bind_f32_buffer(const Config& config, Weights& weights, const float* buffer) {
-  int64_t offset = 0;
+void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer, const std::vector<int64_t>& offsets) {
+  size_t i = 0;
   for_each_tensor(config, weights, [&](const TensorSlot& slot) {
+    const int64_t offset = offsets.at(i++);
+    if (offset < 0) return;
     int64_t n = 1;
     for (int64_t d : slot.shape) n *= d;
     if (slot.vector) {
@@ -112,10 +115,8 @@ int64_t bind_f32_buffer(const Config& config, Weights& weights, const float* buf
       slot.matrix->cols = slot.shape[1];
       slot.matrix->data = reinterpret_cast<const std::byte*>(buffer + offset);
     }
-    offset += n;
   });
   if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
-  return offset;
 }
 
 Weights load_weights(const Config& config, const Checkpoint& checkpoint) {

@@ -58,7 +58,8 @@ struct TensorSlot {
   std::vector<int64_t> shape;
   WeightMatrix* matrix = nullptr;        // used in place in its stored dtype
   WeightVector* vector = nullptr;        // small 1-D tensors, float32 (converted if stored otherwise)
-  bool is_routed_expert = false;         // for counting active parameters
+  int64_t routed_expert = -1;            // the routed expert this tensor belongs to, -1 for the rest
+  bool is_routed_expert() const { return routed_expert >= 0; }
 };
 
 // Sizes `weights` for `config` (layers, experts) and calls visit for every tensor
@@ -73,9 +74,10 @@ struct ParameterCounts {
 };
 ParameterCounts count_parameters(const Config& config);
 
-// Points every slot at float32 storage laid out in for_each_tensor order
-// (training's parameter and gradient buffers); returns the floats used.
-int64_t bind_f32_buffer(const Config& config, Weights& weights, const float* buffer);
+// Points every slot at float32 storage in `buffer` (training's parameter and
+// gradient buffers): offsets[i] is where the i-th tensor of for_each_tensor
+// starts, or -1 for a tensor this process does not hold (its view stays empty).
+void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer, const std::vector<int64_t>& offsets);
 
 // Binds every slot to the checkpoint's tensors, validating presence, shape and
 // dtype (float8 weights need their "<name>_scale_inv" block scales).

@@ -11,28 +11,47 @@
 
 namespace dsv2 {
 
+namespace dist {
+class Communicator;
+}
+
+// A slice [begin, end) of TrainWeights' flat buffers.
+struct ParameterRange {
+  int64_t begin = 0, end = 0;
+};
+
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.95, eps = 1e-8, weight_decay = 0.1;
 };
 
+// AdamW over the `owned` ranges of the parameters (ZeRO-1: this rank's
+// partition; empty: all of them). The moments exist for those ranges only,
+// concatenated in order.
 class AdamW {
  public:
-  AdamW(const TrainWeights& weights, const AdamWOptions& options);
+  AdamW(const TrainWeights& weights, const AdamWOptions& options, std::vector<ParameterRange> owned = {});
   void step(TrainWeights& weights, double lr);
   int64_t steps() const { return steps_; }
+  const std::vector<ParameterRange>& owned() const { return owned_; }
   std::vector<float>& m() { return m_; }
   std::vector<float>& v() { return v_; }
+  const std::vector<float>& m() const { return m_; }
+  const std::vector<float>& v() const { return v_; }
   void set_steps(int64_t steps) { steps_ = steps; }
 
  private:
   AdamWOptions options_;
+  std::vector<ParameterRange> owned_;
   std::vector<float> m_, v_;
   int64_t steps_ = 0;
 };
 
-// Scales all gradients so their global L2 norm is at most max_norm (torch's
-// clip_grad_norm_); returns the norm before clipping.
-double clip_grad_norm(TrainWeights& weights, double max_norm);
+// Scales the gradients so that their L2 norm over the whole model is at most
+// max_norm (torch's clip_grad_norm_); returns the norm before clipping. Each
+// rank passes the ranges it owns (empty: all) and the group whose owned
+// ranges together cover the model (null: this process alone).
+double clip_grad_norm(TrainWeights& weights, double max_norm, const std::vector<ParameterRange>& owned = {},
+                      const dist::Communicator* group = nullptr);
 
 struct LrSchedule {
   std::string kind = "step";  // "step" (DeepSeek-V2) | "cosine" | "constant"

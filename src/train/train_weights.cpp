@@ -4,37 +4,61 @@
 
 namespace dsv2 {
 
-TrainWeights::TrainWeights(const Config& config) : config_(config) {
+ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlacement& experts) {
   Weights shapes;
-  int64_t offset = 0;
-  for_each_tensor(config_, shapes, [&](const TensorSlot& slot) {
+  std::vector<ParameterInfo> all;
+  for_each_tensor(config, shapes, [&](const TensorSlot& slot) {
     ParameterInfo info;
     info.name = slot.name;
     info.shape = slot.shape;
     info.size = 1;
     for (int64_t d : slot.shape) info.size *= d;
-    info.offset = offset;
+    info.slot = static_cast<int64_t>(all.size());
+    info.routed_expert = slot.routed_expert;
     info.decay = slot.shape.size() == 2;
     info.trained = info.name.find("e_score_correction_bias") == std::string::npos;
-    offset += info.size;
-    infos_.push_back(info);
+    all.push_back(info);
   });
-  values.assign(static_cast<size_t>(offset), 0.0f);
-  grads.assign(static_cast<size_t>(offset), 0.0f);
-  bind_f32_buffer(config_, w_, values.data());
-  bind_f32_buffer(config_, g_, grads.data());
+  // Two passes: the replicated tensors first, then the routed experts held here.
+  ParameterLayout layout;
+  int64_t offset = 0;
+  for (auto& info : all)
+    if (info.routed_expert < 0) info.offset = offset, offset += info.size;
+  layout.replicated_size = offset;
+  layout.offsets.assign(all.size(), -1);
+  for (auto& info : all) {
+    if (info.routed_expert >= 0) {
+      if (!experts.owns(info.routed_expert)) continue;
+      info.offset = offset, offset += info.size;
+    }
+    layout.offsets[info.slot] = info.offset;
+    layout.infos.push_back(info);
+  }
+  layout.size = offset;
+  return layout;
+}
+
+TrainWeights::TrainWeights(const Config& config, const dist::ExpertPlacement& experts)
+    : config_(config),
+      placement_(experts.experts == 0 ? dist::ExpertPlacement{config.n_routed_experts, 1, 0} : experts),
+      layout_(parameter_layout(config_, placement_)) {
+  values.assign(static_cast<size_t>(layout_.size), 0.0f);
+  grads.assign(static_cast<size_t>(layout_.size), 0.0f);
+  bind_f32_buffer(config_, w_, values.data(), layout_.offsets);
+  bind_f32_buffer(config_, g_, grads.data(), layout_.offsets);
 }
 
 float* TrainWeights::value(const std::string& name) {
-  for (const auto& info : infos_)
+  for (const auto& info : layout_.infos)
     if (info.name == name) return values.data() + info.offset;
   return nullptr;
 }
 
 void TrainWeights::init(float std, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::normal_distribution<float> normal(0.0f, std);
-  for (const auto& info : infos_) {
+  for (const auto& info : layout_.infos) {
+    std::seed_seq streams{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32), static_cast<uint32_t>(info.slot)};
+    std::mt19937_64 rng(streams);
+    std::normal_distribution<float> normal(0.0f, std);
     float* p = values.data() + info.offset;
     const bool is_norm = info.name.find("norm") != std::string::npos;
     for (int64_t i = 0; i < info.size; ++i) p[i] = info.shape.size() == 2 ? normal(rng) : (is_norm ? 1.0f : 0.0f);

@@ -1,5 +1,6 @@
 #include "train/trainer.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -8,15 +9,16 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <cstring>
-#include <sstream>
+#include <random>
 
 #include "core/error.h"
+#include "dist/runtime.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
-#include "io/safetensors.h"
+#include "train/checkpoints.h"
 #include "train/training_model.h"
 #include "train/weights_io.h"
+#include "train/zero.h"
 
 namespace dsv2 {
 
@@ -27,54 +29,8 @@ double EvalResult::bits_per_byte() const { return bytes > 0 ? loss * tokens / st
 
 namespace {
 
-struct State {
-  int64_t step = 0, tokens = 0;
-  std::string sampler;
-};
-
-// Checkpoint = DIR/checkpoint-<step>/ {model.safetensors, optimizer.safetensors, state.json},
-// written under a temporary name and renamed; DIR/latest names the newest one.
-void save_checkpoint(const std::string& out, const TrainWeights& tw, AdamW& adam, const State& state,
-                     const nlohmann::json& options) {
-  const std::string name = "checkpoint-" + std::to_string(state.step);
-  const fs::path tmp = fs::path(out) / (name + ".tmp"), final_dir = fs::path(out) / name;
-  fs::remove_all(tmp);
-  fs::create_directories(tmp);
-  save_model_dir(tw, tmp.string(), false);
-  std::vector<TensorToWrite> moments;
-  for (const auto& info : tw.infos()) {
-    moments.push_back({info.name + ".exp_avg", DType::F32, info.shape, adam.m().data() + info.offset, uint64_t(info.size) * 4});
-    moments.push_back({info.name + ".exp_avg_sq", DType::F32, info.shape, adam.v().data() + info.offset, uint64_t(info.size) * 4});
-  }
-  write_safetensors((tmp / "optimizer.safetensors").string(), moments);
-  const nlohmann::json j = {{"step", state.step}, {"tokens", state.tokens}, {"adam_steps", adam.steps()},
-                            {"sampler", state.sampler}, {"options", options}};
-  write_file_atomically((tmp / "state.json").string(), j.dump(1));
-  fs::remove_all(final_dir);
-  fs::rename(tmp, final_dir);
-  write_file_atomically((fs::path(out) / "latest").string(), name + "\n");
-  for (const auto& entry : fs::directory_iterator(out)) {  // keep only the newest
-    const std::string n = entry.path().filename().string();
-    if (n.rfind("checkpoint-", 0) == 0 && n != name) fs::remove_all(entry.path());
-  }
-}
-
-State load_checkpoint(const std::string& out, TrainWeights& tw, AdamW& adam) {
-  std::string name = read_text_file((fs::path(out) / "latest").string());
-  while (!name.empty() && (name.back() == '\n' || name.back() == ' ')) name.pop_back();
-  const fs::path dir = fs::path(out) / name;
-  load_train_weights(tw, dir.string());
-  SafetensorsFile moments((dir / "optimizer.safetensors").string());
-  for (const auto& info : tw.infos())
-    for (auto [suffix, buffer] : {std::pair{".exp_avg", &adam.m()}, std::pair{".exp_avg_sq", &adam.v()}}) {
-      const TensorInfo* t = moments.find(info.name + suffix);
-      require(t && t->dtype == DType::F32 && t->numel() == info.size, dir.string() + ": optimizer state for '" + info.name + "' missing");
-      std::memcpy(buffer->data() + info.offset, t->data, t->nbytes);
-    }
-  const auto j = nlohmann::json::parse(read_text_file((dir / "state.json").string()));
-  adam.set_steps(j["adam_steps"].get<int64_t>());
-  return {j["step"].get<int64_t>(), j["tokens"].get<int64_t>(), j["sampler"].get<std::string>()};
-}
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 // Drops log lines past `step`, so that a resumed run's log reads like an uninterrupted one.
 void truncate_log(const std::string& path, int64_t step) {
@@ -94,12 +50,14 @@ void truncate_log(const std::string& path, int64_t step) {
   write_file_atomically(path, kept);
 }
 
-EvalResult evaluate(TrainingModel& model, const TokenStream& stream, int64_t seq_len, int64_t max_batches) {
+// Every rank evaluates its share of each batch; the result is over all of them.
+EvalResult evaluate(TrainingModel& model, const TokenStream& stream, int64_t seq_len, int64_t max_batches,
+                    const dist::Communicator& all) {
   EvalResult r;
   double nats = 0.0;
   int64_t eval_tokens_total = static_cast<int64_t>(stream.tokens.size()) - 1;
   for (const Batch& b : evaluation_batches(stream, seq_len, 8, max_batches)) {
-    const StepResult s = model.run(b, false, false);
+    const StepResult s = model.run(share_of(b, all.rank(), all.size()), false, false);
     nats += s.loss * s.targets;
     r.tokens += s.targets;
   }
@@ -109,53 +67,99 @@ EvalResult evaluate(TrainingModel& model, const TokenStream& stream, int64_t seq
   return r;
 }
 
+// Checkpoints and the metrics log only work if every rank sees the files rank
+// 0 writes: check that --out is one directory for all of them.
+void check_shared_directory(const std::string& out, const dist::Communicator& all) {
+  const fs::path marker = fs::path(out) / ".dsv2-ranks";
+  std::string nonce = std::to_string(std::random_device{}()) + "-" + std::to_string(::getpid());
+  dist::run_on_all_ranks(all, [&] {
+    if (all.is_root()) write_file_atomically(marker.string(), nonce);
+  });
+  all.broadcast(nonce, 0);
+  dist::run_on_all_ranks(all, [&] {
+    if (!fs::exists(marker) || read_text_file(marker.string()) != nonce)
+      throw Error("--out " + out + " is not the directory rank 0 writes to: it must be on a filesystem all ranks share");
+  });
+  if (all.is_root()) fs::remove(marker);
+}
+
+int64_t peak_rss_bytes() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<int64_t>(usage.ru_maxrss) * 1024;
+}
+
+// What each rank reports into rank 0's metrics line.
+struct RankReport {
+  int64_t alltoall_bytes, allreduce_bytes, peak_rss_bytes;
+};
+
 }  // namespace
 
 double train(const Config& config, const TokenData& data, const TrainerOptions& o) {
+  const dist::ParallelLayout layout = dist::ParallelLayout::make(dist::Communicator::single(), 1, config.n_routed_experts);
+  return train(config, data, o, layout);
+}
+
+double train(const Config& config, const TokenData& data, const TrainerOptions& o, const dist::ParallelLayout& layout) {
   require(o.steps > 0 && o.seq_len > 1 && o.batch_tokens >= o.seq_len, "train: need steps > 0 and batch_tokens >= seq_len > 1");
-  fs::create_directories(o.out_dir);
-  TrainWeights tw(config);
-  AdamW adam(tw, o.adam);
-  TrainingModel model(tw, o.moe);
+  const dist::Communicator& all = layout.world;
+  const bool root = all.is_root();
+  dist::run_on_all_ranks(all, [&] {
+    if (root) fs::create_directories(o.out_dir);
+  });
+  if (all.size() > 1) check_shared_directory(o.out_dir, all);
+  TrainWeights tw(config, layout.placement);
+  const ZeroPartition zero(tw, layout);
+  AdamW adam(tw, o.adam, zero.owned());
+  TrainingModel model(tw, o.moe, &layout);
   BatchSampler sampler(data.train, o.seed, o.never_drop_share);
-  const nlohmann::json option_record = {{"steps", o.steps}, {"seq_len", o.seq_len}, {"batch_tokens", o.batch_tokens},
-                                        {"lr", o.lr.peak}, {"seed", o.seed}};
-  State state;
+  const std::string option_record = nlohmann::json({{"steps", o.steps}, {"seq_len", o.seq_len}, {"batch_tokens", o.batch_tokens},
+                                                    {"lr", o.lr.peak}, {"seed", o.seed}}).dump();
+  TrainingState state;
   const std::string log_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
   if (o.resume && fs::exists(fs::path(o.out_dir) / "latest")) {
-    state = load_checkpoint(o.out_dir, tw, adam);
-    sampler.set_state(state.sampler);
-    truncate_log(log_path, state.step);
+    dist::run_on_all_ranks(all, [&] {
+      state = load_checkpoint(o.out_dir, tw, adam, layout);
+      sampler.set_state(state.sampler);
+      if (root) truncate_log(log_path, state.step);
+    });
   } else {
     tw.init(o.init_std, o.seed);
-    std::ofstream(log_path, std::ios::trunc).close();
+    if (root) std::ofstream(log_path, std::ios::trunc).close();
   }
-  std::ofstream log(log_path, std::ios::app);
-  const bool tty = ::isatty(STDERR_FILENO);
-  const auto start = std::chrono::steady_clock::now();
+  std::ofstream log;
+  if (root) log.open(log_path, std::ios::app);
+  const bool tty = root && ::isatty(STDERR_FILENO);
+  const auto start = Clock::now();
   const int64_t first_step = state.step;
   double last_val = NAN;
 
   auto checkpoint = [&] {
     state.sampler = sampler.state();
-    save_checkpoint(o.out_dir, tw, adam, state, option_record);
+    save_checkpoint(o.out_dir, tw, adam, state, option_record, layout);
   };
   const int64_t full = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
   auto sequences_at = [&](int64_t step) { return std::max<int64_t>(1, std::llround(full * o.ramp.share(step))); };
   int64_t planned_tokens = 0;  // the whole run's tokens, for the step schedule's decay points
   for (int64_t s = 0; s < o.steps; ++s) planned_tokens += sequences_at(s) * o.seq_len;
   for (; state.step < o.steps; ++state.step) {
-    const auto step_start = std::chrono::steady_clock::now();
-    const int64_t sequences = sequences_at(state.step);
-    const Batch batch = sampler.next(sequences, o.seq_len);
+    const auto step_start = Clock::now();
+    const dist::Traffic traffic_before = dist::traffic();
+    // Every rank draws the whole batch (the same sequences one process would
+    // train on) and keeps its share.
+    const Batch batch = share_of(sampler.next(sequences_at(state.step), o.seq_len), all.rank(), all.size());
     tw.zero_grads();
     const StepResult r = model.run(batch, true, true);
-    const auto optimizer_start = std::chrono::steady_clock::now();
-    const double grad_norm = clip_grad_norm(tw, o.clip);
+    const auto optimizer_start = Clock::now();
+    zero.reduce_gradients(tw);
+    const double grad_norm = clip_grad_norm(tw, o.clip, zero.owned(), &all);
     const double lr = o.lr.at(state.step, o.steps, static_cast<double>(state.tokens) / static_cast<double>(planned_tokens));
     adam.step(tw, lr);
-    const double optimizer_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - optimizer_start).count();
-    // V3's aux-loss-free balancing: b_i += γ·sign(mean load − load_i), for selection only.
+    zero.gather_parameters(tw);
+    const double optimizer_seconds = seconds_since(optimizer_start);
+    // V3's aux-loss-free balancing: b_i += γ·sign(mean load − load_i), for selection only
+    // (the loads are the whole batch's, so every rank moves its copy the same way).
     if (o.moe.bias_update_speed > 0.0 && config.topk_method == "noaux_tc") {
       size_t moe_index = 0;
       for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
@@ -168,15 +172,19 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
           bias[e] += static_cast<float>(o.moe.bias_update_speed * ((mean > load[e]) - (mean < load[e])));
       }
     }
-    state.tokens += batch.batch * batch.seq_len;
-    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    const int64_t step_tokens = batch.global_sequences * batch.seq_len;
+    state.tokens += step_tokens;
+    const dist::Traffic& now = dist::traffic();
+    const auto reports = all.all_gather_value<RankReport>({now.all_to_all - traffic_before.all_to_all,
+                                                           now.collective - traffic_before.collective, peak_rss_bytes()});
+    const double step_seconds = seconds_since(step_start);
+    const double elapsed = seconds_since(start);
     nlohmann::ordered_json line = {{"step", state.step}, {"loss", r.loss}, {"balance_loss", r.balance_loss},
                                    {"expert_balance", r.expert_loss}, {"device_balance", r.device_loss},
                                    {"comm_balance", r.comm_loss}, {"sequence_balance", r.sequence_loss},
                                    {"max_violation", r.max_violation}, {"dropped_share", r.dropped_share},
-                                   {"lr", lr}, {"grad_norm", grad_norm}, {"batch_tokens", batch.batch * batch.seq_len},
-                                   {"tokens", state.tokens}, {"tokens_per_s", batch.batch * batch.seq_len / step_seconds},
+                                   {"lr", lr}, {"grad_norm", grad_norm}, {"batch_tokens", step_tokens},
+                                   {"tokens", state.tokens}, {"tokens_per_s", step_tokens / step_seconds},
                                    {"seconds", {{"step", step_seconds},
                                                 {"attention_forward", r.seconds.attention_forward},
                                                 {"attention_backward", r.seconds.attention_backward},
@@ -184,23 +192,35 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
                                                 {"ffn_backward", r.seconds.ffn_backward},
                                                 {"lm_head", r.seconds.lm_head},
                                                 {"optimizer", optimizer_seconds}}}};
+    int64_t alltoall = 0, allreduce = 0;
+    nlohmann::json rss = nlohmann::json::array();
+    for (const RankReport& report : reports) {
+      alltoall += report.alltoall_bytes, allreduce += report.allreduce_bytes;
+      rss.push_back(report.peak_rss_bytes);
+    }
+    line["ranks"] = all.size();
+    line["alltoall_bytes"] = alltoall;
+    line["allreduce_bytes"] = allreduce;
+    line["rank_peak_rss_bytes"] = rss;
     const bool eval_now = o.eval_every > 0 && ((state.step + 1) % o.eval_every == 0 || state.step + 1 == o.steps);
     if (eval_now && !data.validation.tokens.empty()) {
-      const EvalResult v = evaluate(model, data.validation, o.seq_len, o.eval_batches);
+      const EvalResult v = evaluate(model, data.validation, o.seq_len, o.eval_batches, all);
       last_val = v.loss;
       line["val_loss"] = v.loss;
       line["val_ppl"] = v.perplexity();
       line["val_bpb"] = v.bits_per_byte();
     }
-    log << line.dump() << "\n";
-    log.flush();
+    if (root) {
+      log << line.dump() << "\n";
+      log.flush();
+    }
     if (tty) {
       const double done = static_cast<double>(state.step + 1 - first_step);
       const double eta = elapsed / done * (o.steps - state.step - 1);
       std::fprintf(stderr, "\rstep %lld/%lld  loss %.4f  %s%.0f tok/s  ETA %.0f s   ", (long long)state.step + 1,
                    (long long)o.steps, r.loss,
                    std::isnan(last_val) ? "" : ("val " + std::to_string(last_val).substr(0, 6) + "  ").c_str(),
-                   batch.batch * batch.seq_len / step_seconds, eta);
+                   step_tokens / step_seconds, eta);
     }
     if (o.checkpoint_every > 0 && (state.step + 1) % o.checkpoint_every == 0 && state.step + 1 < o.steps) {
       ++state.step;  // a checkpoint records the next step to run
@@ -210,12 +230,14 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
   }
   if (tty) std::fprintf(stderr, "\n");
   checkpoint();
-  save_model_dir(tw, o.out_dir, o.save_bf16);
-  if (!o.tokenizer_dir.empty())
+  save_whole_model(tw, layout, o.out_dir, o.save_bf16);
+  dist::run_on_all_ranks(all, [&] {
+    if (!root || o.tokenizer_dir.empty()) return;
     for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
       const fs::path src = fs::path(o.tokenizer_dir) / f;
       if (fs::exists(src)) write_file_atomically((fs::path(o.out_dir) / f).string(), read_text_file(src.string()));
     }
+  });
   return last_val;
 }
 

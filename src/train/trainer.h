@@ -2,12 +2,17 @@
 // learning-rate schedule, batch-size ramp, aux-loss-free bias updates,
 // validation, a JSONL metrics log, a progress line on a TTY, and checkpoints
 // that resume bit-identically (same thread count) after a crash at any moment.
+//
+// Under MPI every rank runs this loop on its share of each step's batch
+// (expert parallelism × ZeRO-1, see dist/parallel_layout.h and train/zero.h);
+// rank 0 alone writes the log, prints and writes the model.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "dist/parallel_layout.h"
 #include "train/data.h"
 #include "train/moe_train.h"
 #include "train/optimizer.h"
@@ -34,7 +39,10 @@ struct TrainerOptions {
   bool save_bf16 = false;  // also write the root model.safetensors in bfloat16 at the end
 };
 
-// Trains `config` on `data`; returns the final validation loss (nats/token).
+// Trains `config` on `data` as one rank of `layout` (every rank passes the
+// same config, data and options); returns the final validation loss (nats/token).
+double train(const Config& config, const TokenData& data, const TrainerOptions& options, const dist::ParallelLayout& layout);
+// The same in this process alone.
 double train(const Config& config, const TokenData& data, const TrainerOptions& options);
 
 struct EvalResult {

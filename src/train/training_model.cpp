@@ -5,6 +5,7 @@
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "dist/communicator.h"
 #include "ops/backward.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
@@ -26,12 +27,36 @@ constexpr int64_t kHeadChunk = 256;  // tokens per LM-head chunk: logits never e
 
 }  // namespace
 
-TrainingModel::TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options)
+Batch share_of(const Batch& whole, int rank, int ranks) {
+  const int64_t S = whole.batch, T = whole.seq_len, first = S * rank / ranks, end = S * (rank + 1) / ranks;
+  Batch b;
+  b.batch = end - first;
+  b.seq_len = T;
+  b.inputs.assign(whole.inputs.begin() + first * T, whole.inputs.begin() + end * T);
+  b.targets.assign(whole.targets.begin() + first * T, whole.targets.begin() + end * T);
+  b.droppable.assign(whole.droppable.begin() + first, whole.droppable.begin() + end);
+  b.first_sequence = whole.first_sequence + first;
+  b.global_sequences = whole.global_sequences > 0 ? whole.global_sequences : S;
+  b.global_targets = whole.global_targets;
+  if (b.global_targets == 0)
+    for (int32_t t : whole.targets) b.global_targets += t >= 0;
+  return b;
+}
+
+TrainingModel::TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options, const dist::ParallelLayout* layout)
     : tw_(weights), options_(options), rope_(weights.config()) {
   const Config& c = tw_.config();
   if (c.n_routed_experts > 0 && c.n_routed_experts % options_.devices != 0)
     throw Error("training: " + std::to_string(c.n_routed_experts) + " routed experts do not spread over " +
                 std::to_string(options_.devices) + " devices");
+  if (layout && layout->world.size() > 1) batch_group_ = &layout->world;
+  if (layout && layout->expert_parallel() > 1)
+    dispatcher_ = dist::make_all_to_all_dispatcher(layout->experts, c.n_routed_experts);
+  else
+    dispatcher_ = dist::make_local_dispatcher(c.n_routed_experts);
+  require(dispatcher_->placement().first() == tw_.placement().first() &&
+              dispatcher_->placement().end() == tw_.placement().end(),
+          "training: the weights do not hold the routed experts this rank serves");
 }
 
 StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, bool keep_token_losses) {
@@ -51,6 +76,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   for (int64_t n = 0; n < N; ++n) w.embed_tokens.dequantize_row(batch.inputs[n], x.data() + n * d);
 
   std::vector<float> block(N * d);
+  const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
   int64_t moe_layers = 0, dropped = 0, assignments = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& lw = w.layers[l];
@@ -68,7 +94,8 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     phase_start = Clock::now();
     if (lw.is_moe) {
       MoeStats stats;
-      moe_train_forward(c, options_, lw.moe, a.h_ffn.data(), B, T, batch.droppable, training, a.moe, stats, block.data());
+      moe_train_forward(c, options_, moe, lw.moe, a.h_ffn.data(), B, T, batch.droppable, training, a.moe, stats,
+                        block.data());
       ++moe_layers;
       result.balance_loss += stats.balance_loss;
       result.expert_loss += stats.expert_loss;
@@ -98,6 +125,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   std::vector<float> h_final(N * d), d_h_final(backward ? N * d : 0, 0.0f);
   rmsnorm(x.data(), w.norm.data(), eps, N, d, h_final.data());
   for (int32_t t : batch.targets) result.targets += t >= 0;
+  if (batch.global_targets > 0) result.targets = batch.global_targets;
   require(result.targets > 0, "training batch: no targets");
   std::vector<float> logits(kHeadChunk * V);
   std::vector<double> chunk_losses(kHeadChunk);
@@ -130,6 +158,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
       linear_backward_input(logits.data(), n, f32(w.lm_head), V, d, d_h_final.data() + start * d, false);
     }
   }
+  if (batch_group_) loss_sum = batch_group_->sum(loss_sum);
   result.loss = loss_sum / result.targets;
   result.objective += result.loss;
   if (!backward) {
@@ -148,7 +177,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     std::fill(d_h.begin(), d_h.end(), 0.0f);
     auto phase_start = Clock::now();
     if (lw.is_moe)
-      moe_train_backward(c, options_, lw.moe, lg.moe, a.h_ffn.data(), B, T, a.moe, dx.data(), d_h.data());
+      moe_train_backward(c, options_, moe, lw.moe, lg.moe, a.h_ffn.data(), B, T, a.moe, dx.data(), d_h.data());
     else
       mlp_train_backward(lw.mlp, lg.mlp, a.h_ffn.data(), N, a.mlp, dx.data(), d_h.data());
     result.seconds.ffn_backward += seconds_since(phase_start);

@@ -4,8 +4,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
+#include "dist/parallel_layout.h"
+#include "dist/token_dispatcher.h"
 #include "model/rope.h"
 #include "train/mla_train.h"
 #include "train/moe_train.h"
@@ -17,7 +20,14 @@ struct Batch {
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> inputs, targets;  // [batch, seq_len] each; target -1 = ignored
   std::vector<uint8_t> droppable;        // per sequence: may its tokens be dropped (token dropping)
+  // This process's place in the step's whole batch (data parallelism): its
+  // first sequence, and the sequences and counted targets of the whole batch
+  // (0: this batch is the whole batch).
+  int64_t first_sequence = 0, global_sequences = 0, global_targets = 0;
 };
+
+// Rank `rank` of `ranks`'s share of a batch: sequences [S·rank/ranks, S·(rank+1)/ranks).
+Batch share_of(const Batch& whole, int rank, int ranks);
 
 // Wall-clock seconds of a step's phases (the metrics log's "seconds" field).
 struct PhaseSeconds {
@@ -26,6 +36,7 @@ struct PhaseSeconds {
   double lm_head = 0.0;  // final norm, LM head and cross-entropy, forward and backward
 };
 
+// Over the step's whole batch (the same on every rank).
 struct StepResult {
   double loss = 0.0;          // mean cross-entropy over counted targets (nats)
   double objective = 0.0;     // what backward differentiates: loss + balance losses + α_seq·sequence losses
@@ -35,7 +46,7 @@ struct StepResult {
   double dropped_share = 0.0;
   int64_t targets = 0;
   std::vector<std::vector<int64_t>> selected;  // per MoE layer (in layer order), per expert
-  std::vector<double> token_losses;            // per target (when asked), in nats
+  std::vector<double> token_losses;            // per target of this process's share (when asked), in nats
   PhaseSeconds seconds;
 };
 
@@ -49,7 +60,10 @@ struct LayerActivations {
 
 class TrainingModel {
  public:
-  TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options);
+  // `layout`: the job this process trains in (null: it trains alone). Batch
+  // statistics are summed over its ranks, and tokens reach the routed experts
+  // through its expert-parallel group. Must outlive the model.
+  TrainingModel(TrainWeights& weights, const MoeTrainingOptions& options, const dist::ParallelLayout* layout = nullptr);
 
   // training: token dropping on. backward: accumulate gradients of
   // loss + balance_loss + α_seq·sequence_loss into weights.grads.
@@ -58,6 +72,8 @@ class TrainingModel {
  private:
   TrainWeights& tw_;
   MoeTrainingOptions options_;
+  const dist::Communicator* batch_group_ = nullptr;
+  std::unique_ptr<dist::TokenDispatcher> dispatcher_;
   Rope rope_;
   // Kept from step to step: the buffers (hundreds of MB for the attention
   // probabilities) are reused instead of being freed and faulted in again.
