@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -53,16 +54,45 @@ void copy_model(const std::string& fixture_name, const std::string& dest) {
     fs::copy_file(entry.path(), fs::path(dest) / entry.path().filename(), fs::copy_options::overwrite_existing);
 }
 
-CommandResult run_dsv2(const std::string& args) {
+namespace {
+
+CommandResult run_command(const std::string& command_line) {
   TempDir tmp;
   const std::string out = tmp.path("out"), err = tmp.path("err");
-  const std::string command = std::string(DSV2_BINARY) + " " + args + " >" + out + " 2>" + err;
-  const int status = std::system(command.c_str());
+  const int status = std::system((command_line + " >" + out + " 2>" + err).c_str());
   CommandResult r;
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
   r.out = read_bytes(out);
   r.err = read_bytes(err);
   return r;
+}
+
+}  // namespace
+
+std::string dsv2_binary() { return DSV2_BINARY; }
+std::string mpirun_command() { return std::string(DSV2_MPIRUN) + " --oversubscribe --allow-run-as-root"; }
+
+CommandResult run_dsv2(const std::string& args) { return run_command(dsv2_binary() + " " + args); }
+CommandResult run_mpirun(const std::string& launch) { return run_command(mpirun_command() + " " + launch); }
+
+std::string generated_text(size_t bytes, uint64_t seed) {
+  static const char* const kSubjects[] = {"the old sailor", "a young girl", "the king", "my brother", "the little dog",
+                                          "a stranger", "the farmer", "her mother", "the captain", "an old woman"};
+  static const char* const kVerbs[] = {"walked to", "looked at", "spoke of", "waited for", "ran past",
+                                       "dreamed of", "sang about", "found", "remembered", "carried"};
+  static const char* const kObjects[] = {"the quiet harbour", "a silver key", "the green hills", "the long road",
+                                         "a broken lantern", "the morning bell", "the river", "a letter", "the garden",
+                                         "the dark forest"};
+  static const char* const kEndings[] = {" at dawn", " in the rain", "", " once more", " before supper", ""};
+  std::mt19937_64 rng(seed);
+  auto pick = [&](const auto& list) { return list[rng() % (sizeof(list) / sizeof(list[0]))]; };
+  std::string text;
+  while (text.size() < bytes) {
+    std::string sentence = std::string(pick(kSubjects)) + " " + pick(kVerbs) + " " + pick(kObjects) + pick(kEndings) + ".";
+    sentence[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(sentence[0])));
+    text += sentence + (rng() % 5 == 0 ? "\n" : " ");
+  }
+  return text;
 }
 
 Diff compare(const std::vector<float>& a, const std::vector<float>& b) {

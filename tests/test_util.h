@@ -33,6 +33,16 @@ struct CommandResult {
 };
 // Runs the dsv2 binary with `args` (shell-quoted by the caller).
 CommandResult run_dsv2(const std::string& args);
+// Runs `mpirun --oversubscribe --allow-run-as-root <launch>`, where launch is
+// e.g. "-np 2 " + dsv2_binary() + " train ...".
+CommandResult run_mpirun(const std::string& launch);
+std::string dsv2_binary();
+std::string mpirun_command();  // mpirun with the options the tests always need
+
+// Deterministic English-like text (sentences from a small grammar over a fixed
+// vocabulary), for tests that train: they need no corpus, and a few steps
+// already lower the loss on it.
+std::string generated_text(size_t bytes, uint64_t seed = 1);
 
 // The largest |a - b| and the largest |b|.
 struct Diff {

@@ -54,9 +54,13 @@ void check_ranks_agree(int argc, char** argv, const TokenData& data) {
       const auto a = words(commands[0]), b = words(commands[r]);
       size_t i = 0;
       while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
-      throw UsageError("rank " + std::to_string(r) + " was started with different options than rank 0 ('" +
-                       (i < b.size() ? b[i] : "") + "' where rank 0 has '" + (i < a.size() ? a[i] : "") +
-                       "'): start every rank with the same command");
+      auto from = [i](const std::vector<std::string>& w) {  // two words from the first difference
+        std::string s;
+        for (size_t j = i; j < w.size() && j < i + 2; ++j) s += (s.empty() ? "" : " ") + w[j];
+        return s.empty() ? std::string("nothing more") : "'" + s + "'";
+      };
+      throw UsageError("rank " + std::to_string(r) + " was started with different options than rank 0 (" + from(b) +
+                       " where rank 0 has " + from(a) + "): start every rank with the same command");
     }
     if (fingerprints[r] != fingerprints[0])
       throw Error("rank " + std::to_string(r) + " read different training data than rank 0 (same files, different contents): "

@@ -75,12 +75,15 @@ void run_on_all_ranks(const Communicator& all, const std::function<void()>& step
     code = is_usage_error && is_usage_error(e) ? 2 : 1;
   }
   const std::vector<int> codes = all.all_gather_value<int>(code);
-  for (int r = 0; r < all.size(); ++r) {
-    if (codes[r] == 0) continue;
-    std::string first = r == all.rank() ? message : std::string();
-    all.broadcast(first, r);
-    throw JobError(all.size() > 1 ? "rank " + std::to_string(r) + ": " + first : first, codes[r]);
-  }
+  int failed = 0;
+  while (failed < all.size() && codes[failed] == 0) ++failed;
+  if (failed == all.size()) return;
+  // Name the rank only when the ranks disagree (an error every rank hit alike,
+  // such as a bad option, is reported as it is).
+  const std::vector<std::string> messages = all.all_gather(message);
+  bool same = true;
+  for (int r = 0; r < all.size(); ++r) same = same && codes[r] == codes[failed] && messages[r] == messages[failed];
+  throw JobError(same ? messages[failed] : "rank " + std::to_string(failed) + ": " + messages[failed], codes[failed]);
 }
 
 }  // namespace dsv2::dist
