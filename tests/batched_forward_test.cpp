@@ -2,6 +2,8 @@
 // cache, run through one forward step must get the logits each would get alone.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -63,6 +65,30 @@ TEST_P(BatchedForward, MatchesEachSequenceAlone) {
       const auto diff = test::compare(got[s], expected);
       EXPECT_LE(diff.max_abs_diff, 1e-5f * diff.max_abs_ref) << name << " sequence " << s;
     }
+  }
+}
+
+// A prompt prefilled after a cached prefix (a chat's earlier turns, the
+// server's prefix reuse) gets the logits of the whole prompt prefilled at once,
+// whatever the prefix length: the rows then start off the absorbed attention's
+// 8-row blocks, and a block can straddle two 128-position tiles. (Such a block
+// used to give every logit NaN, which `dsv2 chat` showed as one token repeated.)
+TEST_P(BatchedForward, PrefillAfterACachedPrefixMatchesTheWholePrefill) {
+  Model model(test::fixture("v2_lite"));
+  const int64_t vocab = model.config().vocab_size, total = 200;
+  std::vector<int32_t> ids(total);
+  for (int64_t i = 0; i < total; ++i) ids[i] = static_cast<int32_t>((i * 37 + 11) % vocab);
+  LatentCache whole_cache(model.config(), total);
+  std::vector<float> whole(total * vocab);
+  model.forward(ids.data(), total, whole_cache, GetParam(), whole.data());
+  for (int64_t prefix : {1, 20, 64, 65}) {
+    LatentCache cache(model.config(), total);
+    std::vector<float> logits(total * vocab);
+    model.forward(ids.data(), prefix, cache, GetParam(), logits.data());
+    model.forward(ids.data() + prefix, total - prefix, cache, GetParam(), logits.data() + prefix * vocab);
+    EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); })) << "prefix " << prefix;
+    const auto diff = test::compare(logits, whole);
+    EXPECT_LE(diff.max_abs_diff, 1e-5f * diff.max_abs_ref) << "prefix " << prefix;
   }
 }
 
