@@ -2,8 +2,6 @@
 // cache, run through one forward step must get the logits each would get alone.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -86,7 +84,6 @@ TEST_P(BatchedForward, PrefillAfterACachedPrefixMatchesTheWholePrefill) {
     std::vector<float> logits(total * vocab);
     model.forward(ids.data(), prefix, cache, GetParam(), logits.data());
     model.forward(ids.data() + prefix, total - prefix, cache, GetParam(), logits.data() + prefix * vocab);
-    EXPECT_TRUE(std::all_of(logits.begin(), logits.end(), [](float x) { return std::isfinite(x); })) << "prefix " << prefix;
     const auto diff = test::compare(logits, whole);
     EXPECT_LE(diff.max_abs_diff, 1e-5f * diff.max_abs_ref) << "prefix " << prefix;
   }

@@ -34,7 +34,7 @@ struct CommandResult {
 // Runs the dsv2 binary with `args` (shell-quoted by the caller).
 CommandResult run_dsv2(const std::string& args);
 
-// The largest |a - b| and the largest |b|.
+// The largest |a - b| (infinite where either is NaN) and the largest |b|.
 struct Diff {
   float max_abs_diff, max_abs_ref;
 };
