@@ -16,17 +16,23 @@
 
 namespace dsv2::cli {
 
+namespace {
+SamplingOptions chat_defaults() {
+  SamplingOptions s;
+  s.temperature = 0.7f;
+  s.top_p = 0.95f;
+  return s;
+}
+}  // namespace
+
 int run_chat(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 chat [-m DIR] [--system TEXT] [-n N] [--temperature T] [--top-p P] [--seed S]",
-            {kModelOption,
-             {"system", 0, true, "TEXT      a system message that starts the conversation"},
-             {"n", 'n', true, "N         at most N tokens per reply (default 256)"},
-             {"temperature", 0, true, "T         sampling temperature, 0 = greedy (default 0.7)"},
-             {"top-p", 0, true, "P         nucleus sampling threshold (default 0.95)"},
-             {"top-k", 0, true, "K         sample among the K most likely tokens (default 0 = all)"},
-             {"seed", 0, true, "S         random seed (default 0)"},
-             {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096)"},
-             kQuantizeOption, kCacheTypeOption, kThreadsOption});
+  Args args(argc, argv, "dsv2 chat [-m DIR] [--system TEXT] [-n N] [sampling options] [--seed S] [--ctx N]",
+            join_options({{kModelOption,
+                           {"system", 0, true, "TEXT      a system message that starts the conversation"},
+                           {"n", 'n', true, "N         at most N tokens per reply (default 256)"},
+                           {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096)"}},
+                          sampling_option_specs(chat_defaults()),
+                          {kQuantizeOption, kCacheTypeOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -35,8 +41,8 @@ int run_chat(int argc, char** argv) {
   Model model(dir, quantize_option(args));
   GenerationOptions options;
   options.max_tokens = args.get_int("n", 256);
-  options.sampling = parse_sampling(args, 0.7f);
-  if (!args.has("top-p")) options.sampling.top_p = 0.95f;
+  options.sampling = parse_sampling(args, chat_defaults());
+  check_sampling_vocabulary(options.sampling, model.config().vocab_size);
   options.stop_ids = model.config().eos_token_ids;
   if (tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
   const int64_t ctx = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
