@@ -90,8 +90,10 @@ std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r
                        " or completion.",
                    r.chat ? "messages" : "prompt", "context_length_exceeded");
   job->max_tokens = max_tokens;
-  job->sampling.temperature = r.temperature;
-  job->sampling.top_p = r.top_p;
+  job->sampling = r.sampling;
+  // The parser checked every range but this one; the engine thread's sampler must not throw.
+  if (auto problem = find_sampling_problem(job->sampling, model.config().vocab_size))
+    throw ApiError(400, "'" + problem->field + "': " + problem->message, problem->field);
   job->sampling.seed = r.seed.value_or(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ next_id.load());
   job->stop_ids = stop_ids;
   return job;
