@@ -309,6 +309,22 @@ class LimitsTest(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_public_host_without_api_key_warns(self):
+        server = Server("--host", "0.0.0.0")
+        try:
+            line = server.proc.stderr.readline()  # the line after the address line
+            self.assertIn("warning: 0.0.0.0 is not a loopback address and no --api-key is set", line)
+            self.assertEqual(server.raw("GET", "/health")[0], 200)
+        finally:
+            server.stop()
+        for extra in (("--host", "0.0.0.0", "--api-key", "k"), ("--host", "127.0.0.1")):
+            server = Server(*extra)
+            self.assertEqual(server.raw("GET", "/health")[0], 200)  # serving (a signal before that would be missed)
+            server.proc.terminate()
+            rest = server.proc.stderr.read()
+            server.stop()
+            self.assertNotIn("warning", rest, extra)
+
     def test_full_queue_is_refused(self):
         server = Server("--parallel", "1", "--queue", "1")
         try:
