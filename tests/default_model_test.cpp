@@ -87,7 +87,8 @@ TEST_F(DefaultModel, SecondChatReplyDoesNotCollapseIntoOneCharacter) {
 TEST_F(DefaultModel, ChatDropsOldTurnsToStayWithinTheContext) {
   test::TempDir tmp;
   std::string input;
-  for (int i = 0; i < 6; ++i) input += "Tell me about the king, the queen and the sea, turn " + std::to_string(i) + ".\n";
+  for (int i = 0; i < 6; ++i)
+    input += "Tell me about the king, the queen and the sea, turn " + std::to_string(i) + ".\n";
   std::string long_message;
   for (int i = 0; i < 200; ++i) long_message += "word ";
   input += long_message + "\nAnd now?\n";

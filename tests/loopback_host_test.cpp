@@ -13,7 +13,8 @@ TEST(LoopbackHost, LoopbackAddresses) {
 }
 
 TEST(LoopbackHost, EverythingElse) {
-  for (const char* host : {"0.0.0.0", "::", "192.168.1.5", "10.0.0.1", "128.0.0.1", "::ffff:10.0.0.1", "example.com", ""})
+  for (const char* host :
+       {"0.0.0.0", "::", "192.168.1.5", "10.0.0.1", "128.0.0.1", "::ffff:10.0.0.1", "example.com", ""})
     EXPECT_FALSE(is_loopback_host(host)) << host;
 }
 

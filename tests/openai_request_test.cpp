@@ -78,7 +78,8 @@ TEST(OpenAIRequest, ParsesTheSamplingControls) {
 }
 
 TEST(OpenAIRequest, SamplingControlsOutOfRangeAreNamed) {
-  expect_bad_request(R"({"prompt":"x","frequency_penalty":2.5})", false, "'frequency_penalty': must be between -2.0 and 2.0");
+  expect_bad_request(R"({"prompt":"x","frequency_penalty":2.5})", false,
+                     "'frequency_penalty': must be between -2.0 and 2.0");
   expect_bad_request(R"({"prompt":"x","presence_penalty":-3})", false, "'presence_penalty'");
   expect_bad_request(R"({"prompt":"x","presence_penalty":"high"})", false, "'presence_penalty': must be a number");
   expect_bad_request(R"({"prompt":"x","min_p":1.5})", false, "'min_p'");

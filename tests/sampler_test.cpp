@@ -116,7 +116,8 @@ TEST(Sampler, RepeatPenaltyLooksAtTheLastNTokensOnly) {
   expect_distribution(s.probabilities(logits), {0.641038, 0.235825, 0.011741, 0.111396});  // softmax([2, 1, -2, 0.25])
   // Generated tokens enter the window too: after token 1 the window is {3, 1}.
   generate_ids(s, 4, {1});
-  expect_distribution(s.probabilities(logits), {0.691233, 0.154235, 0.034414, 0.120118});  // softmax([2, 0.5, -1, 0.25])
+  // softmax([2, 0.5, -1, 0.25])
+  expect_distribution(s.probabilities(logits), {0.691233, 0.154235, 0.034414, 0.120118});
   // 0: off; -1: the whole context.
   o.repeat_last_n = 0;
   Sampler off(o, 4);
@@ -125,7 +126,8 @@ TEST(Sampler, RepeatPenaltyLooksAtTheLastNTokensOnly) {
   o.repeat_last_n = -1;
   Sampler all(o, 4);
   all.add_context(context, 3);
-  expect_distribution(all.probabilities(logits), {0.396487, 0.396487, 0.019740, 0.187287});  // softmax([1, 1, -2, 0.25])
+  // softmax([1, 1, -2, 0.25])
+  expect_distribution(all.probabilities(logits), {0.396487, 0.396487, 0.019740, 0.187287});
 }
 
 TEST(Sampler, FrequencyAndPresencePenaltiesCountGeneratedTokensOnly) {

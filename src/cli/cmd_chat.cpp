@@ -38,8 +38,8 @@ SamplingOptions chat_defaults() {
 int run_chat(int argc, char** argv) {
   Args args(argc, argv,
             "dsv2 chat [-m DIR] [--system TEXT] [-n N] [sampling options] [--seed S] [--ctx N]\n\n"
-            "The sampling defaults are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05) with the repeat\n"
-            "penalty 1.1 over the last 64 tokens that llama.cpp's chat used to default to.",
+            "The sampling defaults are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05) with\n"
+            "the repeat penalty 1.1 over the last 64 tokens that llama.cpp's chat used to default to.",
             join_options({{kModelOption,
                            {"system", 0, true, "TEXT      a system message that starts the conversation"},
                            {"n", 'n', true, "N         at most N tokens per reply (default 256)"},
@@ -92,7 +92,8 @@ int run_chat(int argc, char** argv) {
     GenerationOptions turn = options;
     turn.max_tokens = std::min<int64_t>(options.max_tokens, ctx - static_cast<int64_t>(prompt.size()));
     if (turn.max_tokens < 1) {
-      std::fprintf(stderr, "(that message does not fit the context of %lld tokens; it was not sent)\n", static_cast<long long>(ctx));
+      std::fprintf(stderr, "(that message does not fit the context of %lld tokens; it was not sent)\n",
+                   static_cast<long long>(ctx));
       messages.pop_back();
       continue;
     }

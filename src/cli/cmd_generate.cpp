@@ -19,9 +19,11 @@ SamplingOptions generate_defaults() {
 
 int run_generate(int argc, char** argv) {
   Args args(argc, argv,
-            "dsv2 generate [-m DIR] (--prompt TEXT | --ids \"...\") [-n N] [sampling options] [--seed S] [--ignore-eos]",
+            "dsv2 generate [-m DIR] (--prompt TEXT | --ids \"...\") [-n N] [sampling options] [--seed S] "
+            "[--ignore-eos]",
             join_options({{kModelOption,
-                           {"prompt", 'p', true, "TEXT      prompt text (needs tokenizer.json); the output is streamed text"},
+                           {"prompt", 'p', true,
+                            "TEXT      prompt text (needs tokenizer.json); the output is streamed text"},
                            {"ids", 0, true, "\"IDS\"     prompt token ids; the output is token ids"},
                            {"special", 0, false, "          recognise special-token text in --prompt"},
                            {"n", 'n', true, "N         number of tokens to generate (default 64)"},

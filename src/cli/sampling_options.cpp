@@ -67,7 +67,8 @@ std::vector<OptionSpec> sampling_option_specs(const SamplingOptions& d) {
                                          number(d.frequency_penalty) + ")"},
       {"presence-penalty", 0, true, "P         -2..2: subtract P from the logit of every token generated already "
                                     "(default " + number(d.presence_penalty) + ")"},
-      {"logit-bias", 0, true, "ID=B,...  add B (-100..100) to token ID's logit: -100 bans it, 100 forces it; repeatable"},
+      {"logit-bias", 0, true,
+       "ID=B,...  add B (-100..100) to token ID's logit: -100 bans it, 100 forces it; repeatable"},
       {"seed", 0, true, "S         random seed (default " + number(static_cast<double>(d.seed)) + ")"},
   };
 }
@@ -90,6 +91,8 @@ SamplingOptions parse_sampling(const Args& args, const SamplingOptions& defaults
   return s;
 }
 
-void check_sampling_vocabulary(const SamplingOptions& options, int64_t vocab_size) { throw_if_problem(options, vocab_size); }
+void check_sampling_vocabulary(const SamplingOptions& options, int64_t vocab_size) {
+  throw_if_problem(options, vocab_size);
+}
 
 }  // namespace dsv2::cli

@@ -10,7 +10,8 @@ size_t drop_oldest_turns(std::vector<ChatMessage>& messages,
     // The oldest turn: its first message and what follows up to the next user message.
     size_t end = first + 1;
     while (end + 1 < messages.size() && messages[end].role != "user") ++end;
-    messages.erase(messages.begin() + static_cast<std::ptrdiff_t>(first), messages.begin() + static_cast<std::ptrdiff_t>(end));
+    const auto begin = messages.begin();
+    messages.erase(begin + static_cast<std::ptrdiff_t>(first), begin + static_cast<std::ptrdiff_t>(end));
     dropped += end - first;
   }
   return dropped;

@@ -29,9 +29,9 @@ std::optional<SamplingProblem> find_sampling_problem(const SamplingOptions& o, i
   if (o.repeat_last_n < -1) return SamplingProblem{"repeat_last_n", "must be >= -1 (0: off, -1: the whole context)"};
   for (const LogitBias& b : o.logit_bias) {
     const std::string token = std::to_string(b.token);
+    const std::string last = vocab_size > 0 ? std::to_string(vocab_size - 1) : std::string("n-1");
     if (b.token < 0 || (vocab_size > 0 && b.token >= vocab_size))
-      return SamplingProblem{"logit_bias", "token " + token + " is not in the vocabulary (ids 0.." +
-                                               (vocab_size > 0 ? std::to_string(vocab_size - 1) : std::string("n-1")) + ")"};
+      return SamplingProblem{"logit_bias", "token " + token + " is not in the vocabulary (ids 0.." + last + ")"};
     if (!(b.bias >= -100.0f && b.bias <= 100.0f))
       return SamplingProblem{"logit_bias", "the bias of token " + token + " must be in [-100, 100]"};
   }
@@ -88,9 +88,9 @@ void Sampler::adjust(const float* logits) {
     }
   }
   if (!generated_.empty()) {
+    const float frequency = options_.frequency_penalty, presence = options_.presence_penalty;
     for (int64_t i = 0; i < vocab_size_; ++i)
-      if (generated_[i] > 0)
-        candidates_[i].first -= static_cast<float>(generated_[i]) * options_.frequency_penalty + options_.presence_penalty;
+      if (generated_[i] > 0) candidates_[i].first -= static_cast<float>(generated_[i]) * frequency + presence;
   }
 }
 
