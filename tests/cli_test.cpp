@@ -85,6 +85,44 @@ TEST(Cli, GenerateIsDeterministicForASeed) {
   EXPECT_EQ(a.out, b.out);
 }
 
+// The sampling flags of generate (and chat, which shares them): each reaches
+// the sampler, and a value out of range is a one-line usage error naming it.
+TEST(Cli, SamplingFlags) {
+  const std::string base = "generate -m " + fixture("v2_lite") + " --ids \"5 6 7\" -n 6 --ignore-eos --seed 4 ";
+  // +100 forces token 9 whatever the temperature; -100 on the greedy choice makes greedy pick another.
+  const auto forced = run_dsv2(base + "--temperature 1.5 --logit-bias 9=100");
+  ASSERT_EQ(forced.exit_code, 0) << forced.err;
+  EXPECT_EQ(forced.out, "9 9 9 9 9 9\n");
+  const auto greedy = run_dsv2(base + "--temperature 0 -n 1");
+  ASSERT_EQ(greedy.exit_code, 0) << greedy.err;
+  const std::string first = greedy.out.substr(0, greedy.out.size() - 1);
+  const auto banned = run_dsv2(base + "--temperature 0 -n 1 --logit-bias 1=0," + first + "=-100 --logit-bias 2=3");
+  ASSERT_EQ(banned.exit_code, 0) << banned.err;
+  EXPECT_NE(banned.out, greedy.out);
+  // Penalties and min-p change a seeded run; with their neutral values they change nothing.
+  const auto plain = run_dsv2(base + "-n 24 --temperature 1");
+  const auto neutral = run_dsv2(base + "-n 24 --temperature 1 --repeat-penalty 1 --frequency-penalty 0 "
+                                       "--presence-penalty 0 --min-p 0");
+  const auto penalised = run_dsv2(base + "-n 24 --temperature 1 --repeat-penalty 1.5 --repeat-last-n -1 "
+                                         "--frequency-penalty 1 --presence-penalty 1 --min-p 0.05");
+  ASSERT_EQ(penalised.exit_code, 0) << penalised.err;
+  EXPECT_EQ(plain.out, neutral.out);
+  EXPECT_NE(plain.out, penalised.out);
+  for (const auto& [flags, needle] : std::vector<std::pair<std::string, std::string>>{
+           {"--min-p 1.5", "option --min-p: must be in [0, 1]"},
+           {"--frequency-penalty 3", "option --frequency-penalty: must be in [-2, 2]"},
+           {"--presence-penalty -2.5", "option --presence-penalty: must be in [-2, 2]"},
+           {"--repeat-penalty 0", "option --repeat-penalty: must be > 0"},
+           {"--repeat-last-n -2", "option --repeat-last-n: must be >= -1"},
+           {"--top-k -1", "option --top-k"},
+           {"--temperature -1", "option --temperature"},
+           {"--logit-bias 5", "option --logit-bias: '5' is not TOKEN_ID=BIAS"},
+           {"--logit-bias 5=x", "option --logit-bias: '5=x'"},
+           {"--logit-bias 5=101", "option --logit-bias: the bias of token 5 must be in [-100, 100]"},
+           {"--logit-bias 999=1", "option --logit-bias: token 999 is not in the vocabulary (ids 0..511)"}})
+    expect_one_line_error(run_dsv2(base + flags), 2, needle);
+}
+
 // --quantize and --cache-type reach the model: logits stay near transformers'
 // (q8 weights and a q8 cache move this tiny random model's logits by a few
 // percent of their range; a q4 cache moves them ~25%, bf16 weights ~1%), they

@@ -104,7 +104,8 @@ std::string generated_text(size_t bytes, uint64_t seed) {
 Diff compare(const std::vector<float>& a, const std::vector<float>& b) {
   Diff d{0.0f, 0.0f};
   for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
-    d.max_abs_diff = std::max(d.max_abs_diff, std::fabs(a[i] - b[i]));
+    const float diff = std::fabs(a[i] - b[i]);
+    d.max_abs_diff = std::max(d.max_abs_diff, std::isnan(diff) ? INFINITY : diff);  // std::max would skip a NaN
     d.max_abs_ref = std::max(d.max_abs_ref, std::fabs(b[i]));
   }
   if (a.size() != b.size()) d.max_abs_diff = INFINITY;

@@ -44,7 +44,7 @@ std::string mpirun_command();  // mpirun with the options the tests always need
 // already lower the loss on it.
 std::string generated_text(size_t bytes, uint64_t seed = 1);
 
-// The largest |a - b| and the largest |b|.
+// The largest |a - b| (infinite where either is NaN) and the largest |b|.
 struct Diff {
   float max_abs_diff, max_abs_ref;
 };

@@ -65,6 +65,10 @@ int run_serve(int argc, char** argv) {
     std::fprintf(stderr, "dsv2 serve: %s on http://%s:%d (parallel %lld, context %lld)%s\n", options.model_name.c_str(),
                  options.host.c_str(), port, static_cast<long long>(options.engine.parallel),
                  static_cast<long long>(options.engine.context), options.api_key.empty() ? "" : ", API key required");
+    // After the address line, which scripts read first.
+    if (options.api_key.empty() && !is_loopback_host(options.host))
+      std::fprintf(stderr, "dsv2 serve: warning: %s is not a loopback address and no --api-key is set: anyone who can "
+                           "reach it can use the model\n", options.host.c_str());
   });
   running_server = nullptr;
   if (!ok) throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (in use, or not an address of this machine)");

@@ -40,10 +40,22 @@ inline const OptionSpec kQuantizeOption{"quantize", 0, true,
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 
+// Option lists joined in order: a command's own options, then shared groups.
+inline std::vector<OptionSpec> join_options(std::vector<std::vector<OptionSpec>> groups) {
+  std::vector<OptionSpec> all;
+  for (auto& group : groups) all.insert(all.end(), group.begin(), group.end());
+  return all;
+}
+
 // Shared option helpers.
 // -m DIR, else $DSV2_MODEL, else the model shipped in the source tree (models/dsv2-mini).
 std::string model_dir_option(const Args& args);
-SamplingOptions parse_sampling(const Args& args, float default_temperature);
+// The sampling flags (--temperature ... --logit-bias, --seed), their help showing `defaults`.
+std::vector<OptionSpec> sampling_option_specs(const SamplingOptions& defaults);
+// Reads those flags over `defaults`; a value out of range is a UsageError naming the flag.
+SamplingOptions parse_sampling(const Args& args, const SamplingOptions& defaults);
+// --logit-bias token ids against the model's vocabulary, known once the model is loaded.
+void check_sampling_vocabulary(const SamplingOptions& options, int64_t vocab_size);
 AttentionPath parse_attention_path(const std::string& value);
 // --quantize TYPE, if given.
 std::optional<DType> quantize_option(const Args& args);

@@ -215,8 +215,14 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
     for (int64_t i = 0; i < queries; ++i) {
       float* row = S + i * n;
       const int64_t visible = std::clamp<int64_t>(first_position + i / dm.heads + 1 - s0, 0, n);  // causal mask
+      if (visible == 0) {
+        // The row sees none of this tile (an earlier row of a block that straddles
+        // tiles): its state is unchanged, and its weights must be 0, not -inf, for
+        // the P·C product below (-inf · c is NaN or -inf).
+        std::fill(row, row + n, 0.0f);
+        continue;
+      }
       std::fill(row + visible, row + n, -std::numeric_limits<float>::infinity());
-      if (visible == 0) continue;  // the row's exp terms are all 0; its state is unchanged
       const float tile_max = max_value(row, visible), new_max = std::max(work.max[i], tile_max);
       const float rescale = std::exp(work.max[i] - new_max);  // 0 on the first tile (max = -inf)
       if (rescale != 1.0f) {

@@ -24,10 +24,11 @@ std::vector<int32_t> generate(Model& model, LatentCache& cache, const std::vecto
   const int64_t vocab = model.config().vocab_size;
   std::vector<float> logits(vocab);
   model.forward(prompt.data() + cached, static_cast<int64_t>(prompt.size()) - cached, cache, options.path, logits.data(), true);
-  Sampler sampler(options.sampling);
+  Sampler sampler(options.sampling, vocab);
+  sampler.add_context(prompt.data(), static_cast<int64_t>(prompt.size()));
   std::vector<int32_t> out;
   for (int64_t i = 0; i < options.max_tokens; ++i) {
-    const int32_t next = sampler.sample(logits.data(), vocab);
+    const int32_t next = sampler.sample(logits.data());
     out.push_back(next);
     const bool stop = !options.ignore_stop && std::find(options.stop_ids.begin(), options.stop_ids.end(), next) != options.stop_ids.end();
     if (!on_token(next) || stop || i + 1 == options.max_tokens) break;

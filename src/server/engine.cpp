@@ -15,8 +15,11 @@ struct Engine::Sequence {
   Sampler sampler;
   bool finished = false;
 
-  Sequence(std::shared_ptr<GenerationJob> j, std::unique_ptr<LatentCache> c)
-      : job(std::move(j)), cache(std::move(c)), sampler(job->sampling) {}
+  // The job's sampling options were validated when it was made (a throw here would end the engine thread).
+  Sequence(std::shared_ptr<GenerationJob> j, std::unique_ptr<LatentCache> c, int64_t vocab_size)
+      : job(std::move(j)), cache(std::move(c)), sampler(job->sampling, vocab_size) {
+    sampler.add_context(job->prompt.data(), static_cast<int64_t>(job->prompt.size()));
+  }
   bool prefilling() const { return prompt_fed < static_cast<int64_t>(job->prompt.size()); }
 };
 
@@ -74,7 +77,7 @@ void Engine::admit(std::vector<std::shared_ptr<GenerationJob>>& incoming) {
       cache = std::make_unique<LatentCache>(model_.config(), options_.context, options_.cache_page, options_.cache_type);
       best_shared = 0;
     }
-    auto s = std::make_unique<Sequence>(job, std::move(cache));
+    auto s = std::make_unique<Sequence>(job, std::move(cache), model_.config().vocab_size);
     s->prompt_fed = best_shared;
     s->in_cache.assign(job->prompt.begin(), job->prompt.begin() + best_shared);
     {
@@ -141,7 +144,7 @@ void Engine::step() {
         s.prompt_fed += c.tokens;
         if (s.prefilling()) continue;  // more prompt to go; these logits are not needed
       }
-      s.next = s.sampler.sample(logits_.data() + i * vocab, vocab);
+      s.next = s.sampler.sample(logits_.data() + i * vocab);
       ++generated;
       GenerationJob& job = *s.job;
       bool stop = std::find(job.stop_ids.begin(), job.stop_ids.end(), s.next) != job.stop_ids.end();

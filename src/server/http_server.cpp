@@ -1,5 +1,6 @@
 #include "server/http_server.h"
 
+#include <arpa/inet.h>
 #include <httplib.h>
 
 #include <atomic>
@@ -90,8 +91,10 @@ std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r
                        " or completion.",
                    r.chat ? "messages" : "prompt", "context_length_exceeded");
   job->max_tokens = max_tokens;
-  job->sampling.temperature = r.temperature;
-  job->sampling.top_p = r.top_p;
+  job->sampling = r.sampling;
+  // The parser checked every range but this one; the engine thread's sampler must not throw.
+  if (auto problem = find_sampling_problem(job->sampling, model.config().vocab_size))
+    throw ApiError(400, "'" + problem->field + "': " + problem->message, problem->field);
   job->sampling.seed = r.seed.value_or(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ next_id.load());
   job->stop_ids = stop_ids;
   return job;
@@ -305,6 +308,16 @@ void Server::Impl::setup_routes() {
   http.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(chat_page_html(), "text/html; charset=utf-8"); });
   http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, false); });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, true); });
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost") return true;
+  in_addr v4{};
+  if (inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
+  in6_addr v6{};
+  if (inet_pton(AF_INET6, host.c_str(), &v6) != 1) return false;
+  if (IN6_IS_ADDR_LOOPBACK(&v6)) return true;
+  return IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127;
 }
 
 Server::Server(Model& model, const Tokenizer& tokenizer, std::function<std::string(const std::vector<ChatMessage>&)> render_chat,

@@ -26,6 +26,11 @@ struct ServerOptions {
   EngineOptions engine;
 };
 
+// Whether binding `host` keeps the server to this machine: localhost,
+// 127.0.0.0/8, ::1 (also IPv4-mapped). Anything else — 0.0.0.0, a LAN address,
+// a name — may be reachable by others.
+bool is_loopback_host(const std::string& host);
+
 class Server {
  public:
   // `render_chat` turns messages into the prompt text (the model's chat template).

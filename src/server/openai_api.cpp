@@ -1,5 +1,8 @@
 #include "server/openai_api.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 namespace dsv2 {
@@ -35,6 +38,28 @@ double number_field(const json& body, const char* name, double lo, double hi, do
   const double x = v.get<double>();
   if (!(x >= lo && x <= hi)) bad(name, "must be between " + json(lo).dump() + " and " + json(hi).dump());
   return x;
+}
+
+std::optional<int64_t> integer_field(const json& body, const char* name) {
+  if (!body.contains(name) || body[name].is_null()) return std::nullopt;
+  if (!body[name].is_number_integer()) bad(name, "must be an integer");
+  return body[name].get<int64_t>();
+}
+
+// {"token id": bias, ...}: OpenAI's keys are token ids written as strings.
+std::vector<LogitBias> logit_bias_field(const json& body) {
+  std::vector<LogitBias> biases;
+  if (!body.contains("logit_bias") || body["logit_bias"].is_null()) return biases;
+  const json& map = body["logit_bias"];
+  if (!map.is_object()) bad("logit_bias", "must be an object mapping token ids to numbers");
+  for (const auto& [key, value] : map.items()) {
+    const bool digits = std::all_of(key.begin(), key.end(), [](char c) { return c >= '0' && c <= '9'; });
+    const bool id = !key.empty() && key.size() <= 10 && digits;
+    if (!id || std::stoll(key) > INT32_MAX) bad("logit_bias", "key '" + key + "' is not a token id");
+    if (!value.is_number()) bad("logit_bias", "the bias of token " + key + " must be a number");
+    biases.push_back({static_cast<int32_t>(std::stoll(key)), static_cast<float>(value.get<double>())});
+  }
+  return biases;
 }
 
 // OpenAI's message content: a string, or a list of {"type": "text", "text": ...} parts.
@@ -103,23 +128,26 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
       bad("prompt", "must be a string (or an array holding one string)");
   }
   for (const char* name : {"max_tokens", "max_completion_tokens"}) {
-    if (!body.contains(name) || body[name].is_null()) continue;
-    if (!body[name].is_number_integer()) bad(name, "must be an integer");
-    const int64_t n = body[name].get<int64_t>();
-    if (n < 1) bad(name, "must be at least 1");
-    r.max_tokens = n;
+    const auto n = integer_field(body, name);
+    if (n && *n < 1) bad(name, "must be at least 1");
+    if (n) r.max_tokens = n;
   }
-  r.temperature = static_cast<float>(number_field(body, "temperature", 0.0, 2.0, 1.0));
-  r.top_p = static_cast<float>(number_field(body, "top_p", 0.0, 1.0, 1.0));
-  if (r.top_p == 0.0f) r.top_p = 1e-6f;  // OpenAI accepts 0: keep only the most likely token
-  if (body.contains("seed") && !body["seed"].is_null()) {
-    if (!body["seed"].is_number_integer()) bad("seed", "must be an integer");
-    r.seed = static_cast<uint64_t>(body["seed"].get<int64_t>());
-  }
-  if (body.contains("n") && !body["n"].is_null()) {
-    if (!body["n"].is_number_integer()) bad("n", "must be an integer");
-    if (body["n"].get<int64_t>() != 1) bad("n", "only n = 1 is supported");
-  }
+  SamplingOptions& s = r.sampling;
+  s.temperature = static_cast<float>(number_field(body, "temperature", 0.0, 2.0, 1.0));
+  s.top_p = static_cast<float>(number_field(body, "top_p", 0.0, 1.0, 1.0));
+  if (s.top_p == 0.0f) s.top_p = 1e-6f;  // OpenAI accepts 0: keep only the most likely token
+  s.frequency_penalty = static_cast<float>(number_field(body, "frequency_penalty", -2.0, 2.0, 0.0));
+  s.presence_penalty = static_cast<float>(number_field(body, "presence_penalty", -2.0, 2.0, 0.0));
+  s.logit_bias = logit_bias_field(body);
+  s.min_p = static_cast<float>(number_field(body, "min_p", 0.0, 1.0, 0.0));
+  constexpr double kAny = std::numeric_limits<double>::max();  // the range is find_sampling_problem's
+  s.repeat_penalty = static_cast<float>(number_field(body, "repeat_penalty", -kAny, kAny, 1.0));
+  s.top_k = integer_field(body, "top_k").value_or(0);
+  s.repeat_last_n = integer_field(body, "repeat_last_n").value_or(s.repeat_last_n);
+  // What number_field cannot say (repeat_penalty > 0, repeat_last_n >= -1, top_k >= 0, biases in range).
+  if (auto problem = find_sampling_problem(s, 0)) bad(problem->field, problem->message);
+  if (auto seed = integer_field(body, "seed")) r.seed = static_cast<uint64_t>(*seed);
+  if (integer_field(body, "n").value_or(1) != 1) bad("n", "only n = 1 is supported");
   if (body.contains("stop") && !body["stop"].is_null()) {
     const json& s = body["stop"];
     if (s.is_string()) {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "runtime/chat_format.h"
+#include "runtime/sampler.h"
 
 namespace dsv2 {
 
@@ -28,7 +29,11 @@ struct CompletionRequest {
   std::vector<ChatMessage> messages;  // chat
   std::string prompt;                 // completions
   std::optional<int64_t> max_tokens;
-  float temperature = 1.0f, top_p = 1.0f;
+  // OpenAI's temperature, top_p, frequency_penalty, presence_penalty and
+  // logit_bias, and llama.cpp's top_k, min_p, repeat_penalty and repeat_last_n;
+  // all off unless given. Ranges checked, except logit_bias ids against the
+  // vocabulary (the parser does not know it). sampling.seed is unused: see seed.
+  SamplingOptions sampling;
   std::optional<uint64_t> seed;
   std::vector<std::string> stop;
   bool stream = false, include_usage = false;

@@ -14,6 +14,7 @@
 
 #include "core/parallel.h"
 #include "model/model.h"
+#include "runtime/sampler.h"
 
 namespace {
 std::atomic<bool> counting{false};
@@ -52,6 +53,31 @@ TEST(DecodeAllocations, NoneInSteadyState) {
       EXPECT_EQ(allocations.load(), 0) << (quantize ? dtype_name(*quantize) : "as stored") << ", cache "
                                        << cache_type_name(cache_type);
     }
+}
+
+// Every sampling control on, history included: the buffers are sized when the
+// sampler is made, so drawing a token allocates nothing.
+TEST(DecodeAllocations, NoneWhileSampling) {
+  const int64_t vocab = 12000;
+  std::vector<float> logits(vocab);
+  for (int64_t i = 0; i < vocab; ++i) logits[i] = static_cast<float>((i * 7919) % 1000) / 100.0f;
+  for (int64_t window : {64, -1}) {
+    SamplingOptions o{0.8f, 0.95f, 40, 1};
+    o.min_p = 0.05f;
+    o.repeat_penalty = 1.1f;
+    o.repeat_last_n = window;
+    o.frequency_penalty = 0.3f;
+    o.presence_penalty = 0.2f;
+    o.logit_bias = {{5, 2.0f}, {9, -100.0f}};
+    Sampler sampler(o, vocab);
+    const std::vector<int32_t> prompt(100, 3);
+    sampler.add_context(prompt.data(), static_cast<int64_t>(prompt.size()));
+    allocations = 0;
+    counting = true;
+    for (int i = 0; i < 200; ++i) sampler.sample(logits.data());
+    counting = false;
+    EXPECT_EQ(allocations.load(), 0) << "repeat_last_n " << window;
+  }
 }
 
 }  // namespace

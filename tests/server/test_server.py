@@ -172,6 +172,41 @@ class ServerTest(unittest.TestCase):
         self.assertEqual(status, 404)
         self.assertEqual(self.server.raw("GET", "/health")[0], 200)  # still alive
 
+    def test_sampling_controls(self):
+        """OpenAI's logit_bias and penalties, llama.cpp's top_k, min_p, repeat_penalty (extra_body), and 400s
+        naming the field for values out of range."""
+        ids = subprocess.run([ARGS.dsv2, "tokenize", "-m", ARGS.model, "--no-bos", "--text", " sea"],
+                             capture_output=True, text=True, check=True).stdout.split()
+        self.assertEqual(len(ids), 1, ids)
+        client = self.server.client()
+        forced = client.completions.create(model=self.model, prompt="The king said", max_tokens=4, temperature=1.0,
+                                           seed=3, logit_bias={ids[0]: 100})
+        self.assertEqual(forced.choices[0].text, " sea" * 4)
+        chat = self.chat("Tell me a story.", max_tokens=5, temperature=0.7, seed=3, logit_bias={ids[0]: 100})
+        self.assertEqual(chat.choices[0].message.content.strip(), "sea sea sea sea sea")
+        kw = dict(model=self.model, prompt="The king said", max_tokens=24, temperature=0.9, seed=8)
+        plain = client.completions.create(**kw).choices[0].text
+        penalised = client.completions.create(frequency_penalty=1.5, presence_penalty=1.0, **kw).choices[0].text
+        llama = client.completions.create(extra_body={"top_k": 40, "min_p": 0.05, "repeat_penalty": 1.3,
+                                                      "repeat_last_n": -1}, **kw).choices[0].text
+        self.assertNotEqual(plain, penalised)
+        self.assertNotEqual(plain, llama)
+        self.assertEqual(client.completions.create(**kw).choices[0].text, plain)  # off unless asked for
+        for bad, param in (({"frequency_penalty": 3}, "frequency_penalty"),
+                           ({"presence_penalty": -2.5}, "presence_penalty"),
+                           ({"logit_bias": {"99999999": 5}}, "logit_bias"),
+                           ({"logit_bias": {ids[0]: 101}}, "logit_bias"),
+                           ({"extra_body": {"min_p": 2}}, "min_p"),
+                           ({"extra_body": {"repeat_penalty": 0}}, "repeat_penalty"),
+                           ({"extra_body": {"repeat_last_n": -5}}, "repeat_last_n"),
+                           ({"extra_body": {"top_k": -1}}, "top_k")):
+            with self.assertRaises(openai.BadRequestError, msg=str(bad)) as e:
+                client.completions.create(model=self.model, prompt="x", max_tokens=2, **bad)
+            self.assertEqual(e.exception.body["param"], param)
+        with self.assertRaises(openai.BadRequestError) as e:
+            client.completions.create(model=self.model, prompt="x", max_tokens=2, logit_bias={"99999999": 5})
+        self.assertIn("not in the vocabulary", e.exception.body["message"])
+
     def test_disconnected_client_is_cancelled(self):
         before = self.server.metric('dsv2_requests_total{outcome="cancelled"}')
         body = json.dumps({"messages": [{"role": "user", "content": "Talk forever"}], "max_tokens": 1500,
@@ -273,6 +308,22 @@ class LimitsTest(unittest.TestCase):
             self.assertEqual(server.raw("GET", "/health")[0], 200)  # health needs no key
         finally:
             server.stop()
+
+    def test_public_host_without_api_key_warns(self):
+        server = Server("--host", "0.0.0.0")
+        try:
+            line = server.proc.stderr.readline()  # the line after the address line
+            self.assertIn("warning: 0.0.0.0 is not a loopback address and no --api-key is set", line)
+            self.assertEqual(server.raw("GET", "/health")[0], 200)
+        finally:
+            server.stop()
+        for extra in (("--host", "0.0.0.0", "--api-key", "k"), ("--host", "127.0.0.1")):
+            server = Server(*extra)
+            self.assertEqual(server.raw("GET", "/health")[0], 200)  # serving (a signal before that would be missed)
+            server.proc.terminate()
+            rest = server.proc.stderr.read()
+            server.stop()
+            self.assertNotIn("warning", rest, extra)
 
     def test_full_queue_is_refused(self):
         server = Server("--parallel", "1", "--queue", "1")
