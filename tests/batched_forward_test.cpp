@@ -2,6 +2,7 @@
 // cache, run through one forward step must get the logits each would get alone.
 #include <gtest/gtest.h>
 
+#include <deque>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -31,7 +32,7 @@ TEST_P(BatchedForward, MatchesEachSequenceAlone) {
                                                     {120, 4, 31, 8, 9, 10, 99, 3, 2, 1}};
     // Sequence s is prefilled with its first 2 + 2s tokens (different lengths,
     // in one batch), then all step one token at a time together.
-    std::vector<LatentCache> caches;
+    std::deque<LatentCache> caches;  // (caches are neither copied nor moved)
     for (size_t s = 0; s < seqs.size(); ++s) caches.emplace_back(model.config(), 64, /*page_tokens=*/4);
     std::vector<std::vector<float>> got(seqs.size());
     std::vector<size_t> fed(seqs.size());

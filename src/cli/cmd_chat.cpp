@@ -46,22 +46,32 @@ int run_chat(int argc, char** argv) {
                            {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096); "
                                             "older turns are dropped to stay within it"}},
                           sampling_option_specs(chat_defaults()),
-                          {kQuantizeOption, kCacheTypeOption, kThreadsOption}}));
+                          {kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
-  apply_thread_option(args);
-  const std::string dir = model_dir_option(args);
-  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": chat needs tokenizer.json in the model directory");
-  const auto tokenizer = Tokenizer::load(dir);
-  Model model(dir, quantize_option(args));
+  std::string dir;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Model> owned_model;
   GenerationOptions options;
-  options.max_tokens = args.get_int("n", 256);
-  if (options.max_tokens < 1) throw UsageError("option -n: must be at least 1");
-  options.sampling = parse_sampling(args, chat_defaults());
-  check_sampling_vocabulary(options.sampling, model.config().vocab_size);
+  int64_t ctx = 0;
+  set_up_on_all_ranks([&] {
+    apply_thread_option(args);
+    dir = model_dir_option(args);
+    if (!Tokenizer::exists_in(dir)) throw Error(dir + ": chat needs tokenizer.json in the model directory");
+    tokenizer = Tokenizer::load(dir);
+    options.max_tokens = args.get_int("n", 256);
+    if (options.max_tokens < 1) throw UsageError("option -n: must be at least 1");
+    options.sampling = parse_sampling(args, chat_defaults());
+    cache_type_option(args);
+    owned_model = load_model(args, dir);
+    check_sampling_vocabulary(options.sampling, owned_model->config().vocab_size);
+    ctx = args.get_int("ctx", std::min<int64_t>(owned_model->config().max_position_embeddings, 4096));
+    if (ctx < 16) throw UsageError("option --ctx: too small");
+  });
+  // Under mpirun rank 0 talks (mpirun gives it stdin); the others follow its steps.
+  if (owned_model->is_follower()) return owned_model->follow(), 0;
+  Model& model = *owned_model;
   options.stop_ids = model.config().eos_token_ids;
   if (tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
-  const int64_t ctx = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
-  if (ctx < 16) throw UsageError("option --ctx: too small");
   LatentCache cache(model.config(), ctx, 0, cache_type_option(args));
   const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
 

@@ -29,23 +29,31 @@ int run_generate(int argc, char** argv) {
                            {"n", 'n', true, "N         number of tokens to generate (default 64)"},
                            {"ignore-eos", 0, false, "          keep generating after the end-of-sequence token"}},
                           sampling_option_specs(generate_defaults()),
-                          {kAttnOption, kQuantizeOption, kCacheTypeOption, kThreadsOption}}));
+                          {kAttnOption, kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
-  apply_thread_option(args);
-  const std::string dir = model_dir_option(args);
-  const long long n = args.get_int("n", 64);
-  if (n < 1 || n > 1'000'000) throw UsageError("option -n: must be between 1 and 1000000");
   GenerationOptions options;
-  options.max_tokens = n;
-  options.sampling = parse_sampling(args, generate_defaults());
-  options.ignore_stop = args.has("ignore-eos");
-  options.path = parse_attention_path(args.get("attn", "absorbed"));
-
-  const std::unique_ptr<Tokenizer> tokenizer = Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
-  const std::vector<int32_t> prompt = prompt_ids(args, tokenizer.get());
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::vector<int32_t> prompt;
+  std::unique_ptr<Model> owned_model;
+  set_up_on_all_ranks([&] {
+    apply_thread_option(args);
+    const std::string dir = model_dir_option(args);
+    const long long n = args.get_int("n", 64);
+    if (n < 1 || n > 1'000'000) throw UsageError("option -n: must be between 1 and 1000000");
+    options.max_tokens = n;
+    options.sampling = parse_sampling(args, generate_defaults());
+    options.ignore_stop = args.has("ignore-eos");
+    options.path = parse_attention_path(args.get("attn", "absorbed"));
+    tokenizer = Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
+    prompt = prompt_ids(args, tokenizer.get());
+    cache_type_option(args);
+    owned_model = load_model(args, dir);
+    check_sampling_vocabulary(options.sampling, owned_model->config().vocab_size);
+  });
+  if (owned_model->is_follower()) return owned_model->follow(), 0;
+  Model& model = *owned_model;
+  const long long n = options.max_tokens;
   const bool text_output = args.has("prompt");
-  Model model(dir, quantize_option(args));
-  check_sampling_vocabulary(options.sampling, model.config().vocab_size);
   options.stop_ids = model.config().eos_token_ids;
   if (tokenizer && tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
   LatentCache cache(model.config(), static_cast<int64_t>(prompt.size()) + n, 0, cache_type_option(args));

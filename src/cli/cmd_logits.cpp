@@ -19,24 +19,34 @@ int run_logits(int argc, char** argv) {
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              kAttnOption,
-             kQuantizeOption, kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
-  apply_thread_option(args);
-  const std::string dir = model_dir_option(args), output = args.require("output");
-  const std::unique_ptr<Tokenizer> tokenizer = args.has("prompt") && Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
-  const std::vector<int32_t> ids = prompt_ids(args, tokenizer.get());
-  const auto total = static_cast<int64_t>(ids.size());
-  const int64_t prefill = args.get_int("prefill", total);
-  if (prefill < 1 || prefill > total)
-    throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(total) + ")");
-  const AttentionPath path = parse_attention_path(args.get("attn", "absorbed"));
+  std::string output;
+  std::vector<int32_t> ids;
+  int64_t prefill = 0;
+  AttentionPath path{};
+  std::unique_ptr<Model> model;
+  set_up_on_all_ranks([&] {
+    apply_thread_option(args);
+    const std::string dir = model_dir_option(args);
+    output = args.require("output");
+    const std::unique_ptr<Tokenizer> tokenizer = args.has("prompt") && Tokenizer::exists_in(dir) ? Tokenizer::load(dir) : nullptr;
+    ids = prompt_ids(args, tokenizer.get());
+    prefill = args.get_int("prefill", static_cast<int64_t>(ids.size()));
+    if (prefill < 1 || prefill > static_cast<int64_t>(ids.size()))
+      throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(ids.size()) + ")");
+    path = parse_attention_path(args.get("attn", "absorbed"));
+    cache_type_option(args);
+    model = load_model(args, dir);
+  });
+  if (model->is_follower()) return model->follow(), 0;
 
-  Model model(dir, quantize_option(args));
-  const int64_t vocab = model.config().vocab_size;
-  LatentCache cache(model.config(), total, 0, cache_type_option(args));
+  const auto total = static_cast<int64_t>(ids.size());
+  const int64_t vocab = model->config().vocab_size;
+  LatentCache cache(model->config(), total, 0, cache_type_option(args));
   std::vector<float> logits(static_cast<size_t>(total * vocab));
-  model.forward(ids.data(), prefill, cache, path, logits.data());
-  for (int64_t t = prefill; t < total; ++t) model.forward(&ids[t], 1, cache, path, logits.data() + t * vocab);
+  model->forward(ids.data(), prefill, cache, path, logits.data());
+  for (int64_t t = prefill; t < total; ++t) model->forward(&ids[t], 1, cache, path, logits.data() + t * vocab);
 
   AtomicFile out(output);
   static_assert(std::endian::native == std::endian::little, "logits files are little-endian");

@@ -1,7 +1,12 @@
 // dsv2 serve: the OpenAI-compatible HTTP server.
+#include <unistd.h>
+
+#include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -16,6 +21,32 @@ Server* running_server = nullptr;
 void stop_on_signal(int) {
   if (running_server) running_server->stop();
 }
+
+// Under mpirun a SIGTERM (or SIGINT) means the job is ending: mpirun sends it
+// when another rank has stopped, and a second later kills what is left. The
+// engine, waiting for that rank inside a collective, can finish nothing: the
+// requests in flight are answered with 503 at once and the process leaves.
+int signal_pipe[2] = {-1, -1};
+void wake_watcher(int) {
+  const char byte = 1;
+  (void)!::write(signal_pipe[1], &byte, 1);
+}
+
+void watch_for_job_end(Server& server) {
+  if (::pipe(signal_pipe) != 0) throw Error("serve: cannot create a pipe for signals");
+  std::thread([&server] {
+    char byte;
+    while (::read(signal_pipe[0], &byte, 1) != 1) {
+    }
+    server.abandon("the server's MPI job is ending (a rank stopped); this request cannot be completed");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the handlers send their 503s
+    std::fprintf(stderr, "dsv2 serve: error: the MPI job is ending (a rank stopped or mpirun was interrupted); "
+                         "requests in flight were answered with 503\n");
+    std::_Exit(1);
+  }).detach();
+  std::signal(SIGINT, wake_watcher);
+  std::signal(SIGTERM, wake_watcher);
+}
 }  // namespace
 
 int run_serve(int argc, char** argv) {
@@ -28,39 +59,50 @@ int run_serve(int argc, char** argv) {
              {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
              {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
              {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
-             kQuantizeOption, kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
-  apply_thread_option(args);
-  const std::string dir = model_dir_option(args);
-  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": serving needs tokenizer.json in the model directory");
-  const auto tokenizer = Tokenizer::load(dir);
-  Model model(dir, quantize_option(args));
-
+  std::string dir;
+  std::unique_ptr<Tokenizer> tokenizer;
+  std::unique_ptr<Model> owned_model;
   ServerOptions options;
-  options.host = args.get("host", "127.0.0.1");
-  options.port = static_cast<int>(args.get_int("port", 8080));
-  if (options.port < 0 || options.port > 65535) throw UsageError("option --port: must be in [0, 65535]");
-  const char* env_key = std::getenv("DSV2_API_KEY");
-  options.api_key = args.get("api-key", env_key ? env_key : "");
-  options.model_name = std::filesystem::path(dir).lexically_normal().filename().string();
-  if (options.model_name.empty()) options.model_name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
-  const int64_t max_body = args.get_int("max-body", 1 << 20);
-  if (max_body < 1) throw UsageError("option --max-body: must be positive");
-  options.max_body_bytes = static_cast<size_t>(max_body);
-  options.engine.parallel = args.get_int("parallel", 4);
-  options.engine.context = args.get_int("ctx", std::min<int64_t>(model.config().max_position_embeddings, 4096));
-  options.engine.max_queue = args.get_int("queue", 64);
-  options.engine.cache_type = cache_type_option(args);
-  options.engine.idle_caches = options.engine.parallel;
-  if (options.engine.parallel < 1) throw UsageError("option --parallel: must be at least 1");
-  if (options.engine.context < 2) throw UsageError("option --ctx: must be at least 2");
-  if (options.engine.max_queue < 0) throw UsageError("option --queue: must not be negative");
+  set_up_on_all_ranks([&] {
+    apply_thread_option(args);
+    dir = model_dir_option(args);
+    if (!Tokenizer::exists_in(dir)) throw Error(dir + ": serving needs tokenizer.json in the model directory");
+    tokenizer = Tokenizer::load(dir);
+    options.host = args.get("host", "127.0.0.1");
+    options.port = static_cast<int>(args.get_int("port", 8080));
+    if (options.port < 0 || options.port > 65535) throw UsageError("option --port: must be in [0, 65535]");
+    const char* env_key = std::getenv("DSV2_API_KEY");
+    options.api_key = args.get("api-key", env_key ? env_key : "");
+    options.model_name = std::filesystem::path(dir).lexically_normal().filename().string();
+    if (options.model_name.empty()) options.model_name = std::filesystem::path(dir).lexically_normal().parent_path().filename().string();
+    const int64_t max_body = args.get_int("max-body", 1 << 20);
+    if (max_body < 1) throw UsageError("option --max-body: must be positive");
+    options.max_body_bytes = static_cast<size_t>(max_body);
+    options.engine.parallel = args.get_int("parallel", 4);
+    owned_model = load_model(args, dir);
+    options.engine.context = args.get_int("ctx", std::min<int64_t>(owned_model->config().max_position_embeddings, 4096));
+    options.engine.max_queue = args.get_int("queue", 64);
+    options.engine.cache_type = cache_type_option(args);
+    options.engine.idle_caches = options.engine.parallel;
+    if (options.engine.parallel < 1) throw UsageError("option --parallel: must be at least 1");
+    if (options.engine.context < 2) throw UsageError("option --ctx: must be at least 2");
+    if (options.engine.max_queue < 0) throw UsageError("option --queue: must not be negative");
+  });
+  // Under mpirun the other ranks run rank 0's engine steps on their share of the model.
+  if (owned_model->is_follower()) return owned_model->follow(), 0;
+  Model& model = *owned_model;
 
   const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
   Server server(model, *tokenizer, [render](const std::vector<ChatMessage>& messages) { return render(messages, true); }, options);
-  running_server = &server;
-  std::signal(SIGINT, stop_on_signal);
-  std::signal(SIGTERM, stop_on_signal);
+  if (model.plan().split()) {
+    watch_for_job_end(server);
+  } else {
+    running_server = &server;
+    std::signal(SIGINT, stop_on_signal);
+    std::signal(SIGTERM, stop_on_signal);
+  }
   const bool ok = server.listen([&](int port) {
     std::fprintf(stderr, "dsv2 serve: %s on http://%s:%d (parallel %lld, context %lld)%s\n", options.model_name.c_str(),
                  options.host.c_str(), port, static_cast<long long>(options.engine.parallel),

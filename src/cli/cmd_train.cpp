@@ -160,8 +160,6 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   return setup;
 }
 
-bool is_usage_error(const std::exception& e) { return dynamic_cast<const UsageError*>(&e) != nullptr; }
-
 }  // namespace
 
 int run_train(int argc, char** argv) {
@@ -203,8 +201,8 @@ int run_train(int argc, char** argv) {
   // of them together, so that a rank that fails here cannot leave the others waiting.
   const auto& world = dist::world();
   TrainSetup setup;
-  dist::run_on_all_ranks(world, [&] { setup = parse_train_setup(args, world.size()); }, is_usage_error);
-  if (world.size() > 1) dist::run_on_all_ranks(world, [&] { check_ranks_agree(argc, argv, setup.data); }, is_usage_error);
+  set_up_on_all_ranks([&] { setup = parse_train_setup(args, world.size()); });
+  if (world.size() > 1) set_up_on_all_ranks([&] { check_ranks_agree(argc, argv, setup.data); });
   const Config& config = setup.config;
   const TrainerOptions& o = setup.options;
   const TokenData& data = setup.data;

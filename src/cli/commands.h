@@ -2,6 +2,7 @@
 // process exit code; errors are thrown and reported once by main().
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -11,6 +12,7 @@
 #include "core/dtype.h"
 #include "model/latent_cache.h"
 #include "model/mla.h"
+#include "model/model.h"
 #include "runtime/sampler.h"
 #include "tokenizer/tokenizer.h"
 
@@ -39,6 +41,9 @@ inline const OptionSpec kQuantizeOption{"quantize", 0, true,
                                         "TYPE      re-encode the weights at load time: bf16, q8, q4 or fp8 (as dsv2 quantize)"};
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
+inline const OptionSpec kExpertParallelOption{
+    "expert-parallel", 0, true,
+    "N         under mpirun -np N: split the model over the N ranks (routed experts by expert, the rest by rows); N is the default and the only value"};
 
 // Option lists joined in order: a command's own options, then shared groups.
 inline std::vector<OptionSpec> join_options(std::vector<std::vector<OptionSpec>> groups) {
@@ -68,5 +73,14 @@ void apply_thread_option(const Args& args);
 std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args);
 // The prompt as ids: --ids, or --prompt TEXT encoded with the model's tokenizer.
 std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer);
+
+// Runs a command's set-up (options, data, model) on every rank of an mpirun
+// job and agrees on errors: one that any rank meets is reported once by rank 0
+// and every rank exits (dist::run_on_all_ranks). In one process it just runs.
+void set_up_on_all_ranks(const std::function<void()>& setup);
+// The model of an inference command (-m, --quantize, --expert-parallel): whole
+// in one process; under mpirun, this rank's share of it. Rank 0 then runs the
+// command; the other ranks call Model::follow().
+std::unique_ptr<Model> load_model(const Args& args, const std::string& dir);
 
 }  // namespace dsv2::cli

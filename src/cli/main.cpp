@@ -26,19 +26,19 @@ struct Command {
 
 constexpr Command kCommands[] = {
     {"info", dsv2::cli::run_info, "architecture, parameter counts, weight bytes and KV-cache size of a model", false},
-    {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file", false},
-    {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt", false},
-    {"chat", dsv2::cli::run_chat, "interactive chat in the terminal", false},
+    {"logits", dsv2::cli::run_logits, "write the float32 logits of every input position to a file", true},
+    {"generate", dsv2::cli::run_generate, "generate text (or token ids) from a prompt", true},
+    {"chat", dsv2::cli::run_chat, "interactive chat in the terminal", true},
     {"tokenize", dsv2::cli::run_tokenize, "text -> token ids with a model's tokenizer", false},
     {"detokenize", dsv2::cli::run_detokenize, "token ids -> text", false},
     {"tokenizer", dsv2::cli::run_tokenizer, "tokenizer train: learn a byte-level BPE vocabulary", false},
     {"train", dsv2::cli::run_train, "train a DeepSeek-V2-architecture model from scratch (also under mpirun)", true},
     {"eval", dsv2::cli::run_eval, "loss, perplexity and bits per byte of a model on text files", false},
     {"pretokenize", dsv2::cli::run_pretokenize, "tokenize training text once into a .bin for dsv2 train", false},
-    {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page", false},
+    {"serve", dsv2::cli::run_serve, "OpenAI-compatible HTTP server with continuous batching and a chat page", true},
     {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type", false},
     {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes", false},
-    {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", false},
+    {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
 };
 
 // One line on stderr for a failed command: the usage hint for exit code 2.
@@ -116,6 +116,21 @@ std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer) {
   auto ids = tokenizer->encode(args.get("prompt"), {true, args.has("special")});
   if (ids.empty()) throw UsageError("--prompt: the prompt encodes to no tokens");
   return ids;
+}
+
+void set_up_on_all_ranks(const std::function<void()>& setup) {
+  dist::run_on_all_ranks(dist::world(), setup,
+                         [](const std::exception& e) { return dynamic_cast<const UsageError*>(&e) != nullptr; });
+}
+
+std::unique_ptr<Model> load_model(const Args& args, const std::string& dir) {
+  const auto& world = dist::world();
+  if (args.has("expert-parallel") && args.get_int("expert-parallel", 0) != world.size())
+    throw UsageError("option --expert-parallel: inference splits the model over all " + std::to_string(world.size()) +
+                     " rank(s), so it must be " + std::to_string(world.size()) +
+                     (world.size() == 1 ? " (start dsv2 under mpirun -np N to split it)" : ""));
+  if (world.size() == 1) return std::make_unique<Model>(dir, quantize_option(args));
+  return std::make_unique<Model>(dir, quantize_option(args), world);
 }
 
 void apply_thread_option(const Args& args) {

@@ -14,6 +14,9 @@ namespace dsv2::dist {
 struct Communicator::Handle {
   MPI_Comm comm = MPI_COMM_NULL;
   bool owned = false;  // made by split: freed here (MPI_COMM_WORLD is not)
+  // Grow-only buffers for the collectives a decoding step makes (no allocation per token).
+  std::vector<float> parts;
+  std::vector<int> counts, displs;
   ~Handle() {
     int finalized = 0;
     MPI_Finalized(&finalized);
@@ -149,7 +152,8 @@ void Communicator::sum(int64_t* values, int64_t n) const {
 void Communicator::sum(float* values, int64_t n) const {
   if (!handle_ || size_ == 1 || n == 0) return;
   if (n < kSegmentPiece / 4) {  // small: every rank adds all parts itself
-    std::vector<float> parts(static_cast<size_t>(n) * size_);
+    std::vector<float>& parts = handle_->parts;
+    if (parts.size() < static_cast<size_t>(n) * size_) parts.resize(static_cast<size_t>(n) * size_);
     all_gather_bytes(values, parts.data(), static_cast<size_t>(n) * sizeof(float));
     sum_in_rank_order(parts.data(), size_, n, n, values);
     return;
@@ -286,6 +290,40 @@ std::vector<std::string> Communicator::gather(const void* data, size_t bytes, in
     }
   }
   return out;
+}
+
+void Communicator::gather_columns(const float* mine, int64_t rows, const std::vector<int64_t>& bounds, float* all,
+                                  int root) const {
+  require(static_cast<int>(bounds.size()) == size_ + 1, "gather_columns: size() + 1 bounds");
+  const int64_t total = bounds.back();
+  if (!handle_ || size_ == 1) {
+    std::memcpy(all, mine, static_cast<size_t>(rows * total) * sizeof(float));
+    return;
+  }
+  // Every rank's block arrives whole ([rows, width_r], in rank order); then the
+  // blocks are interleaved into rows.
+  std::vector<float>& blocks = handle_->parts;
+  if (blocks.size() < static_cast<size_t>(rows * total)) blocks.resize(static_cast<size_t>(rows * total));
+  std::vector<int>& counts = handle_->counts;
+  std::vector<int>& displs = handle_->displs;
+  counts.resize(size_), displs.resize(size_);
+  for (int r = 0; r < size_; ++r) {
+    counts[r] = to_int(rows * (bounds[r + 1] - bounds[r]), "gather_columns");
+    displs[r] = to_int(rows * bounds[r], "gather_columns");
+  }
+  if (root < 0) {
+    MPI_Allgatherv(mine, counts[rank_], MPI_FLOAT, blocks.data(), counts.data(), displs.data(), MPI_FLOAT, handle_->comm);
+    traffic().collective += static_cast<int64_t>(counts[rank_]) * 4 * (size_ - 1);
+  } else {
+    MPI_Gatherv(mine, counts[rank_], MPI_FLOAT, blocks.data(), counts.data(), displs.data(), MPI_FLOAT, root, handle_->comm);
+    if (rank_ != root) traffic().collective += static_cast<int64_t>(counts[rank_]) * 4;
+    if (rank_ != root) return;
+  }
+  for (int r = 0; r < size_; ++r) {
+    const int64_t width = bounds[r + 1] - bounds[r];
+    const float* block = blocks.data() + rows * bounds[r];
+    for (int64_t t = 0; t < rows; ++t) std::memcpy(all + t * total + bounds[r], block + t * width, width * sizeof(float));
+  }
 }
 
 Request::Request() = default;

@@ -85,6 +85,13 @@ class Communicator {
   // Rank `root` receives every rank's bytes (any size each), in rank order.
   std::vector<std::string> gather(const void* data, size_t bytes, int root) const;
 
+  // A [rows, bounds.back()] matrix split by columns: rank r holds columns
+  // [bounds[r], bounds[r + 1]) as `mine` ([rows, its width]). `all` receives
+  // the whole matrix on every rank, or on rank `root` only (root >= 0).
+  // (Outputs of a weight split by rows over the ranks: attention heads, the
+  // LM head's vocabulary.)
+  void gather_columns(const float* mine, int64_t rows, const std::vector<int64_t>& bounds, float* all, int root = -1) const;
+
   struct Handle;  // MPI_Comm, defined in communicator.cpp
 
  private:

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/error.h"
@@ -36,6 +37,16 @@ MappedFile::MappedFile(const std::string& path) : path_(path) {
 void MappedFile::prefault() const {
 #ifdef MADV_POPULATE_READ
   if (data_) ::madvise(const_cast<std::byte*>(data_), size_, MADV_POPULATE_READ);  // best effort
+#endif
+}
+
+void prefault_range(const void* data, size_t bytes) {
+#ifdef MADV_POPULATE_READ
+  if (!data || bytes == 0) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = reinterpret_cast<uintptr_t>(data) / page * page;
+  const uintptr_t end = reinterpret_cast<uintptr_t>(data) + bytes;
+  ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_POPULATE_READ);  // best effort
 #endif
 }
 

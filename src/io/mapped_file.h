@@ -28,4 +28,8 @@ class MappedFile {
   size_t size_ = 0;
 };
 
+// The same for the pages of [data, data + bytes) of any mapping: a rank of a
+// split model maps whole files but reads only its share of them.
+void prefault_range(const void* data, size_t bytes);
+
 }  // namespace dsv2

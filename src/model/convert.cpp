@@ -93,7 +93,7 @@ void quantize_weights_in_memory(const Config& config, Weights& weights, DType ta
                                 std::vector<std::vector<std::byte>>& storage) {
   require_supported_target(target);
   for_each_tensor(config, weights, [&](const TensorSlot& slot) {
-    if (!slot.matrix) return;
+    if (!slot.matrix || slot.matrix->empty()) return;  // (a routed expert another rank holds)
     WeightMatrix& m = *slot.matrix;
     const DType type = stored_matrix_type(slot.name, slot.shape, target);
     if (type == m.dtype) return;

@@ -1,6 +1,8 @@
 #include "model/latent_cache.h"
 
 #include <algorithm>
+#include <atomic>
+#include <mutex>
 #include <stdexcept>
 
 #include "core/error.h"
@@ -64,13 +66,35 @@ void LatentCache::Part::store(int64_t row, const float* values) {
              scales.empty() ? nullptr : scales.data() + row * (width / kQuantBlock));
 }
 
+namespace {
+
+std::atomic<uint64_t> next_cache_id{1};
+std::mutex released_mutex;
+std::vector<uint64_t> released_ids;
+
+}  // namespace
+
+std::vector<uint64_t> take_released_cache_ids() {
+  std::lock_guard<std::mutex> lock(released_mutex);
+  std::vector<uint64_t> ids;
+  ids.swap(released_ids);
+  return ids;
+}
+
+LatentCache::~LatentCache() {
+  if (!mirrored_) return;
+  std::lock_guard<std::mutex> lock(released_mutex);
+  released_ids.push_back(id_);
+}
+
 LatentCache::LatentCache(const Config& c, int64_t capacity, int64_t page_tokens, CacheType type)
     : type_(type),
       kv_lora_rank_(c.kv_lora_rank),
       rope_dim_(c.qk_rope_head_dim),
       layers_(c.num_hidden_layers),
       capacity_(capacity),
-      page_tokens_(page_tokens) {
+      page_tokens_(page_tokens),
+      id_(next_cache_id++) {
   require(capacity > 0, "latent cache capacity must be positive");
   require(page_tokens >= 0, "latent cache page size must not be negative");
   Part latent, rope_key;

@@ -34,6 +34,18 @@ class LatentCache {
   // page by page as the sequence grows (a server holding many short
   // conversations then pays for what they use); otherwise all at once.
   LatentCache(const Config& config, int64_t capacity, int64_t page_tokens = 0, CacheType type = CacheType::kF32);
+  ~LatentCache();
+  // A cache is one sequence's state; the ranks of a split model keep mirrors
+  // of it under its id, so it is neither copied nor moved.
+  LatentCache(const LatentCache&) = delete;
+  LatentCache& operator=(const LatentCache&) = delete;
+
+  // Unique in this process: names the cache to the other ranks of a split model.
+  uint64_t id() const { return id_; }
+  int64_t page_tokens() const { return page_tokens_; }
+  // Marks the cache as mirrored on other ranks: its destruction is then
+  // recorded, for the model to tell them (take_released_cache_ids).
+  void set_mirrored() const { mirrored_ = true; }
 
   CacheType type() const { return type_; }
   int64_t length() const { return length_; }
@@ -83,6 +95,11 @@ class LatentCache {
   CacheType type_;
   int64_t kv_lora_rank_, rope_dim_, layers_, capacity_, page_tokens_, reserved_ = 0, length_ = 0, row_bytes_ = 0;
   std::vector<Part> latent_, rope_key_;
+  uint64_t id_;
+  mutable bool mirrored_ = false;
 };
+
+// The ids of mirrored caches destroyed since the last call (any thread).
+std::vector<uint64_t> take_released_cache_ids();
 
 }  // namespace dsv2

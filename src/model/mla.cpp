@@ -19,12 +19,16 @@ namespace dsv2 {
 
 namespace {
 
-enum Slot : size_t { kQueryLatent, kQuery, kKvA, kHeadsOut, kExpandedKv, kAbsorbedQuery, kOutputLatent, kAttentionState, kNormedLatent };
+enum Slot : size_t {
+  kQueryLatent, kQuery, kKvA, kHeadsOut, kExpandedKv, kAbsorbedQuery, kOutputLatent, kAttentionState, kNormedLatent,
+  kAllHeadsOut, kOutputRows
+};
 
+// `heads`: the heads this process attends with (all of them unless the model is split over ranks).
 struct Dims {
   int64_t heads, nope, rope, v, latent, qk;
-  explicit Dims(const Config& c)
-      : heads(c.num_attention_heads), nope(c.qk_nope_head_dim), rope(c.qk_rope_head_dim), v(c.v_head_dim),
+  Dims(const Config& c, int64_t local_heads)
+      : heads(local_heads), nope(c.qk_nope_head_dim), rope(c.qk_rope_head_dim), v(c.v_head_dim),
         latent(c.kv_lora_rank), qk(c.qk_head_dim()) {}
 };
 
@@ -344,8 +348,9 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
 }  // namespace
 
 void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
-                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch) {
-  const Dims dm(c);
+                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch,
+                 const ShardPlan& plan) {
+  const Dims dm(c, plan.heads.count(plan.rank));
   const float eps = static_cast<float>(c.rms_norm_eps);
   thread_local std::vector<RowContext> row_contexts;  // grow-only: no allocation per step
   std::vector<RowContext>& context = row_contexts;
@@ -387,7 +392,16 @@ void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, i
     attention_naive(dm, w, q, spans, layer, rope.softmax_scale(), heads_out, scratch);
   else
     attention_absorbed(dm, w, q, rows, spans, context, layer, rope.softmax_scale(), heads_out, scratch);
-  matmul(heads_out, rows, w.o_proj, out);
+  if (!plan.split()) {
+    matmul(heads_out, rows, w.o_proj, out);
+    return;
+  }
+  // Split over ranks: every rank's heads, this rank's rows of W_O, every rank's rows.
+  float* all_heads = scratch.get(kAllHeadsOut, rows * c.num_attention_heads * dm.v);
+  plan.group->gather_columns(heads_out, rows, plan.head_outputs.bounds, all_heads);
+  float* out_rows = scratch.get(kOutputRows, rows * plan.hidden.count(plan.rank));
+  matmul(all_heads, rows, w.o_proj, out_rows);
+  plan.group->gather_columns(out_rows, rows, plan.hidden.bounds, out);
 }
 
 }  // namespace dsv2

@@ -8,6 +8,7 @@
 #include "model/config.h"
 #include "model/latent_cache.h"
 #include "model/rope.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 namespace dsv2 {
@@ -30,7 +31,10 @@ struct SequenceSpan {
 // sequence's cached tokens and to those before it in its span. Its c_kv and
 // k_R are written into its cache, whose rows must be reserved (the caller
 // advances cache.length() once all layers ran). out: [rows, hidden].
+// With a split plan, `w` holds this rank's heads and o_proj rows (shard.h):
+// the rank attends with its heads and the ranks exchange the pieces of out.
 void mla_forward(const Config& config, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
-                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch);
+                 int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch,
+                 const ShardPlan& plan);
 
 }  // namespace dsv2

@@ -1,6 +1,9 @@
 #include "model/model.h"
 
+#include <random>
+
 #include "core/error.h"
+#include "io/mapped_file.h"
 #include "model/convert.h"
 #include "model/moe.h"
 #include "ops/elementwise.h"
@@ -9,16 +12,62 @@
 namespace dsv2 {
 
 namespace {
-enum Slot : size_t { kResidual, kNormed, kBlockOut };
+enum Slot : size_t { kResidual, kNormed, kBlockOut, kLogitRows };
+
+void prefault_matrix(const WeightMatrix& m) {
+  if (m.empty()) return;
+  const size_t values = static_cast<size_t>(m.rows) * m.row_bytes();
+  prefault_range(m.data, values);
+  if (m.scale_inv) prefault_range(m.scale_inv, m.bytes() - values);
 }
+
+// Maps in the weights this rank reads: its matrices (split ones as its rows)
+// and the 1-D weights. Not the embedding table: a token reads one row of it.
+void prefault_share(const Config& config, Weights& w) {
+  for_each_tensor(config, w, [&](const TensorSlot& slot) {
+    if (slot.vector) return prefault_range(slot.vector->values, static_cast<size_t>(slot.vector->size) * sizeof(float));
+    if (slot.matrix != &w.embed_tokens) prefault_matrix(*slot.matrix);
+  });
+  if (config.tie_word_embeddings) prefault_matrix(w.lm_head);  // this rank's rows of the shared table
+}
+
+}  // namespace
 
 Model::Model(const std::string& dir, std::optional<DType> quantize_to)
     : config_(load_config(dir)),
       checkpoint_(std::make_unique<Checkpoint>(dir)),
       weights_(load_weights(config_, *checkpoint_)),
+      plan_(ShardPlan::whole(config_)),
       rope_(config_) {
   for (const auto& file : checkpoint_->files()) file->prefault();
   if (quantize_to) quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
+}
+
+Model::Model(const std::string& dir, std::optional<DType> quantize_to, const dist::Communicator& group)
+    : config_(load_config(dir)),
+      checkpoint_(std::make_unique<Checkpoint>(dir)),
+      weights_(load_weights(config_, *checkpoint_)),
+      plan_(group.size() > 1 ? ShardPlan::make(config_, weights_, group) : ShardPlan::whole(config_)),
+      rope_(config_) {
+  if (!plan_.split()) {
+    for (const auto& file : checkpoint_->files()) file->prefault();
+  } else {
+    shard_weights(config_, plan_, weights_);
+    if (!quantize_to) prefault_share(config_, weights_);  // (re-encoding reads what it needs)
+  }
+  if (quantize_to) quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
+}
+
+void Model::check_batch() const {
+  for (int32_t id : batch_ids_)
+    require_lazy(id >= 0 && id < config_.vocab_size, [&] {
+      return "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")";
+    });
+  for (const SequenceSpan& span : spans_)
+    require_lazy(span.cache->length() + span.tokens <= span.cache->capacity(), [&] {
+      return "context full: " + std::to_string(span.cache->length() + span.tokens) +
+             " tokens exceed the cache capacity of " + std::to_string(span.cache->capacity());
+    });
 }
 
 void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
@@ -26,11 +75,13 @@ void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, Atte
   require(tokens > 0, "forward: no tokens");
   batch_ids_.assign(ids, ids + tokens);
   spans_.assign({SequenceSpan{&cache, 0, tokens}});
+  check_batch();
+  if (plan_.split() && !is_follower()) announce(0, path, last_only);
   const float* x = run_layers(path);
   const int64_t d = config_.hidden_size, first = last_only ? tokens - 1 : 0;
   float* normed = activations_.get(kNormed, tokens * d);
   rmsnorm(x + first * d, weights_.norm.data(), static_cast<float>(config_.rms_norm_eps), tokens - first, d, normed);
-  matmul(normed, tokens - first, weights_.lm_head, logits);
+  lm_head(normed, tokens - first, logits);
 }
 
 void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits) {
@@ -43,22 +94,52 @@ void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, 
     spans_.push_back({c.cache, static_cast<int64_t>(batch_ids_.size()), c.tokens});
     batch_ids_.insert(batch_ids_.end(), c.ids, c.ids + c.tokens);
   }
+  check_batch();
+  if (plan_.split() && !is_follower()) announce(1, path, true);
   const float* x = run_layers(path);
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(spans_.size());
   float* last = activations_.get(kNormed, n * d);  // the last row of each sequence, normalised
   for (int64_t i = 0; i < n; ++i)
     rmsnorm(x + (spans_[i].first_row + spans_[i].tokens - 1) * d, weights_.norm.data(),
             static_cast<float>(config_.rms_norm_eps), 1, d, last + i * d);
-  matmul(last, n, weights_.lm_head, logits);
+  lm_head(last, n, logits);
+}
+
+void Model::lm_head(const float* rows, int64_t count, float* logits) {
+  if (!plan_.split()) return matmul(rows, count, weights_.lm_head, logits);
+  // Each rank multiplies with its rows of the vocabulary; rank 0 gathers them.
+  float* mine = activations_.get(kLogitRows, count * plan_.vocab.count(plan_.rank));
+  matmul(rows, count, weights_.lm_head, mine);
+  plan_.group->gather_columns(mine, count, plan_.vocab.bounds, logits, 0);
+}
+
+void Model::fill_random_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed) {
+  require(begin >= 0 && begin <= end && end <= cache.capacity(), "fill_random_latents: positions outside the cache");
+  if (plan_.split() && !is_follower()) {
+    batch_ids_.clear();
+    spans_.assign({SequenceSpan{&cache, 0, end - begin}});
+    announce(2, AttentionPath::kAbsorbed, false, begin, seed);  // (kFill)
+  }
+  fill_latents(cache, begin, end, seed);
+}
+
+void Model::fill_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> latent(static_cast<size_t>(config_.kv_lora_rank)), rope_key(static_cast<size_t>(config_.qk_rope_head_dim));
+  cache.reserve(end);
+  for (int64_t layer = 0; layer < config_.num_hidden_layers; ++layer)
+    for (int64_t position = begin; position < end; ++position) {
+      for (auto& v : latent) v = normal(rng);
+      for (auto& v : rope_key) v = normal(rng);
+      cache.store(layer, position, latent.data(), rope_key.data());
+    }
+  cache.set_length(end);
 }
 
 float* Model::run_layers(AttentionPath path) {
   const Config& c = config_;
   const int64_t d = c.hidden_size, rows = static_cast<int64_t>(batch_ids_.size());
-  for (int32_t id : batch_ids_)
-    require_lazy(id >= 0 && id < c.vocab_size, [&] {
-      return "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(c.vocab_size) + ")";
-    });
   for (const SequenceSpan& span : spans_) span.cache->reserve(span.cache->length() + span.tokens);
 
   float* x = activations_.get(kResidual, rows * d);
@@ -70,14 +151,16 @@ float* Model::run_layers(AttentionPath path) {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const LayerWeights& layer = weights_.layers[l];
     rmsnorm(x, layer.input_layernorm.data(), eps, rows, d, normed);
-    mla_forward(c, layer.self_attn, rope_, l, normed, rows, spans_, path, block_out, attention_scratch_);
+    mla_forward(c, layer.self_attn, rope_, l, normed, rows, spans_, path, block_out, attention_scratch_, plan_);
     for (int64_t i = 0; i < rows * d; ++i) x[i] += block_out[i];
 
     rmsnorm(x, layer.post_attention_layernorm.data(), eps, rows, d, normed);
-    if (layer.is_moe)
-      moe_forward(c, layer.moe, normed, rows, block_out, ffn_scratch_);
-    else
-      mlp_forward(layer.mlp, normed, rows, block_out, ffn_scratch_);
+    if (layer.is_moe) {
+      ++expert_work_.layer_calls;
+      expert_work_.skipped += moe_forward(c, layer.moe, normed, rows, block_out, ffn_scratch_, plan_) == 0;
+    } else {
+      mlp_forward(layer.mlp, normed, rows, block_out, ffn_scratch_, plan_, plan_.dense_width);
+    }
     for (int64_t i = 0; i < rows * d; ++i) x[i] += block_out[i];
   }
   for (const SequenceSpan& span : spans_) span.cache->set_length(span.cache->length() + span.tokens);

@@ -2,12 +2,20 @@
 //   x = embed(ids)
 //   per layer:  x += MLA(RMSNorm(x));  x += FFN(RMSNorm(x))   (FFN: dense MLP or DeepSeekMoE)
 //   logits = lm_head(RMSNorm(x))
+//
+// Split over the ranks of an MPI job (model/shard.h), every rank holds its
+// share of the weights and a whole copy of every latent cache. Rank 0 leads:
+// its forward calls are announced to the other ranks ("followers", in
+// follow()), which run the same step on their share and mirror rank 0's caches,
+// so that callers on rank 0 (generate, the server's engine) use the model as
+// if it were in one process.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/dtype.h"
@@ -17,6 +25,7 @@
 #include "model/latent_cache.h"
 #include "model/mla.h"
 #include "model/rope.h"
+#include "model/shard.h"
 #include "model/weights.h"
 
 namespace dsv2 {
@@ -27,8 +36,19 @@ class Model {
   // weights are re-encoded in memory at load time as `dsv2 quantize --type`
   // would store them (model/convert.h).
   explicit Model(const std::string& dir, std::optional<DType> quantize_to = std::nullopt);
+  // This rank's share of the model split over `group` (every rank of the group
+  // constructs it). Only the weights of the share are read into memory.
+  Model(const std::string& dir, std::optional<DType> quantize_to, const dist::Communicator& group);
+  ~Model();  // rank 0 of a split model releases its followers
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
 
   const Config& config() const { return config_; }
+  const ShardPlan& plan() const { return plan_; }
+  bool is_follower() const { return plan_.rank != 0; }
+  // On ranks other than 0: runs the steps rank 0 takes, until rank 0's model
+  // is destroyed. Returns then.
+  void follow();
   const Checkpoint& checkpoint() const { return *checkpoint_; }
   const Weights& weights() const { return weights_; }
 
@@ -48,19 +68,54 @@ class Model {
   };
   void forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits);
 
+  // Positions [begin, end) of every layer of `cache` get random latents from
+  // `seed` (benchmarks' stand-in for a long prefill); the cache's length
+  // becomes `end`. On every rank of a split model alike.
+  void fill_random_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed);
+
+  // MoE layer calls on this rank, and those in which no token chose an expert
+  // it holds (it then skipped the routed experts' work).
+  struct ExpertWork {
+    int64_t layer_calls = 0, skipped = 0;
+  };
+  ExpertWork expert_work() const { return expert_work_; }
+
+  // Every rank's resource use so far, gathered at rank 0 (a step all ranks
+  // take; followers get an empty list). One entry in one process.
+  struct RankReport {
+    int64_t peak_rss_bytes = 0, bytes_sent = 0;  // bytes_sent: to other ranks (dist::traffic)
+    ExpertWork experts;
+  };
+  std::vector<RankReport> rank_reports();
+
  private:
+  struct Step;  // a forward call as rank 0 announces it (model_group.cpp)
+
   Config config_;
   std::unique_ptr<Checkpoint> checkpoint_;
   Weights weights_;
+  ShardPlan plan_;
   std::vector<std::vector<std::byte>> quantized_;  // weights re-encoded at load time
   Rope rope_;
   Scratch activations_, attention_scratch_, ffn_scratch_;
   std::vector<int32_t> batch_ids_;
   std::vector<SequenceSpan> spans_;
 
+  ExpertWork expert_work_;
+  std::unordered_map<uint64_t, std::unique_ptr<LatentCache>> mirrors_;  // followers: rank 0's caches
+
+  // Rejects a batch that could not run (ids outside the vocabulary, a cache
+  // too small) before any rank starts it.
+  void check_batch() const;
   // Runs the layers over rows of batch_ids_ grouped in spans_; leaves the final
   // hidden states in the residual slot and advances every cache.
   float* run_layers(AttentionPath path);
+  // logits = lm_head(rows): on rank 0 only when the LM head is split.
+  void lm_head(const float* rows, int64_t count, float* logits);
+  // Rank 0 of a split model: tells the followers which step comes (the batch
+  // in batch_ids_ and spans_).
+  void announce(int op, AttentionPath path, bool last_only, int64_t fill_begin = 0, uint64_t fill_seed = 0);
+  void fill_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed);
 };
 
 }  // namespace dsv2

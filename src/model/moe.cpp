@@ -4,6 +4,7 @@
 // that no token chose cost nothing.
 #include "model/moe.h"
 
+#include <algorithm>
 #include <vector>
 
 #include "model/router.h"
@@ -13,34 +14,70 @@
 namespace dsv2 {
 
 namespace {
-enum Slot : size_t { kGate, kUp, kMlpInputs, kMlpOutputs, kRouterLogits, kSharedOut };
-}
+enum Slot : size_t { kGate, kUp, kMlpInputs, kMlpOutputs, kRouterLogits, kSharedOut, kAllActivations, kDownRows };
 
-void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, Scratch& scratch) {
-  const int64_t width = w.gate_proj.rows;
-  float* gate = scratch.get(kGate, tokens * width);
-  float* up = scratch.get(kUp, tokens * width);
+// A split MLP's rows of down(silu(gate·x) ⊙ up·x): this rank's slice of the
+// activations, every rank's slice exchanged, then this rank's rows of down_proj.
+// rows_out: [tokens, plan.hidden.count(rank)].
+void mlp_rows(const MlpWeights& w, const float* x, int64_t tokens, float* rows_out, Scratch& scratch, const ShardPlan& plan,
+              const Split& width) {
+  const int64_t mine = w.gate_proj.rows;
+  float* gate = scratch.get(kGate, tokens * mine);
+  float* up = scratch.get(kUp, tokens * mine);
   matmul(x, tokens, w.gate_proj, gate);
   matmul(x, tokens, w.up_proj, up);
-  silu_mul(gate, up, tokens * width);
+  silu_mul(gate, up, tokens * mine);
+  float* all = scratch.get(kAllActivations, tokens * width.total());
+  plan.group->gather_columns(gate, tokens, width.bounds, all);
+  matmul(all, tokens, w.down_proj, rows_out);
+}
+
+// out[:, first .. first + width) = rows [tokens, width], the other columns 0.
+void place_columns(const float* rows, int64_t tokens, int64_t first, int64_t width, int64_t d, float* out) {
+  std::fill(out, out + tokens * d, 0.0f);
+  for (int64_t t = 0; t < tokens; ++t) std::copy(rows + t * width, rows + (t + 1) * width, out + t * d + first);
+}
+
+}  // namespace
+
+void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, Scratch& scratch, const ShardPlan& plan,
+                 const Split& width) {
+  if (plan.split()) {
+    float* rows = scratch.get(kDownRows, tokens * plan.hidden.count(plan.rank));
+    mlp_rows(w, x, tokens, rows, scratch, plan, width);
+    plan.group->gather_columns(rows, tokens, plan.hidden.bounds, out);
+    return;
+  }
+  const int64_t width_here = w.gate_proj.rows;
+  float* gate = scratch.get(kGate, tokens * width_here);
+  float* up = scratch.get(kUp, tokens * width_here);
+  matmul(x, tokens, w.gate_proj, gate);
+  matmul(x, tokens, w.up_proj, up);
+  silu_mul(gate, up, tokens * width_here);
   matmul(gate, tokens, w.down_proj, out);
 }
 
 namespace {
 
-// One token (decoding): the shared experts and the k chosen ones as two
-// parallel regions — every gate and up projection, then every down
-// projection — rather than three fork/joins per expert.
-void moe_forward_one_token(const Config& c, const MoeWeights& w, const float* u, const int32_t* chosen,
-                           const float* gates, float* out, Scratch& scratch) {
+// One token (decoding): the shared experts and the chosen ones held here as
+// two parallel regions — every gate and up projection, then every down
+// projection — rather than three fork/joins per expert. Split over ranks, the
+// shared experts' activations are exchanged between the two regions and each
+// rank computes its rows of their down projection. Returns the routed experts run.
+int64_t moe_forward_one_token(const Config& c, const MoeWeights& w, const float* u, const int32_t* chosen,
+                              const float* gates, float* out, Scratch& scratch, const ShardPlan& plan) {
   const int64_t d = c.hidden_size, k = c.num_experts_per_tok;
   thread_local std::vector<const MlpWeights*> expert_list;  // grow-only
+  thread_local std::vector<float> gate_list;
   thread_local std::vector<MatVec> product_list;
   std::vector<const MlpWeights*>& experts = expert_list;
+  std::vector<float>& expert_gates = gate_list;
   std::vector<MatVec>& products = product_list;
-  experts.clear();
-  if (c.n_shared_experts > 0) experts.push_back(&w.shared_experts);
-  for (int64_t i = 0; i < k; ++i) experts.push_back(&w.experts[chosen[i]]);
+  experts.clear(), expert_gates.clear();
+  const bool shared = c.n_shared_experts > 0;
+  if (shared) experts.push_back(&w.shared_experts);
+  for (int64_t i = 0; i < k; ++i)
+    if (plan.experts.owns(chosen[i])) experts.push_back(&w.experts[chosen[i]]), expert_gates.push_back(gates[i]);
   int64_t width = 0;
   for (const MlpWeights* e : experts) width += e->gate_proj.rows;
   float* gate = scratch.get(kGate, width);
@@ -54,20 +91,34 @@ void moe_forward_one_token(const Config& c, const MoeWeights& w, const float* u,
   }
   matvec_many(products.data(), static_cast<int64_t>(products.size()));
   silu_mul(gate, up, width);
+  const float* shared_activations = gate;
+  if (shared && plan.split()) {
+    float* all = scratch.get(kAllActivations, plan.shared_width.total());
+    plan.group->gather_columns(gate, 1, plan.shared_width.bounds, all);
+    shared_activations = all;
+  }
   products.clear();
   for (int64_t at = 0, i = 0; const MlpWeights* e : experts) {
-    products.push_back({&e->down_proj, gate + at, down + i++ * d});
-    at += e->gate_proj.rows;
+    products.push_back({&e->down_proj, i == 0 && shared ? shared_activations : gate + at, down + i * d});
+    at += e->gate_proj.rows, ++i;
   }
   matvec_many(products.data(), static_cast<int64_t>(products.size()));
-  const bool shared = c.n_shared_experts > 0;
-  for (int64_t i = 0; i < d; ++i) out[i] = shared ? down[i] : 0.0f;
-  for (int64_t i = 0; i < k; ++i) axpy(gates[i], down + (i + (shared ? 1 : 0)) * d, out, d);
+  if (!shared)
+    std::fill(out, out + d, 0.0f);
+  else if (plan.split())
+    place_columns(down, 1, plan.hidden.first(plan.rank), plan.hidden.count(plan.rank), d, out);
+  else
+    std::copy(down, down + d, out);
+  const int64_t routed = static_cast<int64_t>(expert_gates.size());
+  for (int64_t i = 0; i < routed; ++i) axpy(expert_gates[i], down + (i + (shared ? 1 : 0)) * d, out, d);
+  if (plan.split()) plan.group->sum(out, d);
+  return routed;
 }
 
 }  // namespace
 
-void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t tokens, float* out, Scratch& scratch) {
+int64_t moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t tokens, float* out, Scratch& scratch,
+                    const ShardPlan& plan) {
   const int64_t d = c.hidden_size, n = c.n_routed_experts, k = c.num_experts_per_tok;
 
   float* logits = scratch.get(kRouterLogits, tokens * n);
@@ -78,11 +129,17 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t t
   chosen.resize(tokens * k), gates.resize(tokens * k);
   route_tokens(c, logits, w.e_score_correction_bias.empty() ? nullptr : w.e_score_correction_bias.data(), tokens,
                chosen.data(), gates.data());
-  if (tokens == 1) return moe_forward_one_token(c, w, u, chosen.data(), gates.data(), out, scratch);
+  if (tokens == 1) return moe_forward_one_token(c, w, u, chosen.data(), gates.data(), out, scratch, plan);
 
-  // Shared experts: one MLP of width n_shared · moe_intermediate_size.
-  if (c.n_shared_experts > 0) {
-    mlp_forward(w.shared_experts, u, tokens, out, scratch);
+  // Shared experts: one MLP of width n_shared · moe_intermediate_size (split
+  // over ranks: this rank's rows of its output, in place, 0 elsewhere).
+  if (c.n_shared_experts > 0 && plan.split()) {
+    const int64_t mine = plan.hidden.count(plan.rank);
+    float* rows = scratch.get(kDownRows, tokens * mine);
+    mlp_rows(w.shared_experts, u, tokens, rows, scratch, plan, plan.shared_width);
+    place_columns(rows, tokens, plan.hidden.first(plan.rank), mine, d, out);
+  } else if (c.n_shared_experts > 0) {
+    mlp_forward(w.shared_experts, u, tokens, out, scratch, plan, plan.shared_width);
   } else {
     for (int64_t i = 0; i < tokens * d; ++i) out[i] = 0.0f;
   }
@@ -101,16 +158,21 @@ void moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t t
   }
   for (int64_t e = n; e > 0; --e) first_assignment[e] = first_assignment[e - 1];  // undo the advancing
   first_assignment[0] = 0;
-  for (int64_t e = 0; e < n; ++e) {
+  int64_t routed = 0;
+  static const ShardPlan whole_expert;  // an expert is never split: it runs whole where it is held
+  for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e) {
     const int64_t begin = first_assignment[e], m = first_assignment[e + 1] - begin;
     if (m == 0) continue;  // no token chose this expert: it costs nothing
     float* inputs = scratch.get(kMlpInputs, m * d);
     float* outputs = scratch.get(kMlpOutputs, m * d);
     for (int64_t j = 0; j < m; ++j)
       for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[slot_token[begin + j] * d + i];
-    mlp_forward(w.experts[e], inputs, m, outputs, scratch);
+    mlp_forward(w.experts[e], inputs, m, outputs, scratch, whole_expert, whole_expert.dense_width);
     for (int64_t j = 0; j < m; ++j) axpy(slot_gate[begin + j], outputs + j * d, out + slot_token[begin + j] * d, d);
+    routed += m;
   }
+  if (plan.split()) plan.group->sum(out, tokens * d);
+  return routed;
 }
 
 }  // namespace dsv2

@@ -53,6 +53,7 @@ void rows_times(const WeightMatrix& w, int64_t first, int64_t count, const float
 }  // namespace
 
 void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
+  if (w.rows == 0 || tokens == 0) return;  // (a rank's empty share of a split weight)
   if (tokens >= kGemmMinTokens) {
     // Several tokens: a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially

@@ -57,6 +57,28 @@ void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, 
   }
 }
 
+WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
+  require(first >= 0 && count >= 0 && first + count <= rows, "row_slice: rows outside the matrix");
+  require(first % row_granule() == 0, "row_slice: a float8 slice must start at a scale block");
+  WeightMatrix m = *this;
+  m.rows = count;
+  if (count == 0) {
+    m.data = nullptr, m.scale_inv = nullptr;
+    return m;
+  }
+  m.data = row_data(first);
+  if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first) : fp8_row_scales(first);
+  return m;
+}
+
+int64_t stored_matrix_bytes(DType dtype, int64_t rows, int64_t cols, int64_t fp8_block_rows, int64_t fp8_block_cols) {
+  int64_t bytes = rows * stored_columns(dtype, cols) * static_cast<int64_t>(dtype_size(dtype));
+  if (is_block_quantized(dtype)) bytes += rows * (cols / kQuantBlock) * 4;
+  if (dtype == DType::F8_E4M3)
+    bytes += ((rows + fp8_block_rows - 1) / fp8_block_rows) * ((cols + fp8_block_cols - 1) / fp8_block_cols) * 4;
+  return bytes;
+}
+
 size_t WeightMatrix::bytes() const {
   size_t n = static_cast<size_t>(rows) * row_bytes();
   if (scale_inv) {  // the block scales are read too

@@ -43,7 +43,19 @@ struct WeightMatrix {
     return dtype == DType::F32 ? reinterpret_cast<const float*>(data) + r * cols : nullptr;
   }
   size_t bytes() const;  // as stored, block scales included
+  // Rows [first, first + count) as a matrix of their own (a view into the same
+  // storage). float8 rows share scales in blocks of block_rows rows, so there
+  // `first` must be a multiple of block_rows.
+  WeightMatrix row_slice(int64_t first, int64_t count) const;
+  // Rows a slice should start at a multiple of (1 but for float8's row blocks).
+  int64_t row_granule() const { return dtype == DType::F8_E4M3 && scale_inv ? block_rows : 1; }
 };
+
+// Bytes of a rows × cols matrix stored as `dtype`, block scales included
+// (q8/q4: one per kQuantBlock values of a row; float8: one per
+// fp8_block_rows × fp8_block_cols tile).
+int64_t stored_matrix_bytes(DType dtype, int64_t rows, int64_t cols, int64_t fp8_block_rows = 128,
+                            int64_t fp8_block_cols = 128);
 
 // The inverse of WeightMatrix::dequantize_row for F32, BF16, I8 (q8) and U8
 // (q4): one row of `cols` values encoded into `out` (stored_columns(dtype,

@@ -119,15 +119,8 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   // Cached positions past the prompt hold random latents: attention costs the
   // same whatever the values, and running a large model over thousands of
   // tokens first would take far longer than the measurement.
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> latent(static_cast<size_t>(c.kv_lora_rank)), rope_key(static_cast<size_t>(c.qk_rope_head_dim));
-  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer)
-    for (int64_t position = o.prompt; position < context; ++position) {
-      for (auto& v : latent) v = normal(rng);
-      for (auto& v : rope_key) v = normal(rng);
-      cache.store(layer, position, latent.data(), rope_key.data());
-    }
-  cache.set_length(context);
+  model.fill_random_latents(cache, o.prompt, context, rng());
+  const std::vector<Model::RankReport> before = model.rank_reports();
   std::vector<double> times;
   for (int64_t i = 0; i < o.generate; ++i) {
     start = Clock::now();
@@ -136,6 +129,15 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   }
   std::sort(times.begin(), times.end());
   r.decode_tokens_per_s = 1.0 / times[times.size() / 2];
+  const std::vector<Model::RankReport> after = model.rank_reports();
+  int64_t exchanged = 0;
+  for (size_t i = 0; i < after.size(); ++i) {
+    exchanged += after[i].bytes_sent - before[i].bytes_sent;
+    const int64_t calls = after[i].experts.layer_calls - before[i].experts.layer_calls;
+    r.rank_expert_skip_share.push_back(calls ? double(after[i].experts.skipped - before[i].experts.skipped) / calls : 0.0);
+    r.rank_peak_rss_bytes.push_back(after[i].peak_rss_bytes);
+  }
+  r.exchange_bytes_per_token = static_cast<double>(exchanged) / static_cast<double>(o.generate);
 
   rusage usage{};  // before the bandwidth probe, whose buffer is not the model's
   getrusage(RUSAGE_SELF, &usage);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include "model/latent_cache.h"
 #include "model/model.h"
@@ -44,6 +45,13 @@ struct BenchResult {
   double bandwidth_bytes_per_s = 0.0, roofline_tokens_per_s = 0.0, roofline_share = 0.0;
   DecodeBytes bytes_per_token;
   int64_t peak_rss_bytes = 0;
+  // Per rank of a split model (one entry in one process): peak RSS, and the
+  // share of MoE layer steps while decoding in which no token chose an expert
+  // the rank holds (it skipped its routed work). Bytes all ranks sent each
+  // other per decoded token.
+  std::vector<int64_t> rank_peak_rss_bytes;
+  std::vector<double> rank_expert_skip_share;
+  double exchange_bytes_per_token = 0.0;
 };
 // Prefills `prompt` random tokens (timed), fills the cache up to `context`
 // with random latents (untimed; attention over them costs what it costs over

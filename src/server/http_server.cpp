@@ -43,6 +43,10 @@ struct Server::Impl {
   httplib::Server http;
   std::atomic<uint64_t> next_id{1};
   std::vector<int64_t> stop_ids;
+  // Requests in flight, for abandon(); set once the server gave up.
+  std::mutex in_flight_mutex;
+  std::vector<std::weak_ptr<GenerationJob>> in_flight;
+  std::string abandoned;  // the reason, under in_flight_mutex
 
   Impl(Model& m, const Tokenizer& t, std::function<std::string(const std::vector<ChatMessage>&)> r, ServerOptions o)
       : model(m), tokenizer(t), render_chat(std::move(r)), options(std::move(o)), engine(m, options.engine) {
@@ -147,6 +151,8 @@ CompletionResult Server::Impl::follow(GenerationJob& job, const CompletionReques
     result.finish_reason = "stop";
   } else if (finish_reason == "error") {
     throw ApiError(500, "generation failed: " + error, "", "", "server_error");
+  } else if (finish_reason == "unavailable") {  // abandon()
+    throw ApiError(503, error, "", "service_unavailable", "server_error");
   } else {
     result.finish_reason = finish_reason == "length" ? "length" : "stop";
   }
@@ -164,9 +170,13 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
                      "model", "model_not_found");
     r.model = options.model_name;
     job = make_job(r);
+    std::lock_guard lock(in_flight_mutex);
+    if (!abandoned.empty()) throw ApiError(503, abandoned, "", "service_unavailable", "server_error");
     if (!engine.submit(job))
       throw ApiError(503, "the server is busy: " + std::to_string(engine.options().max_queue) +
                               " requests are already waiting; retry later", "", "", "server_error");
+    std::erase_if(in_flight, [](const std::weak_ptr<GenerationJob>& j) { return j.expired(); });
+    in_flight.push_back(job);
   } catch (const ApiError& e) {
     (e.status >= 500 ? metrics.requests_server_error : metrics.requests_client_error)++;
     send_error(res, e);
@@ -336,5 +346,19 @@ bool Server::listen(const std::function<void(int)>& on_ready) {
 }
 
 void Server::stop() { impl_->http.stop(); }
+
+void Server::abandon(const std::string& reason) {
+  std::lock_guard lock(impl_->in_flight_mutex);
+  impl_->abandoned = reason;
+  for (const auto& weak : impl_->in_flight)
+    if (const std::shared_ptr<GenerationJob> job = weak.lock()) {
+      std::lock_guard job_lock(job->mutex);
+      if (job->done) continue;
+      job->done = true;
+      job->finish_reason = "unavailable";
+      job->error = reason;
+      job->changed.notify_all();
+    }
+}
 
 }  // namespace dsv2

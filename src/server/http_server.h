@@ -42,6 +42,11 @@ class Server {
   // port 0 picks a free port (see port()).
   bool listen(const std::function<void(int port)>& on_ready = {});
   void stop();
+  // Gives up on every request in flight (and every later one) with a 503 that
+  // says `reason`, without waiting for the engine: for a model split over MPI
+  // ranks when one of them has stopped, so the engine cannot finish anything.
+  // Safe from any thread; the handlers answer within moments.
+  void abandon(const std::string& reason);
 
  private:
   struct Impl;
