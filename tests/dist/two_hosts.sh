@@ -102,3 +102,14 @@ print(f"losses identical over {len(la)} steps; final loss {la[-1]['loss']:.6f}")
 EOF
 cmp "$work/one_host/model.safetensors" "$work/two_hosts/model.safetensors"
 echo "two_hosts: the weights trained across the two namespace hosts equal the one-host run's, bit for bit"
+
+echo "== inference split over the two hosts (logits of a prefill and decoded tokens)"
+logits="logits -m $work/one_host --ids 1,5,9,17,3,8,2,11,40,41,7,3 --prefill 5"
+mpirun --allow-run-as-root --oversubscribe -np 2 "$dsv2" $logits -o "$work/logits_one_host.f32"
+ip netns exec "$host_a" mpirun --allow-run-as-root -np 2 --host "$addr_a:1,$addr_b:1" \
+  --mca plm_rsh_agent "$work/agent" --mca btl tcp,self \
+  --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
+  -x ASAN_OPTIONS -x UBSAN_OPTIONS -x PATH \
+  "$dsv2" $logits -o "$work/logits_two_hosts.f32" >"$work/logits.log" 2>&1 || { cat "$work/logits.log"; exit 1; }
+cmp "$work/logits_one_host.f32" "$work/logits_two_hosts.f32"
+echo "two_hosts: the logits computed across the two namespace hosts equal the one-host run's, bit for bit"
