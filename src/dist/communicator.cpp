@@ -53,6 +53,24 @@ void sum_in_rank_order(const T* parts, int ranks, int64_t stride, int64_t n, T* 
   });
 }
 
+// The segment collectives move the segments in rounds of at most
+// kSegmentPiece values each: round `at` moves values [at, at + piece) of
+// every segment, rank r's at offset r · piece of the round's buffer.
+struct Rounds {
+  int64_t longest = 0, piece = 0;
+  std::vector<int> displs;
+  Rounds(const std::vector<int64_t>& bounds, int ranks) : displs(ranks) {
+    for (int r = 0; r < ranks; ++r) longest = std::max(longest, bounds[r + 1] - bounds[r]);
+    piece = std::min(longest, kSegmentPiece);
+    for (int r = 0; r < ranks; ++r) displs[r] = static_cast<int>(r * piece);
+  }
+  // Rank r's values of the round starting at `at`: [begin, end) of the whole buffer.
+  std::pair<int64_t, int64_t> of(const std::vector<int64_t>& bounds, int r, int64_t at) const {
+    const int64_t begin = std::min(bounds[r] + at, bounds[r + 1]);
+    return {begin, std::min(begin + piece, bounds[r + 1])};
+  }
+};
+
 }  // namespace
 
 Traffic& traffic() {
@@ -222,48 +240,45 @@ Request Communicator::start_all_to_all(const void* send, const std::vector<int64
 void Communicator::reduce_scatter_sum(float* data, const std::vector<int64_t>& bounds) const {
   require(static_cast<int>(bounds.size()) == size_ + 1, "reduce_scatter: size() + 1 bounds");
   if (!handle_ || size_ == 1) return;
-  int64_t longest = 0;
-  for (int r = 0; r < size_; ++r) longest = std::max(longest, bounds[r + 1] - bounds[r]);
-  const int64_t piece = std::min(longest, kSegmentPiece);
+  const Rounds rounds(bounds, size_);
+  const int64_t piece = rounds.piece;
   std::vector<float> send(static_cast<size_t>(piece) * size_), recv(static_cast<size_t>(piece) * size_);
-  std::vector<int> send_counts(size_), displs(size_), recv_counts(size_);
-  for (int r = 0; r < size_; ++r) displs[r] = static_cast<int>(r * piece);
-  // Round i moves piece i of every segment; rank r's piece goes to rank r.
-  for (int64_t at = 0; at < longest; at += piece) {
+  std::vector<int> send_counts(size_), recv_counts(size_);
+  // Each round, rank r's piece of every rank's buffer goes to rank r, which adds them up.
+  for (int64_t at = 0; at < rounds.longest; at += piece) {
     for (int r = 0; r < size_; ++r) {
-      const int64_t begin = std::min(bounds[r] + at, bounds[r + 1]), end = std::min(begin + piece, bounds[r + 1]);
+      const auto [begin, end] = rounds.of(bounds, r, at);
       send_counts[r] = static_cast<int>(end - begin);
       std::memcpy(send.data() + r * piece, data + begin, static_cast<size_t>(end - begin) * sizeof(float));
       if (r != rank_) traffic().collective += (end - begin) * 4;
     }
     const int mine = send_counts[rank_];
     std::fill(recv_counts.begin(), recv_counts.end(), mine);
-    MPI_Alltoallv(send.data(), send_counts.data(), displs.data(), MPI_FLOAT, recv.data(), recv_counts.data(),
-                  displs.data(), MPI_FLOAT, handle_->comm);
-    sum_in_rank_order(recv.data(), size_, piece, mine, data + bounds[rank_] + at);
+    MPI_Alltoallv(send.data(), send_counts.data(), rounds.displs.data(), MPI_FLOAT, recv.data(), recv_counts.data(),
+                  rounds.displs.data(), MPI_FLOAT, handle_->comm);
+    if (mine > 0) sum_in_rank_order(recv.data(), size_, piece, mine, data + bounds[rank_] + at);
   }
 }
 
 void Communicator::all_gather_segments(float* data, const std::vector<int64_t>& bounds) const {
   require(static_cast<int>(bounds.size()) == size_ + 1, "all_gather_segments: size() + 1 bounds");
   if (!handle_ || size_ == 1) return;
-  int64_t longest = 0;
-  for (int r = 0; r < size_; ++r) longest = std::max(longest, bounds[r + 1] - bounds[r]);
-  const int64_t piece = std::min(longest, kSegmentPiece);
+  const Rounds rounds(bounds, size_);
+  const int64_t piece = rounds.piece;
   std::vector<float> all(static_cast<size_t>(piece) * size_);
-  std::vector<int> counts(size_), displs(size_);
-  for (int r = 0; r < size_; ++r) displs[r] = static_cast<int>(r * piece);
-  for (int64_t at = 0; at < longest; at += piece) {
+  std::vector<int> counts(size_);
+  for (int64_t at = 0; at < rounds.longest; at += piece) {
     for (int r = 0; r < size_; ++r) {
-      const int64_t begin = std::min(bounds[r] + at, bounds[r + 1]);
-      counts[r] = static_cast<int>(std::min(begin + piece, bounds[r + 1]) - begin);
+      const auto [begin, end] = rounds.of(bounds, r, at);
+      counts[r] = static_cast<int>(end - begin);
     }
-    const float* mine = data + std::min(bounds[rank_] + at, bounds[rank_ + 1]);
-    MPI_Allgatherv(mine, counts[rank_], MPI_FLOAT, all.data(), counts.data(), displs.data(), MPI_FLOAT, handle_->comm);
+    const float* mine = data + rounds.of(bounds, rank_, at).first;
+    MPI_Allgatherv(mine, counts[rank_], MPI_FLOAT, all.data(), counts.data(), rounds.displs.data(), MPI_FLOAT,
+                   handle_->comm);
     traffic().collective += static_cast<int64_t>(counts[rank_]) * 4 * (size_ - 1);
     for (int r = 0; r < size_; ++r)
-      if (r != rank_)
-        std::memcpy(data + bounds[r] + at, all.data() + r * piece, static_cast<size_t>(counts[r]) * sizeof(float));
+      if (r != rank_ && counts[r] > 0)
+        std::memcpy(data + rounds.of(bounds, r, at).first, all.data() + r * piece, static_cast<size_t>(counts[r]) * sizeof(float));
   }
 }
 

@@ -16,19 +16,25 @@ namespace dsv2 {
 namespace {
 enum Slot : size_t { kGate, kUp, kMlpInputs, kMlpOutputs, kRouterLogits, kSharedOut, kAllActivations, kDownRows };
 
+// silu(gate·x) ⊙ up·x for the rows of gate_proj and up_proj that w holds: [tokens, w.gate_proj.rows].
+const float* mlp_activations(const MlpWeights& w, const float* x, int64_t tokens, Scratch& scratch) {
+  const int64_t width = w.gate_proj.rows;
+  float* gate = scratch.get(kGate, tokens * width);
+  float* up = scratch.get(kUp, tokens * width);
+  matmul(x, tokens, w.gate_proj, gate);
+  matmul(x, tokens, w.up_proj, up);
+  silu_mul(gate, up, tokens * width);
+  return gate;
+}
+
 // A split MLP's rows of down(silu(gate·x) ⊙ up·x): this rank's slice of the
 // activations, every rank's slice exchanged, then this rank's rows of down_proj.
 // rows_out: [tokens, plan.hidden.count(rank)].
 void mlp_rows(const MlpWeights& w, const float* x, int64_t tokens, float* rows_out, Scratch& scratch, const ShardPlan& plan,
               const Split& width) {
-  const int64_t mine = w.gate_proj.rows;
-  float* gate = scratch.get(kGate, tokens * mine);
-  float* up = scratch.get(kUp, tokens * mine);
-  matmul(x, tokens, w.gate_proj, gate);
-  matmul(x, tokens, w.up_proj, up);
-  silu_mul(gate, up, tokens * mine);
+  const float* mine = mlp_activations(w, x, tokens, scratch);
   float* all = scratch.get(kAllActivations, tokens * width.total());
-  plan.group->gather_columns(gate, tokens, width.bounds, all);
+  plan.group->gather_columns(mine, tokens, width.bounds, all);
   matmul(all, tokens, w.down_proj, rows_out);
 }
 
@@ -48,13 +54,7 @@ void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out
     plan.group->gather_columns(rows, tokens, plan.hidden.bounds, out);
     return;
   }
-  const int64_t width_here = w.gate_proj.rows;
-  float* gate = scratch.get(kGate, tokens * width_here);
-  float* up = scratch.get(kUp, tokens * width_here);
-  matmul(x, tokens, w.gate_proj, gate);
-  matmul(x, tokens, w.up_proj, up);
-  silu_mul(gate, up, tokens * width_here);
-  matmul(gate, tokens, w.down_proj, out);
+  matmul(mlp_activations(w, x, tokens, scratch), tokens, w.down_proj, out);
 }
 
 namespace {
