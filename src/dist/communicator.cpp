@@ -127,7 +127,7 @@ void Communicator::broadcast(std::string& text, int root) const {
 
 void Communicator::all_gather_bytes(const void* mine, void* all, size_t bytes) const {
   if (!handle_) {
-    std::memcpy(all, mine, bytes);
+    if (bytes > 0) std::memcpy(all, mine, bytes);
     return;
   }
   MPI_Allgather(mine, to_int(static_cast<int64_t>(bytes), "all_gather"), MPI_BYTE, all, static_cast<int>(bytes), MPI_BYTE,
@@ -215,7 +215,7 @@ Request Communicator::start_all_to_all(const void* send, const std::vector<int64
   require(static_cast<int>(send_rows.size()) == size_ && static_cast<int>(recv_rows.size()) == size_,
           "all_to_all: one row count per rank");
   if (!handle_) {
-    std::memcpy(recv, send, static_cast<size_t>(send_rows[0]) * row_bytes);
+    if (send_rows[0] > 0) std::memcpy(recv, send, static_cast<size_t>(send_rows[0]) * row_bytes);
     return Request();
   }
   auto state = std::make_unique<Request::State>();
@@ -291,7 +291,7 @@ std::vector<std::string> Communicator::gather(const void* data, size_t bytes, in
   constexpr int64_t kPiece = int64_t{1} << 30;
   for (int r = 0; r < size_; ++r) {
     if (r == root) {
-      if (rank_ == root) std::memcpy(out[r].data(), data, bytes);
+      if (rank_ == root && bytes > 0) std::memcpy(out[r].data(), data, bytes);
       continue;
     }
     for (int64_t at = 0; at < sizes[r]; at += kPiece) {
@@ -312,7 +312,7 @@ void Communicator::gather_columns(const float* mine, int64_t rows, const std::ve
   require(static_cast<int>(bounds.size()) == size_ + 1, "gather_columns: size() + 1 bounds");
   const int64_t total = bounds.back();
   if (!handle_ || size_ == 1) {
-    std::memcpy(all, mine, static_cast<size_t>(rows * total) * sizeof(float));
+    if (rows * total > 0) std::memcpy(all, mine, static_cast<size_t>(rows * total) * sizeof(float));
     return;
   }
   // Every rank's block arrives whole ([rows, width_r], in rank order); then the
@@ -337,6 +337,7 @@ void Communicator::gather_columns(const float* mine, int64_t rows, const std::ve
   for (int r = 0; r < size_; ++r) {
     const int64_t width = bounds[r + 1] - bounds[r];
     const float* block = blocks.data() + rows * bounds[r];
+    if (width == 0) continue;
     for (int64_t t = 0; t < rows; ++t) std::memcpy(all + t * total + bounds[r], block + t * width, width * sizeof(float));
   }
 }

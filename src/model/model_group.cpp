@@ -41,7 +41,9 @@ struct Model::Step {
   std::string pack() const {
     std::string bytes(sizeof header + chunks.size() * sizeof(ChunkRecord) + released.size() * 8 + ids.size() * 4, '\0');
     char* p = bytes.data();
-    auto put = [&p](const void* data, size_t n) { std::memcpy(p, data, n), p += n; };
+    auto put = [&p](const void* data, size_t n) {
+      if (n > 0) std::memcpy(p, data, n), p += n;  // (an empty vector's data() may be null)
+    };
     put(&header, sizeof header);
     put(chunks.data(), chunks.size() * sizeof(ChunkRecord));
     put(released.data(), released.size() * 8);
@@ -51,7 +53,9 @@ struct Model::Step {
 
   void unpack(const std::string& bytes) {
     const char* p = bytes.data();
-    auto get = [&p](void* data, size_t n) { std::memcpy(data, p, n), p += n; };
+    auto get = [&p](void* data, size_t n) {
+      if (n > 0) std::memcpy(data, p, n), p += n;
+    };
     get(&header, sizeof header);
     chunks.resize(header.chunks), released.resize(header.released), ids.resize(header.ids);
     get(chunks.data(), chunks.size() * sizeof(ChunkRecord));

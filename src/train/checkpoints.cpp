@@ -30,7 +30,7 @@ void save_whole_model(const TrainWeights& tw, const dist::ParallelLayout& layout
     const auto parts = layout.experts.gather(tw.values.data() + R, (tw.values.size() - R) * sizeof(float), 0);
     for (const std::string& part : parts) {
       regions.emplace_back(part.size() / sizeof(float));
-      std::memcpy(regions.back().data(), part.data(), part.size());
+      if (!part.empty()) std::memcpy(regions.back().data(), part.data(), part.size());
     }
   }
   dist::run_on_all_ranks(layout.world, [&] {
@@ -109,7 +109,7 @@ TrainingState load_checkpoint(const std::string& out, TrainWeights& tw, AdamW& a
     const TensorInfo* t = moments.find(name_in_file);
     require(t && t->dtype == DType::F32 && t->numel() == static_cast<int64_t>(buffer->size()),
             path + ": '" + name_in_file + "' missing or not this rank's partition of the optimizer state");
-    std::memcpy(buffer->data(), t->data, t->nbytes);
+    if (t->nbytes > 0) std::memcpy(buffer->data(), t->data, t->nbytes);
   }
   adam.set_steps(j["adam_steps"].get<int64_t>());
   return {j["step"].get<int64_t>(), j["tokens"].get<int64_t>(), j["sampler"].get<std::string>()};
