@@ -82,7 +82,7 @@ TEST_P(TrainingReference, AdamWTrajectoryMatchesTorch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Torch, TrainingReference, testing::Values("v2_lite", "v2_group_yarn", "v3_noaux", "v2_long"));
+INSTANTIATE_TEST_SUITE_P(Torch, TrainingReference, testing::Values("v2_lite", "v2_group_yarn", "v3_noaux", "v2_long", "v2_tiles"));
 
 }  // namespace
 }  // namespace dsv2

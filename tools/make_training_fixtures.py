@@ -44,6 +44,13 @@ CASES = {
     # Longer than two of dsv2's causal attention blocks (64 positions) plus a partial one.
     "v2_long": (DeepseekV2Config, dict(q_lora_rank=24, n_shared_experts=1, topk_method="greedy",
                                        routed_scaling_factor=1.0, norm_topk_prob=False, max_position_embeddings=256), 150),
+    # Longer than two of dsv2's 256-key attention tiles: the online softmax across tiles, and
+    # query blocks whose first rows see none of a tile. With YaRN, as long-context training runs.
+    "v2_tiles": (DeepseekV2Config, dict(q_lora_rank=24, n_shared_experts=1, topk_method="greedy",
+                                        routed_scaling_factor=1.0, norm_topk_prob=False, max_position_embeddings=1024,
+                                        rope_scaling={"type": "yarn", "factor": 8.0,
+                                                      "original_max_position_embeddings": 128, "beta_fast": 32,
+                                                      "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707}), 600),
 }
 
 

@@ -10,6 +10,7 @@
 #include "ops/backward.h"
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
+#include "ops/matmul.h"
 #include "train/train_weights.h"
 
 namespace dsv2 {
@@ -32,12 +33,18 @@ void gather_keys(const Dims& dm, const float* kv, const float* k_rope, int64_t h
   }
 }
 
-// Positions per block of the causal attention products: blocks wholly above
-// the diagonal are skipped (5/8 of the square's work is left at T = 256).
-constexpr int64_t kCausalBlock = 64;
+// Attention tiles: kQueryBlock queries against up to kKeyBlock keys at a time.
+// Key blocks wholly above the causal diagonal are skipped; up to kKeyBlock
+// positions a query block meets all its keys in one tile (one GEMM, as an
+// untiled pass would), beyond it the softmax runs online across tiles.
+constexpr int64_t kQueryBlock = 64;
+constexpr int64_t kKeyBlock = 256;
 
 // Tokens per thread chunk of the per-token loops (RoPE, latent norm).
 constexpr int64_t kRowGrain = 32;
+
+// Keys of query row t within the tile starting at key c0, `cols` wide (causal).
+int64_t visible_keys(int64_t t, int64_t c0, int64_t cols) { return std::clamp<int64_t>(t - c0 + 1, 0, cols); }
 
 }  // namespace
 
@@ -73,28 +80,51 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
   a.kv.resize(N * dm.kv_width);
   linear_forward(a.c_kv.data(), N, f32(w.kv_b_proj), dm.kv_width, dm.latent, a.kv.data());
 
-  a.probs.resize(B * dm.heads * T * T);  // every entry is written below (the masked ones as 0)
+  a.lse.resize(B * dm.heads * T);
   a.heads.resize(N * dm.heads * dm.v);
   const float scale = rope.softmax_scale();
+  const int64_t ldq = dm.heads * dm.qk, ldo = dm.heads * dm.v;
   parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> keys(T * dm.qk);
+    std::vector<float> keys(T * dm.qk), s(kQueryBlock * kKeyBlock), acc(kQueryBlock * dm.v), max(kQueryBlock), sum(kQueryBlock);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t b = job / dm.heads, hd = job % dm.heads;
-      const float* q = a.q.data() + b * T * dm.heads * dm.qk + hd * dm.qk;
+      const float* q = a.q.data() + b * T * ldq + hd * dm.qk;
       const float* kv = a.kv.data() + b * T * dm.kv_width;
+      const float* v = kv + hd * (dm.nope + dm.v) + dm.nope;
       gather_keys(dm, kv, a.k_rope.data() + b * T * dm.rope, hd, T, keys.data());
-      float* p = a.probs.data() + job * T * T;
-      float* o = a.heads.data() + b * T * dm.heads * dm.v + hd * dm.v;
-      for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {  // rows [r0, r1) see positions [0, r1)
-        const int64_t rows = std::min(kCausalBlock, T - r0), r1 = r0 + rows;
-        gemm(false, true, rows, r1, dm.qk, scale, q + r0 * dm.heads * dm.qk, dm.heads * dm.qk, keys.data(), dm.qk, 0.0f,
-             p + r0 * T, T);
-        for (int64_t t = r0; t < r1; ++t) {
-          softmax(p + t * T, t + 1);  // causal: position t sees 0..t
-          std::fill(p + t * T + t + 1, p + (t + 1) * T, 0.0f);
+      float* o = a.heads.data() + b * T * ldo + hd * dm.v;
+      float* lse = a.lse.data() + job * T;
+      for (int64_t r0 = 0; r0 < T; r0 += kQueryBlock) {  // queries [r0, r1) see keys [0, r1)
+        const int64_t rows = std::min(kQueryBlock, T - r0), r1 = r0 + rows;
+        std::fill(max.begin(), max.end(), -std::numeric_limits<float>::infinity());
+        std::fill(sum.begin(), sum.end(), 0.0f);
+        std::fill(acc.begin(), acc.end(), 0.0f);
+        for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+          const int64_t cols = std::min(kKeyBlock, r1 - c0);
+          gemm(false, true, rows, cols, dm.qk, scale, q + r0 * ldq, ldq, keys.data() + c0 * dm.qk, dm.qk, 0.0f, s.data(),
+               cols);
+          // Online softmax: rescale what the earlier tiles gave, add this tile's terms.
+          for (int64_t i = 0; i < rows; ++i) {
+            float* row = s.data() + i * cols;
+            const int64_t visible = visible_keys(r0 + i, c0, cols);
+            if (visible == 0) {  // none of this tile: its weights are 0 (not exp(-inf) products)
+              std::fill(row, row + cols, 0.0f);
+              continue;
+            }
+            const float new_max = std::max(max[i], max_value(row, visible));
+            const float rescale = std::exp(max[i] - new_max);  // 0 on the first tile
+            sum[i] = sum[i] * rescale + exp_shifted_sum(row, visible, new_max);
+            std::fill(row + visible, row + cols, 0.0f);
+            if (rescale != 1.0f)
+              for (int64_t x = 0; x < dm.v; ++x) acc[i * dm.v + x] *= rescale;
+            max[i] = new_max;
+          }
+          gemm(false, false, rows, dm.v, cols, 1.0f, s.data(), cols, v + c0 * dm.kv_width, dm.kv_width, 1.0f, acc.data(), dm.v);
         }
-        gemm(false, false, rows, dm.v, r1, 1.0f, p + r0 * T, T, kv + hd * (dm.nope + dm.v) + dm.nope, dm.kv_width, 0.0f,
-             o + r0 * dm.heads * dm.v, dm.heads * dm.v);
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t x = 0; x < dm.v; ++x) o[(r0 + i) * ldo + x] = acc[i * dm.v + x] / sum[i];
+          lse[r0 + i] = max[i] + std::log(sum[i]);
+        }
       }
     }
   });
@@ -112,44 +142,54 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
   linear_backward_weight(dout, N, a.heads.data(), d, dm.heads * dm.v, mut(g.o_proj));
   linear_backward_input(dout, N, f32(w.o_proj), d, dm.heads * dm.v, d_heads.data(), false);
 
-  // Attention per (sequence, head).
+  // Attention per (sequence, head), tile by tile as in the forward pass, with
+  // the probabilities recomputed from the saved log-sum-exp:
+  //   P = exp(S − lse), dV += Pᵀ·dO, dP = dO·Vᵀ, dS = P ∘ (dP − D) with D = rowsum(dO ∘ O),
+  //   dQ += scale·dS·K, dK += scale·dSᵀ·Q.
   std::vector<float> d_q(N * dm.heads * dm.qk, 0.0f), d_kv(N * dm.kv_width, 0.0f), d_k_rope(N * dm.rope, 0.0f);
   const float scale = rope.softmax_scale();
   // Each head writes its own columns of d_q / d_kv; d_k_rope is shared, so heads sum into per-job buffers.
   std::vector<float> d_k_rope_per_job(B * dm.heads * T * dm.rope, 0.0f);
+  const int64_t ldo = dm.heads * dm.v, ldq = dm.heads * dm.qk;
   parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {
-    std::vector<float> keys(T * dm.qk), d_p(T * T), d_s(T * T), d_keys(T * dm.qk);
+    std::vector<float> keys(T * dm.qk), d_keys(T * dm.qk), p(kQueryBlock * kKeyBlock), d_s(kQueryBlock * kKeyBlock),
+        row_dot(kQueryBlock);
     for (int64_t job = begin; job < end; ++job) {
       const int64_t b = job / dm.heads, hd = job % dm.heads;
-      const float* q = a.q.data() + b * T * dm.heads * dm.qk + hd * dm.qk;
+      const float* q = a.q.data() + b * T * ldq + hd * dm.qk;
       const float* kv = a.kv.data() + b * T * dm.kv_width;
-      const float* p = a.probs.data() + job * T * T;
-      const float* d_o = d_heads.data() + b * T * dm.heads * dm.v + hd * dm.v;
       const float* v = kv + hd * (dm.nope + dm.v) + dm.nope;
+      const float* o = a.heads.data() + b * T * ldo + hd * dm.v;
+      const float* d_o = d_heads.data() + b * T * ldo + hd * dm.v;
+      const float* lse = a.lse.data() + job * T;
       gather_keys(dm, kv, a.k_rope.data() + b * T * dm.rope, hd, T, keys.data());
-      const int64_t ldo = dm.heads * dm.v, ldq = dm.heads * dm.qk;
+      std::fill(d_keys.begin(), d_keys.end(), 0.0f);
       float* d_v = d_kv.data() + b * T * dm.kv_width + hd * (dm.nope + dm.v) + dm.nope;
       float* dq = d_q.data() + b * T * ldq + hd * dm.qk;
-      // Blocks of kCausalBlock positions, skipping the products that only meet
-      // the masked (zero) upper triangle of P and dS. Query rows [r0, r1) see
-      // keys [0, r1); key rows [r0, r1) are seen by queries [r0, T).
-      for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
-        const int64_t rows = std::min(kCausalBlock, T - r0), r1 = r0 + rows;
-        // dV = Pᵀ·dO ; dP = dO·Vᵀ
-        gemm(true, false, rows, dm.v, T - r0, 1.0f, p + r0 * T + r0, T, d_o + r0 * ldo, ldo, 0.0f, d_v + r0 * dm.kv_width,
-             dm.kv_width);
-        gemm(false, true, rows, r1, dm.v, 1.0f, d_o + r0 * ldo, ldo, v, dm.kv_width, 0.0f, d_p.data() + r0 * T, T);
-        for (int64_t t = r0; t < r1; ++t) {
-          softmax_backward(p + t * T, d_p.data() + t * T, t + 1, d_s.data() + t * T);
-          std::fill(d_s.data() + t * T + t + 1, d_s.data() + (t + 1) * T, 0.0f);
+      for (int64_t r0 = 0; r0 < T; r0 += kQueryBlock) {
+        const int64_t rows = std::min(kQueryBlock, T - r0), r1 = r0 + rows;
+        for (int64_t i = 0; i < rows; ++i) row_dot[i] = dot(d_o + (r0 + i) * ldo, o + (r0 + i) * ldo, dm.v);
+        for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+          const int64_t cols = std::min(kKeyBlock, r1 - c0);
+          gemm(false, true, rows, cols, dm.qk, scale, q + r0 * ldq, ldq, keys.data() + c0 * dm.qk, dm.qk, 0.0f, p.data(),
+               cols);
+          for (int64_t i = 0; i < rows; ++i) {
+            float* row = p.data() + i * cols;
+            const int64_t visible = visible_keys(r0 + i, c0, cols);
+            exp_shifted_sum(row, visible, lse[r0 + i]);  // P = exp(S − lse); the sum is 1
+            std::fill(row + visible, row + cols, 0.0f);
+          }
+          gemm(true, false, cols, dm.v, rows, 1.0f, p.data(), cols, d_o + r0 * ldo, ldo, 1.0f, d_v + c0 * dm.kv_width,
+               dm.kv_width);
+          gemm(false, true, rows, cols, dm.v, 1.0f, d_o + r0 * ldo, ldo, v + c0 * dm.kv_width, dm.kv_width, 0.0f, d_s.data(),
+               cols);
+          for (int64_t i = 0; i < rows; ++i)
+            for (int64_t j = 0; j < cols; ++j) d_s[i * cols + j] = p[i * cols + j] * (d_s[i * cols + j] - row_dot[i]);
+          gemm(false, false, rows, dm.qk, cols, scale, d_s.data(), cols, keys.data() + c0 * dm.qk, dm.qk, 1.0f, dq + r0 * ldq,
+               ldq);
+          gemm(true, false, cols, dm.qk, rows, scale, d_s.data(), cols, q + r0 * ldq, ldq, 1.0f, d_keys.data() + c0 * dm.qk,
+               dm.qk);
         }
-      }
-      // S = scale·Q·Kᵀ: dQ = scale·dS·K, dK = scale·dSᵀ·Q (dS complete by now)
-      for (int64_t r0 = 0; r0 < T; r0 += kCausalBlock) {
-        const int64_t rows = std::min(kCausalBlock, T - r0), r1 = r0 + rows;
-        gemm(false, false, rows, dm.qk, r1, scale, d_s.data() + r0 * T, T, keys.data(), dm.qk, 0.0f, dq + r0 * ldq, ldq);
-        gemm(true, false, rows, dm.qk, T - r0, scale, d_s.data() + r0 * T + r0, T, q + r0 * ldq, ldq, 0.0f,
-             d_keys.data() + r0 * dm.qk, dm.qk);
       }
       for (int64_t t = 0; t < T; ++t) {
         float* dkn = d_kv.data() + (b * T + t) * dm.kv_width + hd * (dm.nope + dm.v);

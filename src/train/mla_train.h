@@ -1,6 +1,9 @@
 // Multi-head Latent Attention for training: the forward pass over whole
 // sequences (K and V expanded from c_kv, as in training), keeping what the
-// backward pass needs, and that backward pass.
+// backward pass needs, and that backward pass. Attention itself runs in tiles
+// with an online softmax (FlashAttention-2): no T×T matrix is ever kept, only
+// each query's log-sum-exp, and backward recomputes the probabilities tile by
+// tile, so memory grows linearly with the sequence length.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +22,7 @@ struct MlaActivations {
   std::vector<float> c_kv;          // [N, d_c] after kv_a_layernorm
   std::vector<float> k_rope;        // [N, d_R] rotated
   std::vector<float> kv;            // [N, H·(d_n+d_v)] = c_kv·W_UKVᵀ
-  std::vector<float> probs;         // [B, H, T, T] attention probabilities
+  std::vector<float> lse;           // [B, H, T] log Σ exp(scores) of each query (its softmax normaliser)
   std::vector<float> heads;         // [N, H·d_v] attention output before o_proj
 };
 
