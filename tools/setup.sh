@@ -12,7 +12,7 @@ if [[ "${1:-}" != "--no-apt" ]]; then
   $SUDO apt-get install -y -qq --no-install-recommends \
     build-essential cmake ninja-build ccache pkg-config \
     nlohmann-json3-dev libgtest-dev libgmock-dev libpcre2-dev libutf8proc-dev libopenblas-openmp-dev \
-    libcpp-httplib-dev libhwy-dev libopenmpi-dev openmpi-bin >/dev/null
+    libcpp-httplib-dev libhwy-dev libopenmpi-dev openmpi-bin libpng-dev >/dev/null
 fi
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null

@@ -27,6 +27,8 @@ int run_generate(int argc, char** argv) {
                            {"ids", 0, true, "\"IDS\"     prompt token ids; the output is token ids"},
                            {"special", 0, false, "          recognise special-token text in --prompt"},
                            {"n", 'n', true, "N         number of tokens to generate (default 64)"},
+                           {"ctx", 0, true, "N         context length: prompt + generated tokens stop there, with a notice "
+                                            "(default: the model's max_position_embeddings)"},
                            {"ignore-eos", 0, false, "          keep generating after the end-of-sequence token"}},
                           sampling_option_specs(generate_defaults()),
                           {kAttnOption, kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
@@ -35,6 +37,7 @@ int run_generate(int argc, char** argv) {
   std::unique_ptr<Tokenizer> tokenizer;
   std::vector<int32_t> prompt;
   std::unique_ptr<Model> owned_model;
+  int64_t ctx = 0;
   set_up_on_all_ranks([&] {
     apply_thread_option(args);
     const std::string dir = model_dir_option(args);
@@ -49,9 +52,18 @@ int run_generate(int argc, char** argv) {
     cache_type_option(args);
     owned_model = load_model(args, dir);
     check_sampling_vocabulary(options.sampling, owned_model->config().vocab_size);
+    ctx = args.get_int("ctx", owned_model->config().max_position_embeddings);
+    if (ctx < 1) throw UsageError("option --ctx: must be positive");
+    if (static_cast<int64_t>(prompt.size()) >= ctx)
+      throw UsageError("the prompt has " + std::to_string(prompt.size()) + " tokens, which fills the context of " +
+                       std::to_string(ctx) + " (--ctx N allows more)");
   });
   if (owned_model->is_follower()) return owned_model->follow(), 0;
   Model& model = *owned_model;
+  // Generation stops at the context length (the positions the model was made for), not past it.
+  const int64_t room = ctx - static_cast<int64_t>(prompt.size());
+  const bool cut = options.max_tokens > room;
+  options.max_tokens = std::min<int64_t>(options.max_tokens, room);
   const long long n = options.max_tokens;
   const bool text_output = args.has("prompt");
   options.stop_ids = model.config().eos_token_ids;
@@ -63,7 +75,9 @@ int run_generate(int argc, char** argv) {
     std::fflush(stdout);
   };
   bool first = true;
+  long long generated = 0;
   generate(model, cache, prompt, 0, options, [&](int32_t id) {
+    ++generated;
     const bool is_stop = std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end();
     if (text_output) {
       if (!(is_stop && !options.ignore_stop)) emit(stream->push(id));  // the end marker is not printed as text
@@ -75,6 +89,9 @@ int run_generate(int argc, char** argv) {
   });
   if (stream) emit(stream->finish());
   std::printf("\n");
+  if (cut && generated == n)
+    std::fprintf(stderr, "dsv2 generate: stopped at the context length (%lld tokens; --ctx N allows more)\n",
+                 static_cast<long long>(ctx));
   return 0;
 }
 

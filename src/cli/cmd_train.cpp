@@ -68,6 +68,35 @@ void check_ranks_agree(int argc, char** argv, const TokenData& data) {
   }
 }
 
+// --rope-scaling yarn and its parameters: YaRN on the decoupled RoPE key and
+// query, written into the config as DeepSeek's checkpoints carry it
+// (rope_scaling {type, factor, original_max_position_embeddings, beta_fast,
+// beta_slow, mscale, mscale_all_dim}); max_position_embeddings becomes
+// original × factor. The defaults are DeepSeek-V2's (β_fast 32, β_slow 1,
+// mscale = mscale_all_dim = 0.707, so the attention scale grows by
+// √t = 0.0707·ln s + 1).
+void apply_rope_scaling_options(const Args& args, Config& config) {
+  const bool any = args.has("rope-scaling") || args.has("rope-factor") || args.has("original-max") ||
+                   args.has("yarn-beta-fast") || args.has("yarn-beta-slow") || args.has("mscale") || args.has("mscale-all-dim");
+  if (!any) return;
+  if (args.get("rope-scaling", "") != "yarn") throw UsageError("option --rope-scaling: 'yarn' is the scaling DeepSeek models use (give --rope-scaling yarn)");
+  RopeScaling& y = config.rope_scaling;
+  const int64_t original = args.get_int(
+      "original-max", y.type == "yarn" ? y.original_max_position_embeddings : config.max_position_embeddings);
+  if (original < 1) throw UsageError("option --original-max: must be positive");
+  y.type = "yarn";
+  y.factor = args.get_double("rope-factor", 0.0);
+  if (!(y.factor > 1.0)) throw UsageError("option --rope-factor: give the extension factor, above 1 (e.g. 8)");
+  y.original_max_position_embeddings = original;
+  y.beta_fast = args.get_double("yarn-beta-fast", 32.0);
+  y.beta_slow = args.get_double("yarn-beta-slow", 1.0);
+  y.mscale = args.get_double("mscale", 0.707);
+  y.mscale_all_dim = args.get_double("mscale-all-dim", 0.707);
+  if (!(y.beta_fast > 0) || !(y.beta_slow > 0)) throw UsageError("options --yarn-beta-fast/--yarn-beta-slow: must be positive");
+  if (!(y.mscale >= 0) || !(y.mscale_all_dim >= 0)) throw UsageError("options --mscale/--mscale-all-dim: must not be negative");
+  config.max_position_embeddings = static_cast<int64_t>(std::llround(static_cast<double>(original) * y.factor));
+}
+
 // Everything `dsv2 train` needs before its first step, from the command line.
 struct TrainSetup {
   Config config;
@@ -82,25 +111,34 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   TrainerOptions& o = setup.options;
   int& expert_parallel = setup.expert_parallel;
   apply_thread_option(args);
-  const auto tokenizer = Tokenizer::load(args.require("tokenizer"));
-  if (args.has("model-config") == args.has("preset")) throw UsageError("give exactly one of --model-config and --preset");
+  if (args.has("model-config") + args.has("preset") + args.has("init-from") != 1)
+    throw UsageError("give exactly one of --model-config, --preset and --init-from");
+  // Continued training takes the tokenizer of the model it starts from unless told otherwise.
+  if (!args.has("tokenizer") && !(args.has("init-from") && Tokenizer::exists_in(args.get("init-from"))))
+    throw UsageError("missing --tokenizer");
+  const std::string tok_path = args.get("tokenizer", args.get("init-from"));
+  const auto tokenizer = Tokenizer::load(tok_path);
   if (args.has("preset")) {
     config = preset_config(args.get("preset"), tokenizer->vocab_size());
   } else {
-    config = load_config(args.get("model-config"));
+    const std::string source = args.has("init-from") ? args.get("init-from") : args.get("model-config");
+    config = load_config(source);
     if (config.vocab_size < tokenizer->vocab_size())
-      throw Error(args.get("model-config") + ": vocab_size " + std::to_string(config.vocab_size) +
-                  " is smaller than the tokenizer's " + std::to_string(tokenizer->vocab_size()));
+      throw Error(source + ": vocab_size " + std::to_string(config.vocab_size) + " is smaller than the tokenizer's " +
+                  std::to_string(tokenizer->vocab_size()));
+    o.init_from = args.get("init-from");
   }
+  apply_rope_scaling_options(args, config);
   o.out_dir = args.require("out");
-  const std::string tok_path = args.get("tokenizer");
   o.tokenizer_dir = std::filesystem::is_directory(tok_path) ? tok_path : std::filesystem::path(tok_path).parent_path().string();
   o.steps = args.get_int("steps", 1000);
   o.seq_len = args.get_int("seq-len", 256);
   o.batch_tokens = args.get_int("batch-tokens", 8192);
   o.lr.peak = args.get_double("lr", 4.2e-4);
   o.lr.warmup_steps = args.get_int("warmup", std::min<int64_t>(2000, o.steps / 10));
-  o.lr.kind = args.get("schedule", "step");
+  // Continued training (a context extension) holds the LR after its warm-up, as DeepSeek-V2's
+  // long-context stage continues from the end of pre-training.
+  o.lr.kind = args.get("schedule", o.init_from.empty() ? "step" : "constant");
   if (o.lr.kind != "step" && o.lr.kind != "cosine" && o.lr.kind != "constant") throw UsageError("option --schedule: step, cosine or constant");
   if (args.has("batch-ramp")) {
     const std::string v = args.get("batch-ramp");
@@ -130,6 +168,9 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
                      " ranks of an expert-parallel group (--expert-parallel); leave --devices out");
   o.moe.capacity_factor = args.get_double("capacity-factor", 0.0);
   o.never_drop_share = args.get_double("never-drop", 0.1);
+  o.passkey_share = args.get_double("passkey-share", 0.0);
+  if (!(o.passkey_share >= 0.0 && o.passkey_share <= 1.0)) throw UsageError("option --passkey-share: must be in [0, 1]");
+  if (o.passkey_share > 0.0) o.passkey = PasskeyFormat::from(*tokenizer);
   o.moe.bias_update_speed = args.get_double("bias-update", 0.0);
   o.moe.alpha_sequence = args.get_double("sequence-alpha", 0.0);
   o.eval_every = args.get_int("eval-every", 100);
@@ -137,6 +178,9 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   o.save_bf16 = args.has("save-bf16");
   o.resume = args.has("resume");
   if (o.steps < 1 || o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --steps >= 1, --seq-len >= 2, --batch-tokens >= --seq-len");
+  if (o.seq_len > config.max_position_embeddings)
+    throw UsageError("option --seq-len: " + std::to_string(o.seq_len) + " exceeds the model's max_position_embeddings (" +
+                     std::to_string(config.max_position_embeddings) + "); extend it with --rope-scaling yarn --rope-factor F");
   if (o.moe.devices < 1 || (config.n_routed_experts && config.n_routed_experts % o.moe.devices))
     throw UsageError("option --devices: must divide the number of routed experts");
   if (args.has("device-limit")) {
@@ -164,10 +208,21 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
 
 int run_train(int argc, char** argv) {
   Args args(argc, argv,
-            "dsv2 train (--model-config FILE | --preset NAME) --tokenizer FILE|DIR --data FILE... --out DIR [--steps N] "
-            "[--seq-len N] [--batch-tokens N] [--lr X] [--resume]",
+            "dsv2 train (--model-config FILE | --preset NAME | --init-from DIR) --tokenizer FILE|DIR --data FILE... --out DIR "
+            "[--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--resume]\n\n"
+            "Context extension (DeepSeek-V2 §3.1.4): --init-from DIR --rope-scaling yarn --rope-factor F --original-max N\n"
+            "continues training a trained model at a longer --seq-len with YaRN written into its config.",
             {{"model-config", 0, true, "FILE      config.json of the model to train (Hugging Face fields)"},
              {"preset", 0, true, "NAME      a built-in shape: tiny, small, small-dense"},
+             {"init-from", 0, true, "DIR       start from this model's weights and config (continued training; fresh optimizer, "
+                                    "constant LR after the warm-up unless --schedule says otherwise; its tokenizer by default)"},
+             {"rope-scaling", 0, true, "yarn      extend the context with YaRN (on the decoupled RoPE key/query)"},
+             {"rope-factor", 0, true, "F         YaRN scale s: max_position_embeddings becomes original x F"},
+             {"original-max", 0, true, "N         the length the model was trained at (default: its max_position_embeddings)"},
+             {"yarn-beta-fast", 0, true, "X         YaRN beta_fast (default 32)"},
+             {"yarn-beta-slow", 0, true, "X         YaRN beta_slow (default 1)"},
+             {"mscale", 0, true, "X         YaRN mscale (default 0.707, DeepSeek-V2's)"},
+             {"mscale-all-dim", 0, true, "X         YaRN mscale_all_dim (default 0.707: attention scale x (0.0707 ln F + 1)^2)"},
              {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
              {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
              {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
@@ -189,6 +244,8 @@ int run_train(int argc, char** argv) {
              {"device-limit", 0, true, "M         route each token to experts on at most M devices"},
              {"capacity-factor", 0, true, "X         token dropping: per-device budget (V2: 1.0; default off)"},
              {"never-drop", 0, true, "X         share of sequences never dropped (default 0.1)"},
+             {"passkey-share", 0, true, "X         share of sequences that are passkey-retrieval episodes of training text (long-context "
+                                        "training; default 0; docs/LONG_CONTEXT.md)"},
              {"bias-update", 0, true, "X         V3 aux-loss-free balancing speed (e.g. 0.001; needs noaux_tc)"},
              {"sequence-alpha", 0, true, "X         V3 sequence-wise balance loss weight (e.g. 1e-4)"},
              {"eval-every", 0, true, "N         validation every N steps (default 100)"},

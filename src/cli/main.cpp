@@ -39,6 +39,7 @@ constexpr Command kCommands[] = {
     {"quantize", dsv2::cli::run_quantize, "rewrite a model with its weights stored in another type", false},
     {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes", false},
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
+    {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
 };
 
 // One line on stderr for a failed command: the usage hint for exit code 2.

@@ -70,8 +70,53 @@ TokenData load_token_data(const std::string& path) {
   return data;
 }
 
-BatchSampler::BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share)
-    : stream_(stream), rng_(seed), never_drop_share_(never_drop_share) {}
+PasskeyFormat PasskeyFormat::from(const Tokenizer& tokenizer) {
+  PasskeyFormat f;
+  const EncodeOptions plain{false, false};
+  f.needle_prefix = tokenizer.encode("The secret number is", plain);
+  f.before_digits = tokenizer.encode(" ", plain);
+  f.needle_end = tokenizer.encode(".", plain);
+  f.question = tokenizer.encode("\nThe secret number is", plain);
+  for (int d = 0; d < 10; ++d) {
+    const std::vector<int32_t> ids = tokenizer.encode(std::string(1, static_cast<char>('0' + d)), plain);
+    require(ids.size() == 1, "passkey episodes need each digit to be one token (a DeepSeek pre-tokenizer splits digits)");
+    f.digits[d] = ids[0];
+  }
+  // "The secret number is 58213" must be these pieces in a row, or the model would learn another spelling.
+  const std::vector<int32_t> whole = tokenizer.encode("The secret number is 58213.", plain);
+  std::vector<int32_t> pieces = f.needle_prefix;
+  pieces.insert(pieces.end(), f.before_digits.begin(), f.before_digits.end());
+  for (int d : {5, 8, 2, 1, 3}) pieces.push_back(f.digits[d]);
+  pieces.insert(pieces.end(), f.needle_end.begin(), f.needle_end.end());
+  require(whole == pieces, "passkey episodes: this tokenizer does not split 'The secret number is 58213.' into its pieces");
+  return f;
+}
+
+BatchSampler::BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share, double passkey_share,
+                           const PasskeyFormat* passkey)
+    : stream_(stream), rng_(seed), never_drop_share_(never_drop_share), passkey_share_(passkey ? passkey_share : 0.0),
+      passkey_(passkey) {}
+
+std::vector<int32_t> BatchSampler::passkey_episode(int64_t seq_len) {
+  const PasskeyFormat& f = *passkey_;
+  std::vector<int32_t> number(f.before_digits);
+  for (int i = 0; i < 5; ++i) number.push_back(f.digits[i == 0 ? 1 + rng_() % 9 : rng_() % 10]);
+  std::vector<int32_t> needle(f.needle_prefix);
+  needle.insert(needle.end(), number.begin(), number.end());
+  needle.insert(needle.end(), f.needle_end.begin(), f.needle_end.end());
+  std::vector<int32_t> tail(f.question);
+  tail.insert(tail.end(), number.begin(), number.end());
+  const int64_t hay = seq_len + 1 - static_cast<int64_t>(needle.size() + tail.size());
+  require(hay >= 0 && static_cast<int64_t>(stream_.tokens.size()) >= hay, "passkey episodes need longer sequences and more text");
+  const int64_t start = static_cast<int64_t>(rng_() % static_cast<uint64_t>(stream_.tokens.size() - hay + 1));
+  const int64_t depth = static_cast<int64_t>(rng_() % static_cast<uint64_t>(hay + 1));
+  const int32_t* text = stream_.tokens.data() + start;
+  std::vector<int32_t> episode(text, text + depth);
+  episode.insert(episode.end(), needle.begin(), needle.end());
+  episode.insert(episode.end(), text + depth, text + hay);
+  episode.insert(episode.end(), tail.begin(), tail.end());
+  return episode;
+}
 
 Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
   const int64_t available = static_cast<int64_t>(stream_.tokens.size()) - seq_len - 1;
@@ -79,9 +124,16 @@ Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
   Batch b;
   b.batch = sequences;
   b.seq_len = seq_len;
+  std::vector<int32_t> episode;
   for (int64_t s = 0; s < sequences; ++s) {
-    const int64_t start = static_cast<int64_t>(rng_() % static_cast<uint64_t>(available + 1));
-    const int32_t* p = stream_.tokens.data() + start;
+    const bool passkey = passkey_share_ > 0.0 && static_cast<double>(rng_() >> 11) * 0x1.0p-53 < passkey_share_;
+    const int32_t* p = nullptr;
+    if (passkey) {
+      episode = passkey_episode(seq_len);
+      p = episode.data();
+    } else {
+      p = stream_.tokens.data() + static_cast<int64_t>(rng_() % static_cast<uint64_t>(available + 1));
+    }
     b.inputs.insert(b.inputs.end(), p, p + seq_len);
     b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
     // ~never_drop_share of sequences are exempt from token dropping (DeepSeek-V2 §3.1.3 keeps ~10%).

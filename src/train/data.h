@@ -35,18 +35,41 @@ TokenData tokenize_files(const std::vector<std::string>& files, const Tokenizer&
 void save_token_data(const TokenData& data, const std::string& path);
 TokenData load_token_data(const std::string& path);
 
+// Passkey-retrieval episodes, mixed into continued training for long context:
+// a window of training text with "The secret number is NNNNN." inserted at a
+// random depth, ending with the question "The secret number is" and the
+// answer. A model that never saw a number copied from far back (dsv2-mini: 0%
+// on dsv2 niah at any length) learns the skill from them; the evaluation
+// (dsv2 niah) then uses held-out text, new numbers, other lengths and depths.
+struct PasskeyFormat {
+  std::vector<int32_t> needle_prefix;  // "The secret number is"
+  std::vector<int32_t> before_digits;  // " "
+  std::vector<int32_t> needle_end;     // "."
+  std::vector<int32_t> question;       // "\nThe secret number is"
+  int32_t digits[10] = {};             // "0" .. "9", one token each
+  // The token ids of those pieces; throws Error if a digit is not a single token.
+  static PasskeyFormat from(const Tokenizer& tokenizer);
+};
+
 class BatchSampler {
  public:
-  BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share);
+  // With `passkey` and passkey_share > 0, that share of the sequences are
+  // passkey episodes (PasskeyFormat) instead of plain windows.
+  BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share, double passkey_share = 0.0,
+               const PasskeyFormat* passkey = nullptr);
   // `sequences` random windows of seq_len + 1 tokens.
   Batch next(int64_t sequences, int64_t seq_len);
   std::string state() const;  // the generator, for checkpoints
   void set_state(const std::string& state);
 
  private:
+  // seq_len + 1 tokens: a window of text with a needle inside and the question and answer at the end.
+  std::vector<int32_t> passkey_episode(int64_t seq_len);
+
   const TokenStream& stream_;
   std::mt19937_64 rng_;
-  double never_drop_share_;
+  double never_drop_share_, passkey_share_;
+  const PasskeyFormat* passkey_;
 };
 
 // Consecutive non-overlapping windows over the whole stream (evaluation).

@@ -113,7 +113,7 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
   const ZeroPartition zero(tw, layout);
   AdamW adam(tw, o.adam, zero.owned());
   TrainingModel model(tw, o.moe, &layout);
-  BatchSampler sampler(data.train, o.seed, o.never_drop_share);
+  BatchSampler sampler(data.train, o.seed, o.never_drop_share, o.passkey_share, o.passkey ? &*o.passkey : nullptr);
   const std::string option_record = nlohmann::json({{"steps", o.steps}, {"seq_len", o.seq_len}, {"batch_tokens", o.batch_tokens},
                                                     {"lr", o.lr.peak}, {"seed", o.seed}}).dump();
   TrainingState state;
@@ -125,7 +125,10 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
       if (root) truncate_log(log_path, state.step);
     });
   } else {
-    tw.init(o.init_std, o.seed);
+    if (o.init_from.empty())
+      tw.init(o.init_std, o.seed);
+    else  // continued training (e.g. a context extension): the weights of a trained model, a fresh optimizer
+      dist::run_on_all_ranks(all, [&] { load_train_weights(tw, o.init_from); });
     if (root) std::ofstream(log_path, std::ios::trunc).close();
   }
   std::ofstream log;
@@ -203,8 +206,11 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     line["allreduce_bytes"] = allreduce;
     line["rank_peak_rss_bytes"] = rss;
     const bool eval_now = o.eval_every > 0 && ((state.step + 1) % o.eval_every == 0 || state.step + 1 == o.steps);
-    if (eval_now && !data.validation.tokens.empty()) {
-      const EvalResult v = evaluate(model, data.validation, o.seq_len, o.eval_batches, all);
+    // Windows of seq_len tokens, or as long as the held-out text allows (a long-context run
+    // may hold out less than one window).
+    const int64_t eval_len = std::min<int64_t>(o.seq_len, static_cast<int64_t>(data.validation.tokens.size()) - 1);
+    if (eval_now && eval_len >= 2) {
+      const EvalResult v = evaluate(model, data.validation, eval_len, o.eval_batches, all);
       last_val = v.loss;
       line["val_loss"] = v.loss;
       line["val_ppl"] = v.perplexity();

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,9 +31,12 @@ struct TrainerOptions {
   AdamWOptions adam;
   double clip = 1.0;
   float init_std = 0.006f;
+  std::string init_from;  // a model directory whose weights the run starts from (continued training), instead of init_std
   uint64_t seed = 1;
   MoeTrainingOptions moe;
   double never_drop_share = 0.1;
+  double passkey_share = 0.0;            // share of sequences that are passkey episodes (needs `passkey`)
+  std::optional<PasskeyFormat> passkey;
   int64_t eval_every = 100, eval_batches = 8;
   int64_t checkpoint_every = 100;
   bool resume = false;
