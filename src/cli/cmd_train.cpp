@@ -296,6 +296,7 @@ int run_eval(int argc, char** argv) {
              {"held-out", 0, true, "X         evaluate only the last X of each file, split as 'dsv2 train --validation-share X' splits it"},
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
              {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
+             {"by-position", 0, true, "N         also the loss by position in the window, in buckets of N positions (long context)"},
              {"json", 0, false, "          one JSON object per file and for the total"},
              kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
@@ -321,6 +322,10 @@ int run_eval(int argc, char** argv) {
       std::printf("%-40s tokens %9lld  loss %.4f  ppl %9.3f  bits/byte %.4f\n", name.c_str(), (long long)tokens, loss,
                   std::exp(loss), bpb);
   };
+  const int64_t bucket = args.get_int("by-position", 0);
+  if (bucket < 0) throw UsageError("option --by-position: must be positive");
+  std::vector<double> by_position(bucket > 0 ? (seq_len + bucket - 1) / bucket : 0, 0.0);
+  std::vector<int64_t> tokens_at(by_position.size(), 0);
   const double held_out = args.get_double("held-out", 0.0);
   if (!(held_out >= 0.0 && held_out < 1.0)) throw UsageError("option --held-out: must be in [0, 1)");
   for (const auto& file : args.positional()) {
@@ -339,7 +344,9 @@ int run_eval(int argc, char** argv) {
         double max = row[0], sum = 0.0;
         for (int64_t v = 1; v < vocab; ++v) max = std::max<double>(max, row[v]);
         for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
-        nats += max + std::log(sum) - row[ids[start + t + 1]];
+        const double loss = max + std::log(sum) - row[ids[start + t + 1]];
+        nats += loss;
+        if (bucket > 0) by_position[t / bucket] += loss, tokens_at[t / bucket] += 1;
       }
       tokens += n;
     }
@@ -351,6 +358,16 @@ int run_eval(int argc, char** argv) {
     total_nats += nats, total_tokens += tokens, total_bytes += bytes;
   }
   if (args.positional().size() > 1) report("total", total_nats, total_tokens, total_bytes);
+  for (size_t i = 0; i < by_position.size(); ++i) {  // over all files
+    const double loss = tokens_at[i] ? by_position[i] / static_cast<double>(tokens_at[i]) : 0.0;
+    const int64_t first = static_cast<int64_t>(i) * bucket, last = std::min(seq_len, first + bucket) - 1;
+    if (args.has("json"))
+      std::printf("%s\n", nlohmann::json({{"positions", {first, last}}, {"tokens", tokens_at[i]}, {"loss", loss},
+                                          {"perplexity", std::exp(loss)}}).dump().c_str());
+    else
+      std::printf("positions %6lld-%-6lld tokens %9lld  loss %.4f  ppl %9.3f\n", (long long)first, (long long)last,
+                  (long long)tokens_at[i], loss, std::exp(loss));
+  }
   return 0;
 }
 
