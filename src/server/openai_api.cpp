@@ -151,14 +151,19 @@ json envelope(const CompletionRequest& r, const std::string& id, int64_t created
 
 }  // namespace
 
-CompletionRequest parse_completion_request(const std::string& body_text, bool chat) {
+json parse_json_object(const std::string& text) {
   json body;
   try {
-    body = json::parse(body_text);
+    body = json::parse(text);
   } catch (const json::exception& e) {
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return body;
+}
+
+CompletionRequest parse_completion_request(const std::string& body_text, bool chat) {
+  json body = parse_json_object(body_text);  // not const: operator[] on a const json must not miss a key
   CompletionRequest r;
   r.chat = chat;
   if (body.contains("model") && !body["model"].is_null()) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -54,6 +55,9 @@ struct CompletionRequest {
   std::vector<std::string> stop;
   bool stream = false, include_usage = false;
 };
+
+// A request body that must be a JSON object; ApiError(400) otherwise.
+nlohmann::json parse_json_object(const std::string& body);
 
 // Throws ApiError(400) naming the field for malformed JSON, wrong types or
 // values out of range.

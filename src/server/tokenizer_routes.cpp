@@ -14,17 +14,6 @@ namespace {
 
 using nlohmann::json;
 
-json parse_body(const std::string& text) {
-  json body;
-  try {
-    body = json::parse(text);
-  } catch (const json::exception& e) {
-    throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
-  }
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  return body;
-}
-
 // A special token's text, or null when the tokenizer has none.
 json token_or_null(const Tokenizer& tokenizer, int32_t id) {
   if (id < 0) return nullptr;
@@ -40,7 +29,7 @@ void add_tokenizer_routes(httplib::Server& http, const Tokenizer& tokenizer, int
   auto guarded = [on_client_error](auto handle) {
     return [handle, on_client_error](const httplib::Request& req, httplib::Response& res) {
       try {
-        handle(parse_body(req.body), res);
+        handle(parse_json_object(req.body), res);
       } catch (const ApiError& e) {
         on_client_error();
         res.status = e.status;

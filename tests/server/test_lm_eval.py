@@ -22,6 +22,8 @@ import tempfile
 import unittest
 import urllib.request
 
+import serve_process
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ARGS = None
 
@@ -37,14 +39,8 @@ except ImportError:
 
 class Server:
     def __init__(self):
-        self.proc = subprocess.Popen([ARGS.dsv2, "serve", "-m", ARGS.model, "--port", "0", "-t", "1", "--parallel", "4"],
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.url = f"http://127.0.0.1:{match.group(1)}"
+        self.proc, port = serve_process.start(ARGS.dsv2, ARGS.model, "--parallel", "4")
+        self.url = f"http://127.0.0.1:{port}"
 
     def post(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
@@ -53,9 +49,7 @@ class Server:
             return json.load(r)
 
     def stop(self):
-        self.proc.terminate()
-        self.proc.wait(timeout=20)
-        self.proc.stderr.close()
+        serve_process.stop(self.proc)
 
 
 def run_harness(model, model_args, tasks, out, *extra):

@@ -24,6 +24,8 @@ import unittest
 import urllib.error
 import urllib.request
 
+import serve_process
+
 try:
     import openai
 except ImportError:
@@ -37,14 +39,7 @@ class Server:
     """A dsv2 serve process on a free port."""
 
     def __init__(self, *extra):
-        self.proc = subprocess.Popen([ARGS.dsv2, "serve", "-m", ARGS.model, "--port", "0", "-t", "1", *extra],
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(match.group(1))
+        self.proc, self.port = serve_process.start(ARGS.dsv2, ARGS.model, *extra)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def client(self, api_key="none"):
@@ -74,12 +69,7 @@ class Server:
         return 0
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.proc.stderr.close()
+        serve_process.stop(self.proc)
 
 
 class ServerTest(unittest.TestCase):
