@@ -1,7 +1,7 @@
 // Inference split over MPI ranks (mpirun -np N dsv2 logits|generate|bench|serve)
 // against one process: logits of every reference fixture within 1e-5 of the
 // largest logit (prefill and decode, both attention paths), identical greedy
-// tokens and temperature-0 server answers; per-rank reports; a killed rank
+// tokens and temperature-0 server answers, prompt scores (echo + logprobs); per-rank reports; a killed rank
 // ends the server's job with 503s and no hang; bad launches fail once, cleanly.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -184,6 +184,28 @@ TEST(DistributedInference, ServerAnswersEqualOneProcessAtTemperatureZero) {
     EXPECT_EQ(b["choices"][0][field], a["choices"][0][field]) << path;
     EXPECT_EQ(c["choices"][0][field], a["choices"][0][field]) << path;
   }
+}
+
+// Echo + logprobs (what lm-evaluation-harness scores with) runs its own Model::forward call keeping
+// every row: across ranks it gives one process's log-probabilities, also beside a batched generation.
+TEST(DistributedInference, ServerScoresPromptsAsOneProcess) {
+  ServeProcess one(1), two(2);
+  const nlohmann::json score = {{"prompt", "It was a dark and stormy night; 床前明月光"}, {"max_tokens", 0},
+                                {"echo", true}, {"logprobs", 2}};
+  const nlohmann::json generate = {{"prompt", "The king said"}, {"max_tokens", 16}, {"temperature", 0}};
+  const auto a = nlohmann::json::parse(post(one.port(), "/v1/completions", score));
+  auto busy = std::async(std::launch::async, [&] { return post(two.port(), "/v1/completions", generate); });
+  const auto b = nlohmann::json::parse(post(two.port(), "/v1/completions", score));
+  EXPECT_EQ(nlohmann::json::parse(busy.get())["choices"][0]["text"],
+            nlohmann::json::parse(post(one.port(), "/v1/completions", generate))["choices"][0]["text"]);
+  ASSERT_TRUE(a.contains("choices")) << a.dump();
+  ASSERT_TRUE(b.contains("choices")) << b.dump();
+  const nlohmann::json &x = a["choices"][0]["logprobs"], &y = b["choices"][0]["logprobs"];
+  EXPECT_EQ(y["tokens"], x["tokens"]);
+  ASSERT_EQ(y["token_logprobs"].size(), x["token_logprobs"].size());
+  EXPECT_TRUE(y["token_logprobs"][0].is_null());
+  for (size_t i = 1; i < x["token_logprobs"].size(); ++i)
+    EXPECT_NEAR(y["token_logprobs"][i].get<double>(), x["token_logprobs"][i].get<double>(), 1e-5) << i;
 }
 
 // Rank `rank` of the job whose command line (NUL-separated) holds `marker`.

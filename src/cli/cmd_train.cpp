@@ -291,22 +291,30 @@ int run_pretokenize(int argc, char** argv) {
 }
 
 int run_eval(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 eval -m DIR FILE... [--held-out X] [--seq-len N] [--max-tokens N] [--json]",
+  Args args(argc, argv,
+            "dsv2 eval -m DIR FILE... [--held-out X] [--seq-len N] [--max-tokens N] [--by-position N] [--json]\n"
+            "       dsv2 eval -m DIR --task FILE.jsonl... [--limit N] [--json]",
             {kModelOption,
              {"held-out", 0, true, "X         evaluate only the last X of each file, split as 'dsv2 train --validation-share X' splits it"},
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
              {"max-tokens", 0, true, "N         stop after N tokens per file (default: all)"},
              {"by-position", 0, true, "N         also the loss by position in the window, in buckets of N positions (long context)"},
-             {"json", 0, false, "          one JSON object per file and for the total"},
+             {"task", 0, true,
+              "FILE      multiple-choice task, JSON Lines (repeatable): accuracy as lm-evaluation-harness computes it"},
+             {"limit", 0, true, "N         --task: only the first N items of each task (the harness's --limit)"},
+             {"json", 0, false, "          one JSON object per file (or task) and for the total"},
              kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
-  if (args.positional().empty()) throw UsageError("no files to evaluate");
+  const bool tasks = args.has("task");
+  if (tasks && !args.positional().empty()) throw UsageError("give text files or --task files, not both");
+  if (!tasks && args.positional().empty()) throw UsageError("no files to evaluate");
   const CacheType cache_type = cache_type_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
   Model model(dir, quantize_option(args));
+  if (tasks) return eval_tasks(args, model, *tokenizer, cache_type), 0;
   const int64_t seq_len = args.get_int("seq-len", 256), max_tokens = args.get_int("max-tokens", 0);
   if (seq_len < 2) throw UsageError("option --seq-len: must be at least 2");
   const int64_t vocab = model.config().vocab_size;

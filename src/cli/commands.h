@@ -75,6 +75,9 @@ std::unique_ptr<Tokenizer> load_tokenizer_option(const Args& args);
 // The prompt as ids: --ids, or --prompt TEXT encoded with the model's tokenizer.
 std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer);
 
+// dsv2 eval --task FILE.jsonl... [--limit N] [--json]: multiple-choice accuracy (cmd_eval_task.cpp).
+void eval_tasks(const Args& args, Model& model, const Tokenizer& tokenizer, CacheType cache_type);
+
 // Runs a command's set-up (options, data, model) on every rank of an mpirun
 // job and agrees on errors: one that any rank meets is reported once by rank 0
 // and every rank exits (dist::run_on_all_ranks). In one process it just runs.

@@ -62,7 +62,8 @@ void Engine::admit(std::vector<std::shared_ptr<GenerationJob>>& incoming) {
   for (auto& job : incoming) {
     size_t best = idle_.size();
     int64_t best_shared = 0;
-    const int64_t limit = static_cast<int64_t>(job->prompt.size()) - 1;
+    // A scored prompt needs every row's logits: nothing of it may come from a cache.
+    const int64_t limit = job->score_prompt ? 0 : static_cast<int64_t>(job->prompt.size()) - 1;
     for (size_t i = 0; i < idle_.size(); ++i) {
       const int64_t shared = std::min(common_prefix(idle_[i].tokens, job->prompt), limit);
       if (shared > best_shared) best = i, best_shared = shared;
@@ -109,12 +110,72 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   if (static_cast<int64_t>(idle_.size()) > options_.idle_caches) idle_.erase(idle_.begin());
 }
 
+void Engine::score_prompt_chunk(Sequence& s) {
+  GenerationJob& job = *s.job;
+  const int64_t vocab = model_.config().vocab_size, size = static_cast<int64_t>(job.prompt.size());
+  const int64_t begin = s.prompt_fed, n = std::min<int64_t>(options_.prefill_chunk, size - begin);
+  prompt_logits_.resize(static_cast<size_t>(n * vocab));
+  try {
+    model_.forward(job.prompt.data() + begin, n, *s.cache, AttentionPath::kAbsorbed, prompt_logits_.data());
+  } catch (const std::exception& e) {
+    finish(s, "error", e.what());
+    return;
+  }
+  s.in_cache.insert(s.in_cache.end(), job.prompt.begin() + begin, job.prompt.begin() + begin + n);
+  s.prompt_fed += n;
+  std::vector<TokenLogprob> scored;
+  for (int64_t t = 0; t < n && begin + t + 1 < size; ++t)
+    scored.push_back(
+        token_logprob(prompt_logits_.data() + t * vocab, vocab, job.prompt[begin + t + 1], job.top_logprobs));
+  {
+    std::lock_guard lock(job.mutex);
+    job.prompt_logprobs.insert(job.prompt_logprobs.end(), scored.begin(), scored.end());
+    job.prompt_scored = !s.prefilling();
+  }
+  job.changed.notify_all();
+  const bool generated = !s.prefilling() && deliver(s, prompt_logits_.data() + (n - 1) * vocab);
+  std::lock_guard lock(mutex_);
+  ++stats_.steps;
+  stats_.batched_rows += n;
+  stats_.generated_tokens += generated;
+}
+
+bool Engine::deliver(Sequence& s, const float* row) {
+  GenerationJob& job = *s.job;
+  if (job.max_tokens == 0) {  // echo with max_tokens 0: the prompt only
+    finish(s, "length");
+    return false;
+  }
+  s.next = s.sampler.sample(row);
+  TokenLogprob logprob;
+  if (job.top_logprobs >= 0) logprob = token_logprob(row, model_.config().vocab_size, s.next, job.top_logprobs);
+  const bool stop = std::find(job.stop_ids.begin(), job.stop_ids.end(), s.next) != job.stop_ids.end();
+  int64_t count;
+  {
+    std::lock_guard lock(job.mutex);
+    if (job.tokens.empty()) job.first_token = std::chrono::steady_clock::now();
+    job.tokens.push_back(s.next);
+    if (job.top_logprobs >= 0) job.logprobs.push_back(std::move(logprob));
+    count = static_cast<int64_t>(job.tokens.size());
+  }
+  job.changed.notify_all();
+  if (stop)
+    finish(s, "stop");
+  else if (count >= job.max_tokens || s.cache->length() + 1 > s.cache->capacity())
+    finish(s, "length");
+  return true;
+}
+
 void Engine::step() {
   std::vector<Model::Chunk> chunks;
   std::vector<Sequence*> in_batch;
   for (auto& s : active_) {
     if (s->job->cancelled.load()) {
       finish(*s, "cancelled");
+      continue;
+    }
+    if (s->job->score_prompt && s->prefilling()) {
+      score_prompt_chunk(*s);  // its own call: forward_batch keeps only each sequence's last row
       continue;
     }
     if (s->prefilling()) {
@@ -144,22 +205,7 @@ void Engine::step() {
         s.prompt_fed += c.tokens;
         if (s.prefilling()) continue;  // more prompt to go; these logits are not needed
       }
-      s.next = s.sampler.sample(logits_.data() + i * vocab);
-      ++generated;
-      GenerationJob& job = *s.job;
-      bool stop = std::find(job.stop_ids.begin(), job.stop_ids.end(), s.next) != job.stop_ids.end();
-      int64_t count;
-      {
-        std::lock_guard lock(job.mutex);
-        if (job.tokens.empty()) job.first_token = std::chrono::steady_clock::now();
-        job.tokens.push_back(s.next);
-        count = static_cast<int64_t>(job.tokens.size());
-      }
-      job.changed.notify_all();
-      if (stop)
-        finish(s, "stop");
-      else if (count >= job.max_tokens || s.cache->length() + 1 > s.cache->capacity())
-        finish(s, "length");
+      generated += deliver(s, logits_.data() + i * vocab);
     }
     std::lock_guard lock(mutex_);
     ++stats_.steps;

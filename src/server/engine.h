@@ -20,6 +20,7 @@
 
 #include "model/latent_cache.h"
 #include "model/model.h"
+#include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 
 namespace dsv2 {
@@ -38,9 +39,16 @@ struct EngineOptions {
 // it) and the engine thread (which fills it).
 struct GenerationJob {
   std::vector<int32_t> prompt;
-  int64_t max_tokens = 16;
+  int64_t max_tokens = 16;  // 0: the prompt only (echo), nothing generated
   SamplingOptions sampling;
   std::vector<int64_t> stop_ids;
+  // Log-probabilities: -1 none; else every generated token's, with this many
+  // most likely alternatives (the model's distribution, before sampling).
+  int top_logprobs = -1;
+  // Also every prompt token's after the first (echo): the prompt then runs
+  // from an empty cache, each chunk in its own Model::forward call that
+  // returns every row.
+  bool score_prompt = false;
 
   std::atomic<bool> cancelled{false};  // set by the handler: client gone, or a stop string seen
 
@@ -48,6 +56,9 @@ struct GenerationJob {
   std::mutex mutex;
   std::condition_variable changed;
   std::vector<int32_t> tokens;  // generated so far (a stop id included)
+  std::vector<TokenLogprob> logprobs;         // one per entry of tokens, when top_logprobs >= 0
+  std::vector<TokenLogprob> prompt_logprobs;  // score_prompt: prompt tokens 1.., complete once prompt_scored
+  bool prompt_scored = false;
   bool done = false;
   std::string finish_reason;    // "stop", "length", "cancelled" or "error"
   std::string error;
@@ -82,6 +93,11 @@ class Engine {
   void run();
   void admit(std::vector<std::shared_ptr<GenerationJob>>& incoming);
   void step();
+  // score_prompt jobs: the next chunk of the prompt, every row's logits kept.
+  void score_prompt_chunk(Sequence& s);
+  // Samples the sequence's next token from its logits row and hands it over;
+  // finishes the job at a stop id or a limit. Returns whether it sampled.
+  bool deliver(Sequence& s, const float* row);
   void finish(Sequence& s, const std::string& reason, const std::string& error = "");
 
   Model& model_;
@@ -95,7 +111,7 @@ class Engine {
   // Engine thread only.
   std::vector<std::unique_ptr<Sequence>> active_;
   std::vector<IdleCache> idle_;
-  std::vector<float> logits_;
+  std::vector<float> logits_, prompt_logits_;
   std::thread thread_;
 };
 

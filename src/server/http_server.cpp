@@ -12,6 +12,8 @@
 #include "server/chat_page.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
+#include "server/token_logprobs.h"
+#include "server/tokenizer_routes.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv2 {
@@ -32,6 +34,19 @@ void send_error(httplib::Response& res, const ApiError& e) {
 }
 
 }  // namespace
+
+// One choice of a response: its job, and the prompt as echo shows it.
+struct Choice {
+  std::shared_ptr<GenerationJob> job;
+  std::string prompt_text;
+  // Tokens the server added around a text prompt (BOS): listed in the
+  // logprobs, not part of prompt_text.
+  size_t added_front = 0, added_back = 0;
+};
+
+// Receives text and the logprobs of the tokens since the last call (either may
+// be empty); false when the client is gone.
+using Emit = std::function<bool(const std::string& text, const std::vector<LogprobEntry>& logprobs)>;
 
 struct Server::Impl {
   Model& model;
@@ -58,20 +73,23 @@ struct Server::Impl {
   bool authorized(const httplib::Request& req) const {
     return options.api_key.empty() || req.get_header_value("Authorization") == "Bearer " + options.api_key;
   }
+  bool is_stop_id(int32_t id) const { return std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end(); }
 
   void setup_routes();
   void handle_completion(const httplib::Request& req, httplib::Response& res, bool chat);
-  std::shared_ptr<GenerationJob> make_job(const CompletionRequest& r);
+  Choice make_choice(const CompletionRequest& r, size_t prompt);
+  std::vector<int32_t> prompt_ids(const CompletionRequest& r, size_t prompt, Choice& choice) const;
+  std::vector<Choice> submit(const CompletionRequest& r);
 
-  // Hands the job's tokens to `emit` as text while they arrive, applying stop
-  // strings. `emit` returning false (the client is gone) cancels the job.
-  // `idle` runs while nothing new arrived; returning false cancels too.
-  CompletionResult follow(GenerationJob& job, const CompletionRequest& r, const std::function<bool(const std::string&)>& emit,
+  // Hands the choice's echo and tokens to `emit` as text while they arrive,
+  // applying stop strings. `emit` returning false (the client is gone) cancels
+  // the job. `idle` runs while nothing new arrived; returning false cancels
+  // too. The result's logprobs are those no emit carried.
+  CompletionResult follow(const Choice& choice, const CompletionRequest& r, const Emit& emit,
                           const std::function<bool()>& idle);
 };
 
-std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r) {
-  auto job = std::make_shared<GenerationJob>();
+std::vector<int32_t> Server::Impl::prompt_ids(const CompletionRequest& r, size_t index, Choice& choice) const {
   if (r.chat) {
     std::string text;
     try {
@@ -79,14 +97,37 @@ std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r
     } catch (const Error& e) {  // e.g. the template's raise_exception("roles must alternate")
       throw ApiError(400, e.what(), "messages");
     }
-    job->prompt = tokenizer.encode(text, {false, true});
-  } else {
-    job->prompt = tokenizer.encode(r.prompt, {true, false});
+    return tokenizer.encode(text, {false, true});
   }
+  const Prompt& p = r.prompts[index];
+  if (!p.is_ids) {
+    choice.prompt_text = p.text;
+    choice.added_front = tokenizer.prefix_ids().size();
+    choice.added_back = tokenizer.suffix_ids().size();
+    return tokenizer.encode(p.text, {true, false});
+  }
+  const int64_t vocab = std::min<int64_t>(model.config().vocab_size, tokenizer.vocab_size());
+  for (int32_t id : p.ids)
+    if (id >= vocab || tokenizer.id_to_token(id).empty())
+      throw ApiError(400,
+                     "'prompt': token id " + std::to_string(id) + " is not in the vocabulary (size " +
+                         std::to_string(vocab) + ")",
+                     "prompt");
+  if (r.echo) choice.prompt_text = tokenizer.decode(p.ids);  // special tokens as their text: they are the client's
+  return p.ids;
+}
+
+Choice Server::Impl::make_choice(const CompletionRequest& r, size_t index) {
+  Choice choice;
+  auto job = std::make_shared<GenerationJob>();
+  choice.job = job;
+  job->prompt = prompt_ids(r, index, choice);
   const int64_t context = options.engine.context, prompt = static_cast<int64_t>(job->prompt.size());
   if (prompt == 0) throw ApiError(400, "the prompt is empty", r.chat ? "messages" : "prompt");
   const int64_t max_tokens = r.max_tokens.value_or(context - prompt);
-  if (prompt + std::max<int64_t>(max_tokens, 1) > context)
+  // max_tokens 0 (echo) scores the prompt alone; otherwise at least one token is generated.
+  const int64_t needed = prompt + (r.max_tokens == 0 ? 0 : std::max<int64_t>(max_tokens, 1));
+  if (needed > context)
     throw ApiError(400,
                    "This model's maximum context length is " + std::to_string(context) + " tokens. However, you requested " +
                        std::to_string(prompt + max_tokens) + " tokens (" + std::to_string(prompt) + " in the " +
@@ -101,49 +142,100 @@ std::shared_ptr<GenerationJob> Server::Impl::make_job(const CompletionRequest& r
     throw ApiError(400, "'" + problem->field + "': " + problem->message, problem->field);
   job->sampling.seed = r.seed.value_or(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ next_id.load());
   job->stop_ids = stop_ids;
-  return job;
+  job->top_logprobs = r.top_logprobs;
+  job->score_prompt = r.echo && r.top_logprobs >= 0;
+  return choice;
 }
 
-CompletionResult Server::Impl::follow(GenerationJob& job, const CompletionRequest& r,
-                                      const std::function<bool(const std::string&)>& emit, const std::function<bool()>& idle) {
+// Queues one job per prompt (all or none).
+std::vector<Choice> Server::Impl::submit(const CompletionRequest& r) {
+  std::vector<Choice> choices;
+  const size_t n = r.chat ? 1 : r.prompts.size();
+  for (size_t i = 0; i < n; ++i) choices.push_back(make_choice(r, i));
+  std::lock_guard lock(in_flight_mutex);
+  if (!abandoned.empty()) throw ApiError(503, abandoned, "", "service_unavailable", "server_error");
+  for (size_t i = 0; i < choices.size(); ++i) {
+    if (engine.submit(choices[i].job)) continue;
+    for (size_t j = 0; j < i; ++j) choices[j].job->cancelled = true;  // the engine drops them at its next step
+    throw ApiError(503, "the server is busy: " + std::to_string(engine.options().max_queue) +
+                            " requests are already waiting; retry later", "", "", "server_error");
+  }
+  std::erase_if(in_flight, [](const std::weak_ptr<GenerationJob>& j) { return j.expired(); });
+  for (const Choice& c : choices) in_flight.push_back(c.job);
+  return choices;
+}
+
+CompletionResult Server::Impl::follow(const Choice& choice, const CompletionRequest& r, const Emit& emit,
+                                      const std::function<bool()>& idle) {
+  GenerationJob& job = *choice.job;
   StreamDecoder decoder(tokenizer);
   StopMatcher stops(r.stop);
+  LogprobEntries entries(tokenizer);
+  const bool with_logprobs = r.top_logprobs >= 0;
+  std::vector<LogprobEntry> pending;  // logprobs not yet handed to emit
   CompletionResult result;
   result.prompt_tokens = static_cast<int64_t>(job.prompt.size());
   size_t seen = 0;
-  bool ended_by_eos = false, gone = false;
+  bool echoed = !r.echo, ended_by_eos = false, gone = false;
   std::string finish_reason, error;
   while (true) {
     std::vector<int32_t> fresh;
-    bool done;
+    std::vector<TokenLogprob> fresh_logprobs, prompt_logprobs;
+    bool done, echo_now;
     {
       std::unique_lock lock(job.mutex);
-      job.changed.wait_for(lock, std::chrono::milliseconds(500), [&] { return job.done || job.tokens.size() > seen; });
+      // The echo goes first, once the engine scored the prompt (at once when nothing is to be scored).
+      auto echo_ready = [&] { return !echoed && (!job.score_prompt || job.prompt_scored); };
+      job.changed.wait_for(lock, std::chrono::milliseconds(500),
+                           [&] { return job.done || job.tokens.size() > seen || echo_ready(); });
+      echo_now = echo_ready();
+      if (echo_now) prompt_logprobs = job.prompt_logprobs;
       fresh.assign(job.tokens.begin() + static_cast<std::ptrdiff_t>(seen), job.tokens.end());
+      if (with_logprobs)
+        fresh_logprobs.assign(job.logprobs.begin() + static_cast<std::ptrdiff_t>(seen), job.logprobs.end());
       seen = job.tokens.size();
       done = job.done;
       finish_reason = job.finish_reason;
       error = job.error;
     }
-    if (fresh.empty() && !done) {
+    if (echo_now) {
+      echoed = true;
+      for (size_t i = 0; with_logprobs && i < job.prompt.size(); ++i) {
+        const bool in_text = i >= choice.added_front && i + choice.added_back < job.prompt.size();
+        pending.push_back(entries.next(job.prompt[i], i == 0 ? nullptr : &prompt_logprobs[i - 1], in_text));
+      }
+      if (!emit(choice.prompt_text, pending)) gone = true;
+      pending.clear();
+    }
+    if (fresh.empty() && !done && !gone && !echo_now) {
       if (!idle()) gone = true;
     }
-    for (int32_t id : fresh) {
+    for (size_t k = 0; k < fresh.size() && !gone; ++k) {
+      const int32_t id = fresh[k];
       ++result.completion_tokens;
-      if (std::find(stop_ids.begin(), stop_ids.end(), id) != stop_ids.end()) {
+      const bool eos = is_stop_id(id);
+      if (with_logprobs) pending.push_back(entries.next(id, &fresh_logprobs[k], !eos));
+      if (eos) {
         ended_by_eos = true;
         break;
       }
       const std::string text = stops.push(decoder.push(id));
-      if (!text.empty() && !emit(text)) gone = true;
-      if (stops.stopped() || gone) break;
+      if (!text.empty()) {
+        if (!emit(text, pending)) gone = true;
+        pending.clear();
+      }
+      if (stops.stopped()) break;
     }
     if (gone || stops.stopped() || ended_by_eos || done) break;
   }
   if (!gone && !stops.stopped()) {
     const std::string tail = stops.push(decoder.finish()) + stops.flush();
-    if (!tail.empty() && !emit(tail)) gone = true;
+    if (!tail.empty()) {
+      if (!emit(tail, pending)) gone = true;
+      pending.clear();
+    }
   }
+  result.logprobs = std::move(pending);
   if (gone || stops.stopped() || ended_by_eos) job.cancelled = true;  // the engine frees the slot at its next step
   if (gone) {
     result.finish_reason = "cancelled";
@@ -162,21 +254,14 @@ CompletionResult Server::Impl::follow(GenerationJob& job, const CompletionReques
 void Server::Impl::handle_completion(const httplib::Request& req, httplib::Response& res, bool chat) {
   const auto start = Clock::now();
   CompletionRequest r;
-  std::shared_ptr<GenerationJob> job;
+  std::vector<Choice> choices;
   try {
     r = parse_completion_request(req.body, chat);
     if (!r.model.empty() && r.model != options.model_name)
       throw ApiError(404, "The model '" + r.model + "' does not exist (this server serves '" + options.model_name + "')",
                      "model", "model_not_found");
     r.model = options.model_name;
-    job = make_job(r);
-    std::lock_guard lock(in_flight_mutex);
-    if (!abandoned.empty()) throw ApiError(503, abandoned, "", "service_unavailable", "server_error");
-    if (!engine.submit(job))
-      throw ApiError(503, "the server is busy: " + std::to_string(engine.options().max_queue) +
-                              " requests are already waiting; retry later", "", "", "server_error");
-    std::erase_if(in_flight, [](const std::weak_ptr<GenerationJob>& j) { return j.expired(); });
-    in_flight.push_back(job);
+    choices = submit(r);
   } catch (const ApiError& e) {
     (e.status >= 500 ? metrics.requests_server_error : metrics.requests_client_error)++;
     send_error(res, e);
@@ -184,7 +269,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
   }
   const std::string id = std::string(chat ? "chatcmpl-" : "cmpl-") + std::to_string(next_id++);
   const int64_t created = unix_time();
-  auto record = [this, job, start](const CompletionResult& result) {
+  auto record = [this, job = choices[0].job, start](const CompletionResult& result) {
     if (result.finish_reason == "cancelled") {
       ++metrics.requests_cancelled;
       return;
@@ -194,12 +279,16 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
     if (!job->tokens.empty()) metrics.time_to_first_token.observe(seconds_between(start, job->first_token));
     metrics.request_duration.observe(seconds_between(start, Clock::now()));
   };
+  auto cancel_all = [choices](bool success) {
+    if (!success)
+      for (const Choice& c : choices) c.job->cancelled = true;
+  };
 
-  if (r.stream) {
+  if (r.stream) {  // one choice: the parser refuses several prompts with stream
     res.set_header("Cache-Control", "no-cache");
     res.set_chunked_content_provider(
         "text/event-stream",
-        [this, r, job, id, created, record](size_t, httplib::DataSink& sink) {
+        [this, r, choice = choices[0], id, created, record](size_t, httplib::DataSink& sink) {
           auto event = [&](const std::string& data) {
             const std::string line = "data: " + data + "\n\n";
             return sink.write(line.data(), line.size());
@@ -207,9 +296,9 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
           bool first = true;
           try {
             const CompletionResult result = follow(
-                *job, r,
-                [&](const std::string& text) {
-                  const bool ok = event(completion_chunk(r, id, created, text, "", first));
+                choice, r,
+                [&](const std::string& text, const std::vector<LogprobEntry>& logprobs) {
+                  const bool ok = event(completion_chunk(r, id, created, text, "", first, logprobs));
                   first = false;
                   return ok;
                 },
@@ -219,7 +308,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
                 });
             record(result);
             if (result.finish_reason == "cancelled") return false;
-            event(completion_chunk(r, id, created, "", result.finish_reason, first));
+            event(completion_chunk(r, id, created, "", result.finish_reason, first, result.logprobs));
             if (r.include_usage) event(usage_chunk(r, id, created, result.prompt_tokens, result.completion_tokens));
           } catch (const ApiError& e) {
             ++metrics.requests_server_error;
@@ -229,9 +318,7 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
           sink.done();
           return true;
         },
-        [job](bool success) {
-          if (!success) job->cancelled = true;
-        });
+        cancel_all);
     return;
   }
 
@@ -240,40 +327,57 @@ void Server::Impl::handle_completion(const httplib::Request& req, httplib::Respo
   // only way to notice a client that hung up, whose work is then cancelled.
   res.set_chunked_content_provider(
       "application/json",
-      [this, r, job, id, created, record](size_t, httplib::DataSink& sink) {
-        std::string text;
+      [this, r, choices, id, created, record, cancel_all](size_t, httplib::DataSink& sink) {
+        std::vector<CompletionResult> results;
         std::string body;
         try {
-          const CompletionResult result = follow(
-              *job, r,
-              [&](const std::string& piece) {
-                text += piece;
-                return true;
-              },
-              [&] { return sink.write(" ", 1); });
-          record(result);
-          if (result.finish_reason == "cancelled") return false;
-          CompletionResult whole = result;
-          whole.text = text;
-          body = completion_response(r, id, created, whole);
+          for (const Choice& choice : choices) {
+            std::string text;
+            std::vector<LogprobEntry> logprobs;
+            CompletionResult result = follow(
+                choice, r,
+                [&](const std::string& piece, const std::vector<LogprobEntry>& entries) {
+                  text += piece;
+                  logprobs.insert(logprobs.end(), entries.begin(), entries.end());
+                  return true;
+                },
+                [&] { return sink.write(" ", 1); });
+            if (result.finish_reason == "cancelled") {
+              record(result);
+              cancel_all(false);
+              return false;
+            }
+            result.text = std::move(text);
+            logprobs.insert(logprobs.end(), result.logprobs.begin(), result.logprobs.end());
+            result.logprobs = std::move(logprobs);
+            results.push_back(std::move(result));
+          }
+          record(results[0]);
+          body = completion_response(r, id, created, results);
         } catch (const ApiError& e) {
           ++metrics.requests_server_error;
+          cancel_all(false);
           body = e.json();
         }
         sink.write(body.data(), body.size());
         sink.done();
         return true;
       },
-      [job](bool success) {
-        if (!success) job->cancelled = true;
-      });
+      cancel_all);
 }
 
 void Server::Impl::setup_routes() {
   http.new_task_queue = [n = options.http_threads] { return new httplib::ThreadPool(static_cast<size_t>(n)); };
   http.set_payload_max_length(options.max_body_bytes);
+  // Without it a response written in pieces (headers, then body) waits for the
+  // client's delayed ACK: 40 ms a request, which clients that send many small
+  // ones (lm-evaluation-harness scoring choices one by one) pay thousands of times.
+  http.set_tcp_nodelay(true);
   http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    if (req.path.rfind("/v1/", 0) == 0 && !authorized(req)) {
+    // The tokenizer routes are the model's too: the key guards them as well.
+    const bool guarded = req.path.rfind("/v1/", 0) == 0 || req.path == "/tokenize" || req.path == "/detokenize" ||
+                         req.path == "/tokenizer_info";
+    if (guarded && !authorized(req)) {
       ++metrics.requests_client_error;
       send_error(res, ApiError(401, "Incorrect or missing API key: send 'Authorization: Bearer <key>'", "", "invalid_api_key"));
       return httplib::Server::HandlerResponse::Handled;
@@ -318,6 +422,7 @@ void Server::Impl::setup_routes() {
   http.Get("/", [](const httplib::Request&, httplib::Response& res) { res.set_content(chat_page_html(), "text/html; charset=utf-8"); });
   http.Post("/v1/completions", [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, false); });
   http.Post("/v1/chat/completions", [this](const httplib::Request& req, httplib::Response& res) { handle_completion(req, res, true); });
+  add_tokenizer_routes(http, tokenizer, options.engine.context, [this] { ++metrics.requests_client_error; });
 }
 
 bool is_loopback_host(const std::string& host) {

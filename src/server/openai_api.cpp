@@ -5,6 +5,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "tokenizer/unicode.h"
+
 namespace dsv2 {
 
 using nlohmann::json;
@@ -78,6 +80,66 @@ std::string message_content(const json& content, const std::string& where) {
   return text;
 }
 
+bool bool_field(const json& body, const char* name) {
+  if (!body.contains(name) || body[name].is_null()) return false;
+  if (!body[name].is_boolean()) bad(name, "must be a boolean");
+  return body[name].get<bool>();
+}
+
+// A prompt of token ids: a non-empty array of integers in int32's range (the
+// vocabulary is checked by the server, which knows it).
+std::optional<std::vector<int32_t>> token_ids(const json& array) {
+  if (!array.is_array() || array.empty() || !array[0].is_number_integer()) return std::nullopt;
+  std::vector<int32_t> ids;
+  for (const json& x : array) {
+    if (!x.is_number_integer()) bad("prompt", "an array of token ids must hold only integers");
+    if (!x.is_number_unsigned() || x.get<uint64_t>() > static_cast<uint64_t>(INT32_MAX))
+      bad("prompt", "token id " + x.dump() + " is not a token id");
+    ids.push_back(static_cast<int32_t>(x.get<uint64_t>()));
+  }
+  return ids;
+}
+
+// OpenAI's prompt: a string, or an array of strings, of token ids, or of
+// arrays of token ids (several prompts: one choice each).
+std::vector<Prompt> prompts_field(const json& p) {
+  const char* shape = "must be a string, or an array of strings, of token ids or of arrays of token ids";
+  if (p.is_string()) return {Prompt{p.get<std::string>(), {}, false}};
+  if (!p.is_array() || p.empty()) bad("prompt", shape);
+  if (auto ids = token_ids(p)) return {Prompt{"", std::move(*ids), true}};
+  std::vector<Prompt> prompts;
+  for (const json& x : p) {
+    if (x.is_string())
+      prompts.push_back({x.get<std::string>(), {}, false});
+    else if (auto ids = token_ids(x))
+      prompts.push_back({"", std::move(*ids), true});
+    else
+      bad("prompt", shape);
+  }
+  return prompts;
+}
+
+// Completions: `logprobs` N; chat: `logprobs` true, then `top_logprobs` N (default 0).
+int top_logprobs_field(const json& body, bool chat) {
+  const std::string range = "must be an integer between 0 and " + std::to_string(kMaxTopLogprobs);
+  auto count = [&](const char* name) {
+    const auto n = integer_field(body, name);
+    if (n && (*n < 0 || *n > kMaxTopLogprobs)) bad(name, range);
+    return n;
+  };
+  if (!chat) {
+    if (body.contains("logprobs") && body["logprobs"].is_boolean()) {  // chat's spelling, sent to completions
+      if (body["logprobs"].get<bool>()) bad("logprobs", range + " (or null)");
+      return -1;
+    }
+    return static_cast<int>(count("logprobs").value_or(-1));
+  }
+  const bool wanted = bool_field(body, "logprobs");
+  const auto n = count("top_logprobs");
+  if (n && !wanted) bad("top_logprobs", "needs 'logprobs': true");
+  return wanted ? static_cast<int>(n.value_or(0)) : -1;
+}
+
 json usage_json(int64_t prompt_tokens, int64_t completion_tokens) {
   return {{"prompt_tokens", prompt_tokens}, {"completion_tokens", completion_tokens}, {"total_tokens", prompt_tokens + completion_tokens}};
 }
@@ -89,14 +151,19 @@ json envelope(const CompletionRequest& r, const std::string& id, int64_t created
 
 }  // namespace
 
-CompletionRequest parse_completion_request(const std::string& body_text, bool chat) {
+json parse_json_object(const std::string& text) {
   json body;
   try {
-    body = json::parse(body_text);
+    body = json::parse(text);
   } catch (const json::exception& e) {
     throw ApiError(400, std::string("the request body is not valid JSON: ") + e.what());
   }
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  return body;
+}
+
+CompletionRequest parse_completion_request(const std::string& body_text, bool chat) {
+  json body = parse_json_object(body_text);  // not const: operator[] on a const json must not miss a key
   CompletionRequest r;
   r.chat = chat;
   if (body.contains("model") && !body["model"].is_null()) {
@@ -119,17 +186,15 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
     }
   } else {
     if (!body.contains("prompt")) throw ApiError(400, "'prompt' is required", "prompt");
-    const json& p = body["prompt"];
-    if (p.is_string())
-      r.prompt = p.get<std::string>();
-    else if (p.is_array() && p.size() == 1 && p[0].is_string())
-      r.prompt = p[0].get<std::string>();
-    else
-      bad("prompt", "must be a string (or an array holding one string)");
+    r.prompts = prompts_field(body["prompt"]);
+    r.echo = bool_field(body, "echo");
   }
+  r.top_logprobs = top_logprobs_field(body, chat);
   for (const char* name : {"max_tokens", "max_completion_tokens"}) {
     const auto n = integer_field(body, name);
-    if (n && *n < 1) bad(name, "must be at least 1");
+    // With echo, 0 scores the prompt and generates nothing (OpenAI's legacy completions).
+    if (n && *n < (r.echo ? 0 : 1))
+      bad(name, r.echo ? "must not be negative" : "must be at least 1 (0 only with echo)");
     if (n) r.max_tokens = n;
   }
   SamplingOptions& s = r.sampling;
@@ -163,10 +228,8 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
     for (const auto& x : r.stop)
       if (x.empty()) bad("stop", "stop strings must not be empty");
   }
-  if (body.contains("stream") && !body["stream"].is_null()) {
-    if (!body["stream"].is_boolean()) bad("stream", "must be a boolean");
-    r.stream = body["stream"].get<bool>();
-  }
+  r.stream = bool_field(body, "stream");
+  if (r.stream && r.prompts.size() > 1) bad("prompt", "several prompts cannot be streamed: send one per request");
   if (body.contains("stream_options") && !body["stream_options"].is_null()) {
     const json& o = body["stream_options"];
     if (!o.is_object()) bad("stream_options", "must be an object");
@@ -178,23 +241,104 @@ CompletionRequest parse_completion_request(const std::string& body_text, bool ch
   return r;
 }
 
+std::string token_text(const std::string& bytes) {
+  std::string out;
+  for (size_t pos = 0; pos < bytes.size();) {
+    const size_t start = pos;
+    const char32_t c = unicode::next_code_point(bytes, pos);
+    if (c != 0xFFFD || bytes.compare(start, pos - start, "\xEF\xBF\xBD") == 0) {
+      out.append(bytes, start, pos - start);
+      continue;
+    }
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (size_t i = start; i < pos; ++i) {
+      const auto b = static_cast<unsigned char>(bytes[i]);
+      out += "\\x";
+      out += kHex[b >> 4];
+      out += kHex[b & 15];
+    }
+  }
+  return out;
+}
+
+namespace {
+
+json bytes_json(const std::string& bytes) {
+  json out = json::array();
+  for (char b : bytes) out.push_back(static_cast<unsigned char>(b));
+  return out;
+}
+
+// Chat: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob, bytes}]}], "refusal": null}.
+json chat_logprobs_json(const std::vector<LogprobEntry>& entries) {
+  json content = json::array();
+  for (const LogprobEntry& e : entries) {
+    json top = json::array();
+    for (const auto& [bytes, logprob] : e.top)
+      top.push_back({{"token", token_text(bytes)}, {"logprob", logprob}, {"bytes", bytes_json(bytes)}});
+    content.push_back({{"token", token_text(e.bytes)},
+                       {"logprob", e.logprob.value_or(0.0)},
+                       {"bytes", bytes_json(e.bytes)},
+                       {"top_logprobs", top}});
+  }
+  return {{"content", content}, {"refusal", nullptr}};
+}
+
+// Legacy completions: parallel lists; top_logprobs maps token text to logprob
+// and, as OpenAI's, also holds the chosen token (up to N + 1 entries). The
+// first prompt token of an echo has null for both.
+json completion_logprobs_json(const std::vector<LogprobEntry>& entries) {
+  json tokens = json::array(), logprobs = json::array(), top = json::array(), offsets = json::array();
+  for (const LogprobEntry& e : entries) {
+    tokens.push_back(token_text(e.bytes));
+    offsets.push_back(e.text_offset);
+    if (!e.logprob) {
+      logprobs.push_back(nullptr);
+      top.push_back(nullptr);
+      continue;
+    }
+    logprobs.push_back(*e.logprob);
+    json alternatives = json::object();
+    for (const auto& [bytes, logprob] : e.top) alternatives[token_text(bytes)] = logprob;
+    alternatives[token_text(e.bytes)] = *e.logprob;
+    top.push_back(alternatives);
+  }
+  return {{"tokens", tokens}, {"token_logprobs", logprobs}, {"top_logprobs", top}, {"text_offset", offsets}};
+}
+
+json logprobs_json(const CompletionRequest& r, const std::vector<LogprobEntry>& entries) {
+  if (r.top_logprobs < 0) return nullptr;
+  return r.chat ? chat_logprobs_json(entries) : completion_logprobs_json(entries);
+}
+
+}  // namespace
+
 std::string completion_response(const CompletionRequest& r, const std::string& id, int64_t created,
-                                const CompletionResult& result) {
+                                const std::vector<CompletionResult>& results) {
   json out = envelope(r, id, created, false);
-  json choice = {{"index", 0}, {"logprobs", nullptr}, {"finish_reason", result.finish_reason}};
-  if (r.chat)
-    choice["message"] = {{"role", "assistant"}, {"content", result.text}};
-  else
-    choice["text"] = result.text;
-  out["choices"] = json::array({choice});
-  out["usage"] = usage_json(result.prompt_tokens, result.completion_tokens);
+  out["choices"] = json::array();
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  for (size_t i = 0; i < results.size(); ++i) {
+    const CompletionResult& result = results[i];
+    json choice = {{"index", i},
+                   {"logprobs", logprobs_json(r, result.logprobs)},
+                   {"finish_reason", result.finish_reason}};
+    if (r.chat)
+      choice["message"] = {{"role", "assistant"}, {"content", result.text}};
+    else
+      choice["text"] = result.text;
+    out["choices"].push_back(choice);
+    prompt_tokens += result.prompt_tokens;
+    completion_tokens += result.completion_tokens;
+  }
+  out["usage"] = usage_json(prompt_tokens, completion_tokens);
   return wire_text(out);
 }
 
 std::string completion_chunk(const CompletionRequest& r, const std::string& id, int64_t created, const std::string& text,
-                             const std::string& finish_reason, bool first) {
+                             const std::string& finish_reason, bool first, const std::vector<LogprobEntry>& logprobs) {
   json out = envelope(r, id, created, true);
-  json choice = {{"index", 0}, {"logprobs", nullptr},
+  json choice = {{"index", 0}, {"logprobs", logprobs_json(r, logprobs)},
                  {"finish_reason", finish_reason.empty() ? json(nullptr) : json(finish_reason)}};
   if (r.chat) {
     json delta = json::object();

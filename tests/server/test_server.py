@@ -11,6 +11,7 @@ Exit code 77 (ctest: skipped) when the openai package is missing.
 import argparse
 import concurrent.futures
 import json
+import math
 import os
 import re
 import shutil
@@ -22,6 +23,8 @@ import time
 import unittest
 import urllib.error
 import urllib.request
+
+import serve_process
 
 try:
     import openai
@@ -36,14 +39,7 @@ class Server:
     """A dsv2 serve process on a free port."""
 
     def __init__(self, *extra):
-        self.proc = subprocess.Popen([ARGS.dsv2, "serve", "-m", ARGS.model, "--port", "0", "-t", "1", *extra],
-                                     stderr=subprocess.PIPE, text=True)
-        line = self.proc.stderr.readline()
-        match = re.search(r"http://[\d.]+:(\d+)", line)
-        if not match:
-            self.proc.kill()
-            raise RuntimeError("server did not start: " + line + self.proc.stderr.read())
-        self.port = int(match.group(1))
+        self.proc, self.port = serve_process.start(ARGS.dsv2, ARGS.model, *extra)
         self.url = f"http://127.0.0.1:{self.port}"
 
     def client(self, api_key="none"):
@@ -73,12 +69,7 @@ class Server:
         return 0
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-        self.proc.stderr.close()
+        serve_process.stop(self.proc)
 
 
 class ServerTest(unittest.TestCase):
@@ -207,6 +198,125 @@ class ServerTest(unittest.TestCase):
             client.completions.create(model=self.model, prompt="x", max_tokens=2, logit_bias={"99999999": 5})
         self.assertIn("not in the vocabulary", e.exception.body["message"])
 
+    def test_echo_logprobs_equal_those_of_dsv2_logits(self):
+        """echo + logprobs + max_tokens 0 scores a prompt: the log-softmax of `dsv2 logits` (float32 logits, double
+        arithmetic), the first token's null; tokens, offsets and text as OpenAI's legacy completions give them."""
+        prompt = "It was a dark and stormy night; 床前明月光"
+        c = self.server.client().completions.create(model=self.model, prompt=prompt, max_tokens=0, echo=True,
+                                                    logprobs=3)
+        choice = c.choices[0]
+        self.assertEqual(choice.text, prompt)
+        self.assertEqual(c.usage.completion_tokens, 0)
+        lp = choice.logprobs
+        ids = [int(x) for x in subprocess.run([ARGS.dsv2, "tokenize", "-m", ARGS.model, "--text", prompt],
+                                              capture_output=True, text=True, check=True).stdout.split()]
+        self.assertEqual(len(lp.tokens), len(ids))
+        self.assertEqual(c.usage.prompt_tokens, len(ids))
+        with tempfile.TemporaryDirectory() as d:
+            subprocess.run([ARGS.dsv2, "logits", "-m", ARGS.model, "--prompt", prompt, "-o", d + "/l.f32", "-t", "1"],
+                           check=True)
+            with open(d + "/l.f32", "rb") as f:
+                raw = f.read()
+        vocab = len(raw) // 4 // len(ids)
+        rows = [memoryview(raw)[i * vocab * 4:(i + 1) * vocab * 4].cast("f") for i in range(len(ids))]
+        self.assertIsNone(lp.token_logprobs[0])
+        self.assertIsNone(lp.top_logprobs[0])
+        for i in range(1, len(ids)):
+            row = rows[i - 1]
+            top = max(row)
+            lse = top + math.log(sum(math.exp(x - top) for x in row))
+            self.assertAlmostEqual(lp.token_logprobs[i], row[ids[i]] - lse, delta=1e-9)
+            best = sorted(range(vocab), key=lambda v: -row[v])[:3]
+            # The 3 most likely and the chosen token (OpenAI's legacy top_logprobs hold it too).
+            self.assertEqual(set(lp.top_logprobs[i].values()), {row[v] - lse for v in best} | {lp.token_logprobs[i]})
+        # The BOS the server added is listed but not part of the text; the other tokens tile it.
+        self.assertEqual(lp.tokens[0], "<｜begin▁of▁sentence｜>")
+        ends = lp.text_offset[2:] + [len(prompt)]
+        pieces = [prompt[a:b] for a, b in zip(lp.text_offset[1:], ends)]
+        self.assertEqual("".join(pieces), prompt)
+        self.assertEqual([t for t, p in zip(lp.tokens[1:], pieces) if "\\x" not in t],
+                         [p for t, p in zip(lp.tokens[1:], pieces) if "\\x" not in t])
+
+    def test_logprobs_of_generated_tokens(self):
+        """Completions and chat: the generated tokens' logprobs (greedy: the chosen token is the most likely), in
+        each API's shape; streamed chunks carry the same; harness-style token-id prompts, several at once."""
+        client = self.server.client()
+        c = client.completions.create(model=self.model, prompt="The king said", max_tokens=6, temperature=0, logprobs=2)
+        lp = c.choices[0].logprobs
+        self.assertEqual(len(lp.tokens), c.usage.completion_tokens)
+        self.assertEqual("".join(lp.tokens), c.choices[0].text)
+        for token, logprob, top in zip(lp.tokens, lp.token_logprobs, lp.top_logprobs):
+            self.assertEqual(len(top), 2)
+            self.assertEqual(logprob, max(top.values()))
+            self.assertEqual(top[token], logprob)
+        streamed = list(client.completions.create(model=self.model, prompt="The king said", max_tokens=6,
+                                                  temperature=0, logprobs=2, stream=True))
+        self.assertEqual(sum((ch.choices[0].logprobs.tokens for ch in streamed if ch.choices[0].logprobs), []),
+                         lp.tokens)
+        # Within float32 rounding: the second request reuses the first one's cached prompt.
+        for a, b in zip(sum((ch.choices[0].logprobs.token_logprobs for ch in streamed if ch.choices[0].logprobs), []),
+                        lp.token_logprobs):
+            self.assertAlmostEqual(a, b, delta=1e-5)
+
+        r = self.chat("Tell me a story.", max_tokens=5, temperature=0, logprobs=True, top_logprobs=4)
+        content = r.choices[0].logprobs.content
+        self.assertEqual(len(content), r.usage.completion_tokens)
+        self.assertEqual(bytes(sum((t.bytes for t in content), [])).decode(), r.choices[0].message.content)
+        for t in content:
+            self.assertEqual(len(t.top_logprobs), 4)
+            self.assertEqual([a.logprob for a in t.top_logprobs], sorted((a.logprob for a in t.top_logprobs),
+                                                                         reverse=True))
+            self.assertEqual((t.token, t.logprob), (t.top_logprobs[0].token, t.top_logprobs[0].logprob))
+        self.assertIsNone(self.chat("Hi", max_tokens=2).choices[0].logprobs)
+        chunks = list(self.chat("Tell me a story.", max_tokens=5, temperature=0, logprobs=True, top_logprobs=4,
+                                stream=True))
+        self.assertEqual([t.token for ch in chunks if ch.choices and ch.choices[0].logprobs
+                          for t in ch.choices[0].logprobs.content], [t.token for t in content])
+
+        # lm-evaluation-harness's request: token ids, echo, logprobs 1, max_tokens 1; here two prompts in one.
+        status, text = self.server.raw("POST", "/v1/completions", {"prompt": [[1671, 402, 270], [1671]], "echo": True,
+                                                                    "logprobs": 1, "max_tokens": 1, "temperature": 0})
+        self.assertEqual(status, 200, text)
+        choices = json.loads(text)["choices"]
+        self.assertEqual([c["index"] for c in choices], [0, 1])
+        self.assertEqual([len(c["logprobs"]["tokens"]) for c in choices], [4, 2])
+        self.assertIsNone(choices[1]["logprobs"]["token_logprobs"][0])  # no BOS added to token ids
+
+    def test_bad_logprobs_requests_name_the_field(self):
+        client = self.server.client()
+        for kw, param in (({"logprobs": 21}, "logprobs"), ({"logprobs": -1}, "logprobs"),
+                          ({"max_tokens": 0}, "max_tokens"), ({"extra_body": {"echo": "yes"}}, "echo"),
+                          ({"prompt": [[5, 99999999]]}, "prompt"), ({"prompt": [[]]}, "prompt")):
+            kw = {"prompt": "x", "max_tokens": 2, **kw}
+            with self.assertRaises(openai.BadRequestError, msg=str(kw)) as e:
+                client.completions.create(model=self.model, **kw)
+            self.assertEqual(e.exception.body["param"], param)
+        for kw, param in (({"top_logprobs": 3}, "top_logprobs"), ({"logprobs": True, "top_logprobs": 21}, "top_logprobs")):
+            with self.assertRaises(openai.BadRequestError) as e:
+                self.chat("x", max_tokens=2, **kw)
+            self.assertEqual(e.exception.body["param"], param)
+
+    def test_tokenizer_routes(self):
+        """vLLM's /tokenize, /detokenize and /tokenizer_info, which lm-evaluation-harness's remote tokenizer uses."""
+        status, text = self.server.raw("POST", "/tokenize", {"prompt": "The king<｜end▁of▁sentence｜>",
+                                                             "add_special_tokens": False})
+        self.assertEqual(status, 200, text)
+        tokens = json.loads(text)["tokens"]
+        expected = subprocess.run([ARGS.dsv2, "tokenize", "-m", ARGS.model, "--no-bos", "--special", "--text",
+                                   "The king<｜end▁of▁sentence｜>"], capture_output=True, text=True, check=True).stdout
+        self.assertEqual(tokens, [int(x) for x in expected.split()])
+        self.assertEqual(json.loads(self.server.raw("POST", "/tokenize", {"prompt": "a"})[1])["tokens"][0], 0)  # BOS
+        status, text = self.server.raw("POST", "/detokenize", {"tokens": tokens})
+        self.assertEqual(json.loads(text)["prompt"], "The king<｜end▁of▁sentence｜>")
+        info = json.loads(self.server.raw("GET", "/tokenizer_info")[1])
+        self.assertEqual((info["bos_token"], info["eos_token"]), ("<｜begin▁of▁sentence｜>", "<｜end▁of▁sentence｜>"))
+        self.assertIn("chat_template", info)
+        for path, body, param in (("/tokenize", {"text": "a"}, "prompt"), ("/detokenize", {"tokens": [-1]}, "tokens"),
+                                  ("/detokenize", {"tokens": [10 ** 9]}, "tokens")):
+            status, text = self.server.raw("POST", path, body)
+            self.assertEqual(status, 400, text)
+            self.assertEqual(json.loads(text)["error"]["param"], param)
+
     def test_disconnected_client_is_cancelled(self):
         before = self.server.metric('dsv2_requests_total{outcome="cancelled"}')
         body = json.dumps({"messages": [{"role": "user", "content": "Talk forever"}], "max_tokens": 1500,
@@ -305,6 +415,9 @@ class LimitsTest(unittest.TestCase):
                 server.client("wrong").models.list()
             self.assertEqual(server.raw("GET", "/v1/models")[0], 401)
             self.assertEqual(len(server.client("sekrit").models.list().data), 1)
+            # The tokenizer routes are guarded too.
+            self.assertEqual(server.raw("POST", "/tokenize", {"prompt": "a"})[0], 401)
+            self.assertEqual(server.raw("POST", "/tokenize", {"prompt": "a"}, {"Authorization": "Bearer sekrit"})[0], 200)
             self.assertEqual(server.raw("GET", "/health")[0], 200)  # health needs no key
         finally:
             server.stop()
