@@ -83,6 +83,28 @@ TEST(ContextExtension, PasskeyEpisodesHideANumberAndAskForItAtTheEnd) {
   }
 }
 
+TEST(ContextExtension, AnswerOnlyLossKeepsTheTargetsOfTheSpaceAndTheDigits) {
+  const auto tokenizer = Tokenizer::load(test::fixture("tokenizers/deepseek_v2"));
+  PasskeyFormat f = PasskeyFormat::from(*tokenizer);
+  f.answer_only_loss = true;
+  TokenStream stream;
+  stream.tokens = tokenizer->encode(test::generated_text(20000), {false, false});
+  BatchSampler sampler(stream, 7, 0.1, /*passkey_share=*/1.0, &f);
+  const Batch b = sampler.next(3, 100);
+  for (int64_t s = 0; s < b.batch; ++s) {
+    std::vector<int32_t> kept;
+    for (int64_t t = 0; t < 100; ++t)
+      if (const int32_t target = b.targets[s * 100 + t]; target >= 0) kept.push_back(target);
+      else EXPECT_EQ(target, -1);
+    ASSERT_EQ(kept.size(), 6u) << "sequence " << s;
+    const std::string answer = tokenizer->decode(kept);
+    EXPECT_EQ(answer.size(), 6u);
+    EXPECT_EQ(answer[0], ' ');
+    for (char c : answer.substr(1)) EXPECT_TRUE(c >= '0' && c <= '9') << answer;
+    EXPECT_GE(b.inputs[s * 100 + 99], 0) << "inputs are never masked";
+  }
+}
+
 TEST(ContextExtension, HeatmapColoursCellsFromRedToGreen) {
   Heatmap h{"T", "X", "Y", {"1K", "2K"}, {"0%", "100%"}, {0.0, 1.0, 0.5, NAN}};
   const RgbImage image = render_heatmap(h);

@@ -171,6 +171,9 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   o.passkey_share = args.get_double("passkey-share", 0.0);
   if (!(o.passkey_share >= 0.0 && o.passkey_share <= 1.0)) throw UsageError("option --passkey-share: must be in [0, 1]");
   if (o.passkey_share > 0.0) o.passkey = PasskeyFormat::from(*tokenizer);
+  if (const std::string loss = args.get("passkey-loss", "all"); loss != "all" && loss != "answer")
+    throw UsageError("option --passkey-loss: expected all or answer, got '" + loss + "'");
+  else if (o.passkey) o.passkey->answer_only_loss = loss == "answer";
   o.moe.bias_update_speed = args.get_double("bias-update", 0.0);
   o.moe.alpha_sequence = args.get_double("sequence-alpha", 0.0);
   o.eval_every = args.get_int("eval-every", 100);
@@ -246,6 +249,7 @@ int run_train(int argc, char** argv) {
              {"never-drop", 0, true, "X         share of sequences never dropped (default 0.1)"},
              {"passkey-share", 0, true, "X         share of sequences that are passkey-retrieval episodes of training text (long-context "
                                         "training; default 0; docs/LONG_CONTEXT.md)"},
+             {"passkey-loss", 0, true, "all|answer loss over a whole passkey episode (default) or over its answer only"},
              {"bias-update", 0, true, "X         V3 aux-loss-free balancing speed (e.g. 0.001; needs noaux_tc)"},
              {"sequence-alpha", 0, true, "X         V3 sequence-wise balance loss weight (e.g. 1e-4)"},
              {"eval-every", 0, true, "N         validation every N steps (default 100)"},

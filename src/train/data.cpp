@@ -136,6 +136,10 @@ Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
     }
     b.inputs.insert(b.inputs.end(), p, p + seq_len);
     b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
+    if (passkey && passkey_->answer_only_loss) {
+      const int64_t answer = static_cast<int64_t>(passkey_->before_digits.size()) + 5;  // " " and the digits
+      std::fill(b.targets.end() - seq_len, b.targets.end() - answer, -1);
+    }
     // ~never_drop_share of sequences are exempt from token dropping (DeepSeek-V2 §3.1.3 keeps ~10%).
     const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;
     b.droppable.push_back(u >= never_drop_share_ ? 1 : 0);

@@ -47,6 +47,11 @@ struct PasskeyFormat {
   std::vector<int32_t> needle_end;     // "."
   std::vector<int32_t> question;       // "\nThe secret number is"
   int32_t digits[10] = {};             // "0" .. "9", one token each
+  // Loss on the answer only (the space and five digits): the other targets of
+  // an episode are -1, as SFT masks prompts. The answer is 6 of hundreds of
+  // targets; with the whole episode in the loss the copying skill gets ~1% of
+  // the gradient and did not appear in 600 steps on dsv2-mini.
+  bool answer_only_loss = false;
   // The token ids of those pieces; throws Error if a digit is not a single token.
   static PasskeyFormat from(const Tokenizer& tokenizer);
 };
