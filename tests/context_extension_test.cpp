@@ -79,11 +79,11 @@ TEST(ContextExtension, PasskeyEpisodesHideANumberAndAskForItAtTheEnd) {
     const std::string number = text.substr(needle + 21, 5);
     for (char c : number) EXPECT_TRUE(c >= '0' && c <= '9') << text;
     EXPECT_EQ(text.substr(needle + 26, 1), ".");
-    EXPECT_EQ(text.substr(text.size() - 27), "\nThe secret number is " + number) << "the question and its answer end the episode";
+    EXPECT_EQ(text.substr(text.size() - 28), "\nThe secret number is " + number + ".") << "the question and its answer end the episode";
   }
 }
 
-TEST(ContextExtension, AnswerOnlyLossKeepsTheTargetsOfTheSpaceAndTheDigits) {
+TEST(ContextExtension, AnswerOnlyLossKeepsTheTargetsOfTheAnswer) {
   const auto tokenizer = Tokenizer::load(test::fixture("tokenizers/deepseek_v2"));
   PasskeyFormat f = PasskeyFormat::from(*tokenizer);
   f.answer_only_loss = true;
@@ -96,11 +96,12 @@ TEST(ContextExtension, AnswerOnlyLossKeepsTheTargetsOfTheSpaceAndTheDigits) {
     for (int64_t t = 0; t < 100; ++t)
       if (const int32_t target = b.targets[s * 100 + t]; target >= 0) kept.push_back(target);
       else EXPECT_EQ(target, -1);
-    ASSERT_EQ(kept.size(), 6u) << "sequence " << s;
+    ASSERT_EQ(kept.size(), 7u) << "sequence " << s;
     const std::string answer = tokenizer->decode(kept);
-    EXPECT_EQ(answer.size(), 6u);
+    ASSERT_EQ(answer.size(), 7u);
     EXPECT_EQ(answer[0], ' ');
-    for (char c : answer.substr(1)) EXPECT_TRUE(c >= '0' && c <= '9') << answer;
+    for (char c : answer.substr(1, 5)) EXPECT_TRUE(c >= '0' && c <= '9') << answer;
+    EXPECT_EQ(answer[6], '.');
     EXPECT_GE(b.inputs[s * 100 + 99], 0) << "inputs are never masked";
   }
 }

@@ -104,8 +104,11 @@ std::vector<int32_t> BatchSampler::passkey_episode(int64_t seq_len) {
   std::vector<int32_t> needle(f.needle_prefix);
   needle.insert(needle.end(), number.begin(), number.end());
   needle.insert(needle.end(), f.needle_end.begin(), f.needle_end.end());
+  // The answer completes the needle sentence, full stop included: without it a
+  // model that copies the digits does not learn where the number ends.
   std::vector<int32_t> tail(f.question);
   tail.insert(tail.end(), number.begin(), number.end());
+  tail.insert(tail.end(), f.needle_end.begin(), f.needle_end.end());
   const int64_t hay = seq_len + 1 - static_cast<int64_t>(needle.size() + tail.size());
   require(hay >= 0 && static_cast<int64_t>(stream_.tokens.size()) >= hay, "passkey episodes need longer sequences and more text");
   const int64_t start = static_cast<int64_t>(rng_() % static_cast<uint64_t>(stream_.tokens.size() - hay + 1));
@@ -137,7 +140,7 @@ Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
     b.inputs.insert(b.inputs.end(), p, p + seq_len);
     b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
     if (passkey && passkey_->answer_only_loss) {
-      const int64_t answer = static_cast<int64_t>(passkey_->before_digits.size()) + 5;  // " " and the digits
+      const int64_t answer = static_cast<int64_t>(passkey_->before_digits.size() + 5 + passkey_->needle_end.size());
       std::fill(b.targets.end() - seq_len, b.targets.end() - answer, -1);
     }
     // ~never_drop_share of sequences are exempt from token dropping (DeepSeek-V2 §3.1.3 keeps ~10%).

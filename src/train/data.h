@@ -38,7 +38,7 @@ TokenData load_token_data(const std::string& path);
 // Passkey-retrieval episodes, mixed into continued training for long context:
 // a window of training text with "The secret number is NNNNN." inserted at a
 // random depth, ending with the question "The secret number is" and the
-// answer. A model that never saw a number copied from far back (dsv2-mini: 0%
+// answer " NNNNN.". A model that never saw a number copied from far back (dsv2-mini: 0%
 // on dsv2 niah at any length) learns the skill from them; the evaluation
 // (dsv2 niah) then uses held-out text, new numbers, other lengths and depths.
 struct PasskeyFormat {
@@ -47,7 +47,7 @@ struct PasskeyFormat {
   std::vector<int32_t> needle_end;     // "."
   std::vector<int32_t> question;       // "\nThe secret number is"
   int32_t digits[10] = {};             // "0" .. "9", one token each
-  // Loss on the answer only (the space and five digits): the other targets of
+  // Loss on the answer only (" NNNNN."): the other targets of
   // an episode are -1, as SFT masks prompts. The answer is 6 of hundreds of
   // targets; with the whole episode in the loss the copying skill gets ~1% of
   // the gradient and did not appear in 600 steps on dsv2-mini.
