@@ -57,26 +57,21 @@ INSTANTIATE_TEST_SUITE_P(Fixture, MtpLogits,
                                   (info.param.prefill == 12 ? "_prefill" : "_decode");
                          });
 
-TEST(Mtp, ModelWithoutMtpLayerIsAnError) {
-  Model model(fixture("v2_lite"));
+// Constructing the MTP module of `model_dir` fails with an error containing `text`.
+void expect_mtp_error(const std::string& model_dir, const std::string& text) {
+  Model model(fixture(model_dir));
   try {
     MtpModule mtp(model);
-    FAIL() << "expected an error";
+    ADD_FAILURE() << model_dir << ": expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("num_nextn_predict_layers"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
   }
 }
 
-TEST(Mtp, IncompleteMtpLayerNamesTheTensor) {
-  // v3_sharded carries only some tensors of an MTP layer (plain inference must skip them).
-  Model model(fixture("v3_sharded"));
-  try {
-    MtpModule mtp(model);
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("missing tensor 'model.layers.3."), std::string::npos) << e.what();
-  }
-}
+TEST(Mtp, ModelWithoutMtpLayerIsAnError) { expect_mtp_error("v2_lite", "num_nextn_predict_layers"); }
+
+// v3_sharded carries only some tensors of an MTP layer (plain inference must skip them).
+TEST(Mtp, IncompleteMtpLayerNamesTheTensor) { expect_mtp_error("v3_sharded", "missing tensor 'model.layers.3."); }
 
 }  // namespace
 }  // namespace dsv2
