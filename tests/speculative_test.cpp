@@ -228,6 +228,16 @@ TEST(SpeculativeCli, GenerateMatchesPlainAndPrintsStats) {
   EXPECT_GE(stats["accepted"].get<int64_t>(), 0);
 }
 
+TEST(SpeculativeCli, BenchReportsGreedyAgainstSpeculative) {
+  const auto r = test::run_dsv2("bench -m " + fixture("v3_mtp") + " --prompt 8 --gen 12 --speculative mtp --draft 2 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  EXPECT_GT(j["greedy_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["speculative_tokens_per_s"].get<double>(), 0.0);
+  EXPECT_GT(j["drafted"].get<int64_t>(), 0);
+  EXPECT_EQ(j["draft"], 2);
+}
+
 TEST(SpeculativeCli, BadInputsAreOneLineErrors) {
   const auto no_mtp = test::run_dsv2("generate -m " + fixture("v2_lite") + " --ids '3 4' -n 4 --speculative mtp");
   EXPECT_EQ(no_mtp.exit_code, 1);
