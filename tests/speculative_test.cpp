@@ -1,7 +1,7 @@
 // Speculative decoding with the MTP drafter (runtime/speculative.h) on the
 // fixture with a complete MTP layer (tests/fixtures/v3_mtp):
 //  - greedy output equals plain greedy decoding, on many prompts, both
-//    attention paths, f32 and q8 caches, several draft lengths;
+//    attention paths, f32, q8 and q4 caches, several draft lengths;
 //  - with drafts that are mostly right (a test hook puts the plain greedy
 //    continuation in, with some tokens spoilt), so that acceptance, partial
 //    acceptance and the roll-back of the caches all happen;
@@ -124,7 +124,9 @@ INSTANTIATE_TEST_SUITE_P(Paths, SpeculativeGreedy,
                          testing::Values(GreedyCase{AttentionPath::kNaive, CacheType::kF32},
                                          GreedyCase{AttentionPath::kAbsorbed, CacheType::kF32},
                                          GreedyCase{AttentionPath::kNaive, CacheType::kQ8},
-                                         GreedyCase{AttentionPath::kAbsorbed, CacheType::kQ8}),
+                                         GreedyCase{AttentionPath::kAbsorbed, CacheType::kQ8},
+                                         GreedyCase{AttentionPath::kNaive, CacheType::kQ4},
+                                         GreedyCase{AttentionPath::kAbsorbed, CacheType::kQ4}),
                          [](const testing::TestParamInfo<GreedyCase>& info) {
                            return std::string(info.param.path == AttentionPath::kNaive ? "naive" : "absorbed") + "_" +
                                   cache_type_name(info.param.cache);
