@@ -11,9 +11,11 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "model/mtp.h"
 #include "runtime/chat_history.h"
 #include "runtime/chat_template.h"
 #include "runtime/generator.h"
+#include "runtime/speculative.h"
 
 namespace dsv2::cli {
 
@@ -37,14 +39,16 @@ SamplingOptions chat_defaults() {
 
 int run_chat(int argc, char** argv) {
   Args args(argc, argv,
-            "dsv2 chat [-m DIR] [--system TEXT] [-n N] [sampling options] [--seed S] [--ctx N]\n\n"
+            "dsv2 chat [-m DIR] [--system TEXT] [-n N] [sampling options] [--seed S] [--ctx N] [--speculative mtp [--draft N]]\n\n"
             "The sampling defaults are llama.cpp's (temperature 0.8, top-k 40, top-p 0.95, min-p 0.05) with\n"
             "the repeat penalty 1.1 over the last 64 tokens that llama.cpp's chat used to default to.",
             join_options({{kModelOption,
                            {"system", 0, true, "TEXT      a system message that starts the conversation"},
                            {"n", 'n', true, "N         at most N tokens per reply (default 256)"},
                            {"ctx", 0, true, "N         context length in tokens (default: the model's, at most 4096); "
-                                            "older turns are dropped to stay within it"}},
+                                            "older turns are dropped to stay within it"},
+                           kSpeculativeOption,
+                           kDraftOption},
                           sampling_option_specs(chat_defaults()),
                           {kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
@@ -53,6 +57,9 @@ int run_chat(int argc, char** argv) {
   std::unique_ptr<Model> owned_model;
   GenerationOptions options;
   int64_t ctx = 0;
+  bool speculative = false;
+  SpeculativeOptions speculative_options;
+  std::unique_ptr<MtpModule> mtp;
   set_up_on_all_ranks([&] {
     apply_thread_option(args);
     dir = model_dir_option(args);
@@ -64,6 +71,12 @@ int run_chat(int argc, char** argv) {
     cache_type_option(args);
     owned_model = load_model(args, dir);
     check_sampling_vocabulary(options.sampling, owned_model->config().vocab_size);
+    speculative = speculative_option(args);
+    speculative_options.draft = draft_option(args);
+    if (speculative) {
+      check_speculative_sampling(options.sampling);
+      mtp = std::make_unique<MtpModule>(*owned_model);
+    }
     ctx = args.get_int("ctx", std::min<int64_t>(owned_model->config().max_position_embeddings, 4096));
     if (ctx < 16) throw UsageError("option --ctx: too small");
   });
@@ -72,7 +85,10 @@ int run_chat(int argc, char** argv) {
   Model& model = *owned_model;
   options.stop_ids = model.config().eos_token_ids;
   if (tokenizer->eos_id() >= 0) options.stop_ids.push_back(tokenizer->eos_id());
-  LatentCache cache(model.config(), ctx, 0, cache_type_option(args));
+  // Speculative decoding writes up to --draft rows past the tokens it keeps.
+  const int64_t capacity = ctx + (speculative ? speculative_options.draft : 0);
+  LatentCache cache(model.config(), capacity, 0, cache_type_option(args));
+  std::unique_ptr<LatentCache> mtp_cache = speculative ? mtp->make_cache(capacity, cache_type_option(args)) : nullptr;
   const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
 
   std::vector<ChatMessage> messages;
@@ -109,14 +125,19 @@ int run_chat(int argc, char** argv) {
     }
     StreamDecoder stream(*tokenizer);
     std::string reply;
-    const auto generated = generate(model, cache, prompt, common_prefix(in_cache, prompt), turn, [&](int32_t id) {
+    auto on_token = [&](int32_t id) {
       if (std::find(options.stop_ids.begin(), options.stop_ids.end(), id) != options.stop_ids.end()) return true;
       const std::string piece = stream.push(id);
       reply += piece;
       std::fwrite(piece.data(), 1, piece.size(), stdout);
       std::fflush(stdout);
       return true;
-    });
+    };
+    // Speculative decoding prefills the whole conversation each turn: the MTP cache's rows past
+    // the last verified position are drafting rows, not the conversation.
+    const auto generated =
+        speculative ? generate_speculative(model, *mtp, cache, *mtp_cache, prompt, turn, speculative_options, on_token)
+                    : generate(model, cache, prompt, common_prefix(in_cache, prompt), turn, on_token);
     const std::string rest = stream.finish();
     reply += rest;
     std::printf("%s\n", rest.c_str());

@@ -46,6 +46,10 @@ inline const OptionSpec kExpertParallelOption{
     "expert-parallel", 0, true,
     "N         under mpirun -np N: split the model over the N ranks (routed experts by expert, the rest by rows); N is the default and the only value"};
 
+inline const OptionSpec kSpeculativeOption{"speculative", 0, true,
+                                          "KIND      speculative decoding: mtp (the model's MTP layer drafts, the model "
+                                          "verifies)"};
+inline const OptionSpec kDraftOption{"draft", 0, true, "N         with --speculative: tokens drafted per step (default 1)"};
 // Option lists joined in order: a command's own options, then shared groups.
 inline std::vector<OptionSpec> join_options(std::vector<std::vector<OptionSpec>> groups) {
   std::vector<OptionSpec> all;
@@ -63,6 +67,11 @@ SamplingOptions parse_sampling(const Args& args, const SamplingOptions& defaults
 // --logit-bias token ids against the model's vocabulary, known once the model is loaded.
 void check_sampling_vocabulary(const SamplingOptions& options, int64_t vocab_size);
 AttentionPath parse_attention_path(const std::string& value);
+// --speculative mtp given (any other value is a UsageError), and --draft N (1..16, default 1).
+bool speculative_option(const Args& args);
+int64_t draft_option(const Args& args);
+// Sampling options speculative decoding cannot keep exact (the penalties) are a UsageError naming the flag.
+void check_speculative_sampling(const SamplingOptions& sampling);
 // --quantize TYPE, if given.
 std::optional<DType> quantize_option(const Args& args);
 // --cache-type f32|q8|q4 (default f32).

@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dist/runtime.h"
+#include "runtime/speculative.h"
 
 namespace {
 
@@ -77,6 +78,30 @@ AttentionPath parse_attention_path(const std::string& value) {
   if (value == "naive") return AttentionPath::kNaive;
   if (value == "absorbed") return AttentionPath::kAbsorbed;
   throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+}
+
+bool speculative_option(const Args& args) {
+  if (!args.has("speculative")) {
+    if (args.has("draft")) throw UsageError("option --draft: needs --speculative mtp");
+    return false;
+  }
+  const std::string kind = args.get("speculative");
+  if (kind != "mtp") throw UsageError("option --speculative: '" + kind + "' is not one of mtp");
+  return true;
+}
+
+int64_t draft_option(const Args& args) {
+  const long long n = args.get_int("draft", 1);
+  if (n < 1 || n > 16) throw UsageError("option --draft: must be between 1 and 16");
+  return n;
+}
+
+void check_speculative_sampling(const SamplingOptions& sampling) {
+  std::string flag = speculative_sampling_problem(sampling);
+  if (flag.empty()) return;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  throw UsageError("--speculative mtp keeps the model's distribution only without penalties: use --" + flag +
+                   (flag == "repeat-penalty" ? " 1" : " 0") + " or --temperature 0");
 }
 
 std::optional<DType> quantize_option(const Args& args) {

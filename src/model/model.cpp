@@ -71,7 +71,7 @@ void Model::check_batch() const {
 }
 
 void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
-                    bool last_only) {
+                    bool last_only, float* hidden) {
   require(tokens > 0, "forward: no tokens");
   batch_ids_.assign(ids, ids + tokens);
   spans_.assign({SequenceSpan{&cache, 0, tokens}});
@@ -79,8 +79,13 @@ void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, Atte
   if (plan_.split() && !is_follower()) announce(0, path, last_only);
   const float* x = run_layers(path);
   const int64_t d = config_.hidden_size, first = last_only ? tokens - 1 : 0;
+  const float eps = static_cast<float>(config_.rms_norm_eps);
+  if (hidden) {  // every row, for the MTP module's prefill, even when only the last row's logits are wanted
+    rmsnorm(x, weights_.norm.data(), eps, tokens, d, hidden);
+    return lm_head(hidden + first * d, tokens - first, logits);
+  }
   float* normed = activations_.get(kNormed, tokens * d);
-  rmsnorm(x + first * d, weights_.norm.data(), static_cast<float>(config_.rms_norm_eps), tokens - first, d, normed);
+  rmsnorm(x + first * d, weights_.norm.data(), eps, tokens - first, d, normed);
   lm_head(normed, tokens - first, logits);
 }
 

@@ -54,9 +54,12 @@ class Model {
 
   // Runs `tokens` ids at positions cache.length()..; appends their latents to
   // the cache and advances it. Writes logits [tokens, vocab_size], or only the
-  // last token's row when last_only.
+  // last token's row when last_only. `hidden`, when given, receives every
+  // token's final hidden state after model.norm (what the LM head reads; the
+  // MTP module drafts from them, model/mtp.h), [tokens, hidden_size], also
+  // when last_only.
   void forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
-               bool last_only = false);
+               bool last_only = false, float* hidden = nullptr);
 
   // One step for several sequences at once (continuous batching): each chunk
   // is some tokens of one sequence with its own cache. Weights are read once

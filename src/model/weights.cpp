@@ -58,30 +58,33 @@ void to_float_vector(const TensorInfo& t, std::vector<float>& out) {
 
 }  // namespace
 
+void visit_decoder_layer(const Config& c, int64_t l, const std::string& p, LayerWeights& layer,
+                         const std::function<void(const TensorSlot&)>& visit) {
+  const int64_t d = c.hidden_size;
+  layer.is_moe = c.is_moe_layer(l);
+  visit({p + "input_layernorm.weight", {d}, nullptr, &layer.input_layernorm});
+  visit_attention(c, p + "self_attn.", layer.self_attn, visit);
+  visit({p + "post_attention_layernorm.weight", {d}, nullptr, &layer.post_attention_layernorm});
+  if (!layer.is_moe) {
+    visit_mlp(p + "mlp.", d, c.intermediate_size, layer.mlp, -1, visit);
+    return;
+  }
+  visit({p + "mlp.gate.weight", {c.n_routed_experts, d}, &layer.moe.gate});
+  if (c.topk_method == "noaux_tc")
+    visit({p + "mlp.gate.e_score_correction_bias", {c.n_routed_experts}, nullptr, &layer.moe.e_score_correction_bias});
+  layer.moe.experts.resize(c.n_routed_experts);
+  for (int64_t e = 0; e < c.n_routed_experts; ++e)
+    visit_mlp(p + "mlp.experts." + std::to_string(e) + ".", d, c.moe_intermediate_size, layer.moe.experts[e], e, visit);
+  if (c.n_shared_experts > 0)
+    visit_mlp(p + "mlp.shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size, layer.moe.shared_experts, -1, visit);
+}
+
 void for_each_tensor(const Config& c, Weights& w, const std::function<void(const TensorSlot&)>& visit) {
   const int64_t d = c.hidden_size;
   w.layers.resize(c.num_hidden_layers);
   visit({"model.embed_tokens.weight", {c.vocab_size, d}, &w.embed_tokens});
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    LayerWeights& layer = w.layers[l];
-    const std::string p = "model.layers." + std::to_string(l) + ".";
-    layer.is_moe = c.is_moe_layer(l);
-    visit({p + "input_layernorm.weight", {d}, nullptr, &layer.input_layernorm});
-    visit_attention(c, p + "self_attn.", layer.self_attn, visit);
-    visit({p + "post_attention_layernorm.weight", {d}, nullptr, &layer.post_attention_layernorm});
-    if (!layer.is_moe) {
-      visit_mlp(p + "mlp.", d, c.intermediate_size, layer.mlp, -1, visit);
-      continue;
-    }
-    visit({p + "mlp.gate.weight", {c.n_routed_experts, d}, &layer.moe.gate});
-    if (c.topk_method == "noaux_tc")
-      visit({p + "mlp.gate.e_score_correction_bias", {c.n_routed_experts}, nullptr, &layer.moe.e_score_correction_bias});
-    layer.moe.experts.resize(c.n_routed_experts);
-    for (int64_t e = 0; e < c.n_routed_experts; ++e)
-      visit_mlp(p + "mlp.experts." + std::to_string(e) + ".", d, c.moe_intermediate_size, layer.moe.experts[e], e, visit);
-    if (c.n_shared_experts > 0)
-      visit_mlp(p + "mlp.shared_experts.", d, c.n_shared_experts * c.moe_intermediate_size, layer.moe.shared_experts, -1, visit);
-  }
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+    visit_decoder_layer(c, l, "model.layers." + std::to_string(l) + ".", w.layers[l], visit);
   visit({"model.norm.weight", {d}, nullptr, &w.norm});
   if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
 }
@@ -119,59 +122,62 @@ void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer
   if (config.tie_word_embeddings) weights.lm_head = weights.embed_tokens;
 }
 
+void bind_tensor(const Config& config, const Checkpoint& checkpoint, const TensorSlot& slot,
+                 std::vector<std::vector<float>>& converted) {
+  const TensorInfo* t = checkpoint.find(slot.name);
+  if (!t) throw Error(checkpoint.dir() + ": missing tensor '" + slot.name + "' (expected shape " + shape_text(slot.shape) + ")");
+  std::vector<int64_t> stored_shape = slot.shape;
+  if (!slot.vector) stored_shape[1] = stored_columns(t->dtype, stored_shape[1]);
+  if (t->shape != stored_shape)
+    throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
+                shape_text(stored_shape) + " from config.json" + (t->dtype == DType::U8 ? " (q4: two values per byte)" : ""));
+  if (slot.vector) {
+    if (t->dtype == DType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+      *slot.vector = {reinterpret_cast<const float*>(t->data), t->numel()};
+    } else {
+      converted.emplace_back();
+      to_float_vector(*t, converted.back());
+      *slot.vector = {converted.back().data(), t->numel()};
+    }
+    return;
+  }
+  WeightMatrix& m = *slot.matrix;
+  if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16 && t->dtype != DType::F8_E4M3 &&
+      t->dtype != DType::I8 && t->dtype != DType::U8)
+    throw Error(*t->file + ": tensor '" + slot.name + "' has dtype " + dtype_name(t->dtype) +
+                "; weights must be F32, BF16, F16, F8_E4M3, I8 (dsv2 q8) or U8 (dsv2 q4)");
+  m.dtype = t->dtype;
+  m.rows = slot.shape[0];
+  m.cols = slot.shape[1];
+  m.data = t->data;
+  const bool block_quantized = is_block_quantized(t->dtype);
+  if (t->dtype == DType::F8_E4M3 || block_quantized) {
+    const std::string scale_name = slot.name + (block_quantized ? "_scale" : "_scale_inv");
+    const TensorInfo* s = checkpoint.find(scale_name);
+    if (!s)
+      throw Error(checkpoint.dir() + ": " + (block_quantized ? "quantized" : "float8") + " tensor '" + slot.name +
+                  "' has no '" + scale_name + "'");
+    if (block_quantized && m.cols % kQuantBlock != 0)
+      throw Error(*t->file + ": quantized tensor '" + slot.name + "' has " + std::to_string(m.cols) +
+                  " columns, not a multiple of the block size " + std::to_string(kQuantBlock));
+    m.block_rows = block_quantized ? 1 : config.fp8_block_rows;
+    m.block_cols = block_quantized ? kQuantBlock : config.fp8_block_cols;
+    const std::vector<int64_t> scale_shape{(m.rows + m.block_rows - 1) / m.block_rows,
+                                           (m.cols + m.block_cols - 1) / m.block_cols};
+    if (s->dtype != DType::F32 || s->shape != scale_shape)
+      throw Error(*s->file + ": tensor '" + scale_name + "' must be F32 of shape " + shape_text(scale_shape) + ", got " +
+                  dtype_name(s->dtype) + " " + s->shape_string());
+    if (reinterpret_cast<uintptr_t>(s->data) % alignof(float) != 0)
+      throw Error(*s->file + ": tensor '" + scale_name + "' is not 4-byte aligned");
+    m.scale_inv = reinterpret_cast<const float*>(s->data);
+  }
+  if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)  // (1 for q8 and q4)
+    throw Error(*t->file + ": tensor '" + slot.name + "' is not aligned to its element size");
+}
+
 Weights load_weights(const Config& config, const Checkpoint& checkpoint) {
   Weights w;
-  for_each_tensor(config, w, [&](const TensorSlot& slot) {
-    const TensorInfo* t = checkpoint.find(slot.name);
-    if (!t) throw Error(checkpoint.dir() + ": missing tensor '" + slot.name + "' (expected shape " + shape_text(slot.shape) + ")");
-    std::vector<int64_t> stored_shape = slot.shape;
-    if (!slot.vector) stored_shape[1] = stored_columns(t->dtype, stored_shape[1]);
-    if (t->shape != stored_shape)
-      throw Error(*t->file + ": tensor '" + slot.name + "' has shape " + t->shape_string() + ", expected " +
-                  shape_text(stored_shape) + " from config.json" + (t->dtype == DType::U8 ? " (q4: two values per byte)" : ""));
-    if (slot.vector) {
-      if (t->dtype == DType::F32 && reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
-        *slot.vector = {reinterpret_cast<const float*>(t->data), t->numel()};
-      } else {
-        w.converted.emplace_back();
-        to_float_vector(*t, w.converted.back());
-        *slot.vector = {w.converted.back().data(), t->numel()};
-      }
-      return;
-    }
-    WeightMatrix& m = *slot.matrix;
-    if (t->dtype != DType::F32 && t->dtype != DType::BF16 && t->dtype != DType::F16 && t->dtype != DType::F8_E4M3 &&
-        t->dtype != DType::I8 && t->dtype != DType::U8)
-      throw Error(*t->file + ": tensor '" + slot.name + "' has dtype " + dtype_name(t->dtype) +
-                  "; weights must be F32, BF16, F16, F8_E4M3, I8 (dsv2 q8) or U8 (dsv2 q4)");
-    m.dtype = t->dtype;
-    m.rows = slot.shape[0];
-    m.cols = slot.shape[1];
-    m.data = t->data;
-    const bool block_quantized = is_block_quantized(t->dtype);
-    if (t->dtype == DType::F8_E4M3 || block_quantized) {
-      const std::string scale_name = slot.name + (block_quantized ? "_scale" : "_scale_inv");
-      const TensorInfo* s = checkpoint.find(scale_name);
-      if (!s)
-        throw Error(checkpoint.dir() + ": " + (block_quantized ? "quantized" : "float8") + " tensor '" + slot.name +
-                    "' has no '" + scale_name + "'");
-      if (block_quantized && m.cols % kQuantBlock != 0)
-        throw Error(*t->file + ": quantized tensor '" + slot.name + "' has " + std::to_string(m.cols) +
-                    " columns, not a multiple of the block size " + std::to_string(kQuantBlock));
-      m.block_rows = block_quantized ? 1 : config.fp8_block_rows;
-      m.block_cols = block_quantized ? kQuantBlock : config.fp8_block_cols;
-      const std::vector<int64_t> scale_shape{(m.rows + m.block_rows - 1) / m.block_rows,
-                                             (m.cols + m.block_cols - 1) / m.block_cols};
-      if (s->dtype != DType::F32 || s->shape != scale_shape)
-        throw Error(*s->file + ": tensor '" + scale_name + "' must be F32 of shape " + shape_text(scale_shape) + ", got " +
-                    dtype_name(s->dtype) + " " + s->shape_string());
-      if (reinterpret_cast<uintptr_t>(s->data) % alignof(float) != 0)
-        throw Error(*s->file + ": tensor '" + scale_name + "' is not 4-byte aligned");
-      m.scale_inv = reinterpret_cast<const float*>(s->data);
-    }
-    if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)  // (1 for q8 and q4)
-      throw Error(*t->file + ": tensor '" + slot.name + "' is not aligned to its element size");
-  });
+  for_each_tensor(config, w, [&](const TensorSlot& slot) { bind_tensor(config, checkpoint, slot, w.converted); });
   if (config.tie_word_embeddings) w.lm_head = w.embed_tokens;
   return w;
 }

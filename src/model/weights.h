@@ -67,6 +67,12 @@ struct TensorSlot {
 // inference does not use them.
 void for_each_tensor(const Config& config, Weights& weights, const std::function<void(const TensorSlot&)>& visit);
 
+// The tensors of one decoder layer (attention, norms, dense MLP or MoE as
+// config.is_moe_layer(layer) says) named under `prefix`, "model.layers.N.".
+// The main model's layers and the MTP module's block (model/mtp.h) share it.
+void visit_decoder_layer(const Config& config, int64_t layer, const std::string& prefix, LayerWeights& weights,
+                         const std::function<void(const TensorSlot&)>& visit);
+
 // Parameters the model uses (MTP layers excluded), and those one token activates:
 // everything but the routed experts it does not pick.
 struct ParameterCounts {
@@ -82,5 +88,9 @@ void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer
 // Binds every slot to the checkpoint's tensors, validating presence, shape and
 // dtype (float8 weights need their "<name>_scale_inv" block scales).
 Weights load_weights(const Config& config, const Checkpoint& checkpoint);
+// One slot of load_weights: 1-D tensors not stored as aligned float32 are
+// converted into a new entry of `converted`.
+void bind_tensor(const Config& config, const Checkpoint& checkpoint, const TensorSlot& slot,
+                 std::vector<std::vector<float>>& converted);
 
 }  // namespace dsv2
