@@ -82,6 +82,13 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
 
   a.lse.resize(B * dm.heads * T);
   a.heads.resize(N * dm.heads * dm.v);
+  const bool keep_probs = T <= kKeyBlock;
+  if (keep_probs) {
+    a.probs.resize(B * dm.heads * T * T);
+  } else {
+    a.probs.clear();
+    a.probs.shrink_to_fit();
+  }
   const float scale = rope.softmax_scale();
   const int64_t ldq = dm.heads * dm.qk, ldo = dm.heads * dm.v;
   parallel_for(B * dm.heads, 1, [&](int64_t begin, int64_t end) {
@@ -124,6 +131,13 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
         for (int64_t i = 0; i < rows; ++i) {
           for (int64_t x = 0; x < dm.v; ++x) o[(r0 + i) * ldo + x] = acc[i * dm.v + x] / sum[i];
           lse[r0 + i] = max[i] + std::log(sum[i]);
+        }
+        if (keep_probs) {  // one tile: s holds exp(S − max) of keys [0, r1), zero past the diagonal
+          float* p = a.probs.data() + (job * T + r0) * T;
+          for (int64_t i = 0; i < rows; ++i) {
+            const float inv = 1.0f / sum[i];
+            for (int64_t j = 0; j < r1; ++j) p[i * T + j] = s[i * r1 + j] * inv;
+          }
         }
       }
     }
@@ -171,13 +185,18 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
         for (int64_t i = 0; i < rows; ++i) row_dot[i] = dot(d_o + (r0 + i) * ldo, o + (r0 + i) * ldo, dm.v);
         for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
           const int64_t cols = std::min(kKeyBlock, r1 - c0);
-          gemm(false, true, rows, cols, dm.qk, scale, q + r0 * ldq, ldq, keys.data() + c0 * dm.qk, dm.qk, 0.0f, p.data(),
-               cols);
-          for (int64_t i = 0; i < rows; ++i) {
-            float* row = p.data() + i * cols;
-            const int64_t visible = visible_keys(r0 + i, c0, cols);
-            exp_shifted_sum(row, visible, lse[r0 + i]);  // P = exp(S − lse); the sum is 1
-            std::fill(row + visible, row + cols, 0.0f);
+          if (!a.probs.empty()) {  // kept by the forward pass (one tile: c0 = 0, cols = r1)
+            const float* kept = a.probs.data() + (job * T + r0) * T;
+            for (int64_t i = 0; i < rows; ++i) std::copy(kept + i * T, kept + i * T + cols, p.data() + i * cols);
+          } else {
+            gemm(false, true, rows, cols, dm.qk, scale, q + r0 * ldq, ldq, keys.data() + c0 * dm.qk, dm.qk, 0.0f, p.data(),
+                 cols);
+            for (int64_t i = 0; i < rows; ++i) {
+              float* row = p.data() + i * cols;
+              const int64_t visible = visible_keys(r0 + i, c0, cols);
+              exp_shifted_sum(row, visible, lse[r0 + i]);  // P = exp(S − lse); the sum is 1
+              std::fill(row + visible, row + cols, 0.0f);
+            }
           }
           gemm(true, false, cols, dm.v, rows, 1.0f, p.data(), cols, d_o + r0 * ldo, ldo, 1.0f, d_v + c0 * dm.kv_width,
                dm.kv_width);

@@ -24,6 +24,10 @@ struct MlaActivations {
   std::vector<float> kv;            // [N, H·(d_n+d_v)] = c_kv·W_UKVᵀ
   std::vector<float> lse;           // [B, H, T] log Σ exp(scores) of each query (its softmax normaliser)
   std::vector<float> heads;         // [N, H·d_v] attention output before o_proj
+  // [B, H, T, T] probabilities, kept only for sequences of one key tile
+  // (T <= 256): there recomputing them in backward cost ~5% of a training
+  // step, and T×T is small. Longer sequences keep none (memory linear in T).
+  std::vector<float> probs;
 };
 
 // h: [B·T, hidden] (normalised input); sequences of length T are independent.
