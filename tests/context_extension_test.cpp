@@ -58,6 +58,11 @@ TEST(ContextExtension, InitFromWritesYarnAsDeepSeekCheckpointsCarryIt) {
                                        " --steps 1 --seq-len 512 --batch-tokens 512 --out " + dir.path("x") + common);
   EXPECT_EQ(too_long.exit_code, 2);
   EXPECT_NE(too_long.err.find("exceeds the model's max_position_embeddings"), std::string::npos) << too_long.err;
+  for (const char* bad : {" --passkey-loss answer", " --passkey-share 0.5 --passkey-loss digits"}) {
+    const auto r = test::run_dsv2("train --init-from " + dir.path("base") + " --steps 1 --out " + dir.path("z") + bad + common);
+    EXPECT_EQ(r.exit_code, 2) << bad;
+    EXPECT_NE(r.err.find("--passkey-loss"), std::string::npos) << r.err;
+  }
   EXPECT_EQ(test::run_dsv2("train --init-from " + dir.path("base") + " --rope-scaling linear --rope-factor 4 --out " +
                            dir.path("y") + common).exit_code,
             2);

@@ -173,6 +173,8 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   if (o.passkey_share > 0.0) o.passkey = PasskeyFormat::from(*tokenizer);
   if (const std::string loss = args.get("passkey-loss", "all"); loss != "all" && loss != "answer")
     throw UsageError("option --passkey-loss: expected all or answer, got '" + loss + "'");
+  else if (args.has("passkey-loss") && !o.passkey)
+    throw UsageError("option --passkey-loss: there are no passkey episodes without --passkey-share");
   else if (o.passkey) o.passkey->answer_only_loss = loss == "answer";
   o.moe.bias_update_speed = args.get_double("bias-update", 0.0);
   o.moe.alpha_sequence = args.get_double("sequence-alpha", 0.0);
