@@ -9,6 +9,7 @@
 #include "dist/runtime.h"
 #include "io/checkpoint.h"
 #include "model/model.h"
+#include "runtime/logprobs.h"
 #include "train/data.h"
 #include "train/presets.h"
 #include "train/trainer.h"
@@ -355,10 +356,7 @@ int run_eval(int argc, char** argv) {
       model.forward(ids.data() + start, n, cache, AttentionPath::kAbsorbed, logits.data());
       for (int64_t t = 0; t < n; ++t) {
         const float* row = logits.data() + t * vocab;
-        double max = row[0], sum = 0.0;
-        for (int64_t v = 1; v < vocab; ++v) max = std::max<double>(max, row[v]);
-        for (int64_t v = 0; v < vocab; ++v) sum += std::exp(row[v] - max);
-        const double loss = max + std::log(sum) - row[ids[start + t + 1]];
+        const double loss = log_sum_exp(row, vocab) - row[ids[start + t + 1]];
         nats += loss;
         if (bucket > 0) by_position[t / bucket] += loss, tokens_at[t / bucket] += 1;
       }

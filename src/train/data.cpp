@@ -100,7 +100,7 @@ BatchSampler::BatchSampler(const TokenStream& stream, uint64_t seed, double neve
 std::vector<int32_t> BatchSampler::passkey_episode(int64_t seq_len) {
   const PasskeyFormat& f = *passkey_;
   std::vector<int32_t> number(f.before_digits);
-  for (int i = 0; i < 5; ++i) number.push_back(f.digits[i == 0 ? 1 + rng_() % 9 : rng_() % 10]);
+  for (int i = 0; i < PasskeyFormat::kDigits; ++i) number.push_back(f.digits[i == 0 ? 1 + rng_() % 9 : rng_() % 10]);
   std::vector<int32_t> needle(f.needle_prefix);
   needle.insert(needle.end(), number.begin(), number.end());
   needle.insert(needle.end(), f.needle_end.begin(), f.needle_end.end());
@@ -140,8 +140,7 @@ Batch BatchSampler::next(int64_t sequences, int64_t seq_len) {
     b.inputs.insert(b.inputs.end(), p, p + seq_len);
     b.targets.insert(b.targets.end(), p + 1, p + seq_len + 1);
     if (passkey && passkey_->answer_only_loss) {
-      const int64_t answer = static_cast<int64_t>(passkey_->before_digits.size() + 5 + passkey_->needle_end.size());
-      std::fill(b.targets.end() - seq_len, b.targets.end() - answer, -1);
+      std::fill(b.targets.end() - seq_len, b.targets.end() - passkey_->answer_tokens(), -1);
     }
     // ~never_drop_share of sequences are exempt from token dropping (DeepSeek-V2 §3.1.3 keeps ~10%).
     const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53;

@@ -47,6 +47,9 @@ struct PasskeyFormat {
   std::vector<int32_t> needle_end;     // "."
   std::vector<int32_t> question;       // "\nThe secret number is"
   int32_t digits[10] = {};             // "0" .. "9", one token each
+  static constexpr int kDigits = 5;    // of the secret number, the first not 0
+  // The answer's tokens at the end of an episode: " NNNNN."
+  int64_t answer_tokens() const { return static_cast<int64_t>(before_digits.size() + kDigits + needle_end.size()); }
   // Loss on the answer only (" NNNNN."): the other targets of
   // an episode are -1, as SFT masks prompts. The answer is 6 of hundreds of
   // targets; with the whole episode in the loss the copying skill gets ~1% of
