@@ -23,7 +23,7 @@ import sys
 import tempfile
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, DeepseekV2Config, DeepseekV3Config
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "training")
@@ -101,13 +101,19 @@ def init_weights(model):
                 b.copy_(0.1 * torch.randn(b.shape))
 
 
-def build(name, cls, extra, T, seed):
+def start_case(name, extra, seed):
+    """An empty output directory, the seeded generator and the case's config fields."""
     out = os.path.join(ROOT, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     torch.manual_seed(seed)
     cfg = dict(COMMON)
     cfg.update(extra)
+    return out, cfg
+
+
+def build(name, cls, extra, T, seed):
+    out, cfg = start_case(name, extra, seed)
     model = AutoModelForCausalLM.from_config(cls(**cfg)).float()
     init_weights(model)
     model.save_pretrained(out)
@@ -151,13 +157,7 @@ def rms_norm(x, weight, eps):
 
 
 def build_mtp(name, cls, extra, T, depth, lam, seed):
-    from safetensors.torch import load_file
-    out = os.path.join(ROOT, name)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    torch.manual_seed(seed)
-    cfg = dict(COMMON)
-    cfg.update(extra)
+    out, cfg = start_case(name, extra, seed)
     L, d, eps = cfg["num_hidden_layers"], cfg["hidden_size"], cfg["rms_norm_eps"]
     # A host model with D more layers: its layers L.. are the MTP blocks (transformers' own decoder layers).
     host = AutoModelForCausalLM.from_config(cls(**dict(cfg, num_hidden_layers=L + depth))).float()
