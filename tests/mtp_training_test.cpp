@@ -81,6 +81,21 @@ TEST(MtpTraining, WritesV3LayoutDraftsAndResumesExactly) {
   ASSERT_EQ(drafted.exit_code, 0) << drafted.err;
   EXPECT_EQ(drafted.out, plain.out);
 
+  // `dsv2 quantize` keeps the module (q4: its copies of the embedding and head in q8, as the main ones).
+  for (const char* type : {"q8", "q4"}) {
+    const std::string q = dir.path(type);
+    const auto made = test::run_dsv2("quantize -m " + whole + " -o " + q + " --type " + type);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    SafetensorsFile quantized(q + "/model.safetensors");
+    ASSERT_NE(quantized.find(p + "eh_proj.weight"), nullptr) << type;
+    EXPECT_EQ(quantized.find(p + "shared_head.head.weight")->dtype, quantized.find("lm_head.weight")->dtype) << type;
+    const std::string qgen = "generate -m " + q + " --prompt 'The old sailor' -n 24 --temperature 0 --ignore-eos";
+    const auto qplain = test::run_dsv2(qgen);
+    const auto qdrafted = test::run_dsv2(qgen + " --speculative mtp");
+    ASSERT_EQ(qdrafted.exit_code, 0) << qdrafted.err;
+    EXPECT_EQ(qdrafted.out, qplain.out) << type;
+  }
+
   // Killed after a checkpoint and resumed: the same curve and weights, bit for bit.
   const std::string killed = dir.path("killed");
   const pid_t pid = fork();
