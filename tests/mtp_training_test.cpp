@@ -140,6 +140,30 @@ TEST(MtpTraining, InitFromAModelWithoutModulesStartsThemFresh) {
   EXPECT_EQ(config["num_nextn_predict_layers"], 1);
 }
 
+TEST(MtpTraining, FreezeModelTrainsOnlyTheModule) {
+  test::TempDir dir;
+  const std::string data = dir.path("text.txt");
+  test::write_bytes(data, test::generated_text(60000));
+  const std::string base = dir.path("base"), out = dir.path("frozen");
+  ASSERT_EQ(std::system((train_command(data, base, "--steps 4") + " 2>/dev/null >/dev/null").c_str()), 0);
+  const auto r = test::run_dsv2("train --init-from " + base + " --data " + data + " --out " + out +
+                                " --seq-len 48 --batch-tokens 768 --lr 3e-3 --warmup 2 --steps 12 --eval-every 0"
+                                " --mtp-depth 1 --freeze-model");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = log_lines(out);
+  ASSERT_EQ(lines.size(), 12u);
+  EXPECT_LT(lines.back()["mtp_loss"].get<double>(), lines.front()["mtp_loss"].get<double>());
+  // Every tensor of the model is as loaded; the module's are new.
+  SafetensorsFile before(base + "/model.safetensors"), after(out + "/model.safetensors");
+  int compared = 0;
+  for (const auto& t : before.tensors()) {
+    EXPECT_EQ(tensor_bytes(after, t.name), tensor_bytes(before, t.name)) << t.name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 20);
+  EXPECT_NE(after.find("model.layers.2.eh_proj.weight"), nullptr);
+}
+
 TEST(MtpTraining, RejectsBadOptions) {
   test::TempDir dir;
   const std::string data = dir.path("text.txt");
@@ -147,7 +171,7 @@ TEST(MtpTraining, RejectsBadOptions) {
   const std::string base = "train --preset tiny --tokenizer " + test::fixture("v2_lite") + " --data " + data + " --out " + dir.path("o");
   for (const char* bad : {" --mtp-depth -1", " --mtp-depth 9", " --mtp-depth x", " --mtp-lambda 0.2",
                           " --mtp-depth 1 --mtp-lambda -1", " --mtp-depth 1 --mtp-lambda-switch 2",
-                          " --mtp-depth 2 --seq-len 2"}) {
+                          " --mtp-depth 2 --seq-len 2", " --mtp-depth 1 --freeze-model"}) {
     const auto r = test::run_dsv2(base + bad);
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
     std::string err = r.err;

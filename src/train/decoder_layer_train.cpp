@@ -103,7 +103,7 @@ double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int
       if (token_losses) token_losses->push_back(chunk_losses[i]);
     }
     if (d_h) {
-      linear_backward_weight(logits.data(), n, h + start * d, V, d, g_head);
+      if (g_head) linear_backward_weight(logits.data(), n, h + start * d, V, d, g_head);
       linear_backward_input(logits.data(), n, head, V, d, d_h + start * d, false);
     }
   }
