@@ -29,7 +29,7 @@ def held_out_prompts(corpus, count, chars):
         cut = text.find("\n", int(len(text) * 0.98))
         tails.append(text[cut + 1:] if cut >= 0 else "")
     prompts = []
-    per_file = max(1, count // len(tails))
+    per_file = -(-count // len(tails))  # rounded up; the list is cut to `count`
     for tail in tails:
         lines = [i + 1 for i, ch in enumerate(tail) if ch == "\n"]
         starts = [s for s in lines if tail[s:s + 1].strip() and len(tail) - s > chars]
