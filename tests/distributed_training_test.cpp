@@ -75,12 +75,15 @@ double expect_equivalent(const std::string& one, const std::string& many) {
     for (const char* key : {"loss", "balance_loss", "expert_balance", "device_balance", "comm_balance", "grad_norm"})
       EXPECT_LE(relative(a[s][key].get<double>(), b[s][key].get<double>()), 1e-5) << key << " at step " << s;
     EXPECT_EQ(a[s].contains("mtp_loss"), b[s].contains("mtp_loss"));
-    if (a[s].contains("mtp_loss") && b[s].contains("mtp_loss"))
+    if (a[s].contains("mtp_loss") && b[s].contains("mtp_loss")) {
       EXPECT_LE(relative(a[s]["mtp_loss"].get<double>(), b[s]["mtp_loss"].get<double>()), 1e-5) << "mtp_loss at step " << s;
+    }
     EXPECT_EQ(a[s]["dropped_share"], b[s]["dropped_share"]) << "step " << s;
     EXPECT_EQ(a[s]["max_violation"], b[s]["max_violation"]) << "step " << s;
     EXPECT_EQ(a[s]["batch_tokens"], b[s]["batch_tokens"]) << "step " << s;
-    if (a[s].contains("val_loss")) EXPECT_LE(relative(a[s]["val_loss"].get<double>(), b[s]["val_loss"].get<double>()), 1e-5);
+    if (a[s].contains("val_loss")) {
+      EXPECT_LE(relative(a[s]["val_loss"].get<double>(), b[s]["val_loss"].get<double>()), 1e-5);
+    }
     dropped += a[s]["dropped_share"].get<double>();
   }
   const auto wa = weights(one), wb = weights(many);

@@ -55,7 +55,9 @@ TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
   tw.zero_grads();
   const StepResult r = model.run(batch_from(batches, 0), /*training=*/true, /*backward=*/true);
   EXPECT_NEAR(r.loss, batches["loss0"].get<double>(), 1e-5);
-  if (config.num_nextn_predict_layers > 0) EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
+  if (config.num_nextn_predict_layers > 0) {
+    EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
+  }
 
   SafetensorsFile expected(dir + "/grads.safetensors");
   int checked = 0;
