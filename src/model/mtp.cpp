@@ -49,8 +49,8 @@ MtpModule::MtpModule(const Model& model)
     w.shared_head_head = model.weights().lm_head;
 }
 
-std::unique_ptr<LatentCache> MtpModule::make_cache(int64_t capacity, CacheType type) const {
-  return std::make_unique<LatentCache>(block_config_, capacity, 0, type);
+std::unique_ptr<LatentCache> MtpModule::make_cache(int64_t capacity, CacheType type, int64_t page_tokens) const {
+  return std::make_unique<LatentCache>(block_config_, capacity, page_tokens, type);
 }
 
 void MtpModule::forward(const float* hidden, const int32_t* next_ids, int64_t rows, LatentCache& cache,
