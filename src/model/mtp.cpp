@@ -20,6 +20,16 @@ Config one_layer(const Config& config) {
 }
 }  // namespace
 
+void for_each_mtp_tensor(const Config& c, MtpWeights& w, const std::function<void(const TensorSlot&)>& visit) {
+  const int64_t d = c.hidden_size, L = c.num_hidden_layers;
+  const std::string p = "model.layers." + std::to_string(L) + ".";
+  visit({p + "enorm.weight", {d}, nullptr, &w.enorm});
+  visit({p + "hnorm.weight", {d}, nullptr, &w.hnorm});
+  visit({p + "eh_proj.weight", {d, 2 * d}, &w.eh_proj});
+  visit_decoder_layer(c, L, p, w.block, visit);
+  visit({p + "shared_head.norm.weight", {d}, nullptr, &w.shared_head_norm});
+}
+
 MtpModule::MtpModule(const Model& model)
     : config_(model.config()), block_config_(one_layer(model.config())), rope_(model.config()),
       plan_(ShardPlan::whole(model.config())) {
@@ -29,15 +39,11 @@ MtpModule::MtpModule(const Model& model)
     throw Error(checkpoint.dir() + "/config.json: num_nextn_predict_layers is 0: the model has no MTP layer to draft with");
   // A model split over ranks would need the block split too; drafting runs on rank 0 only.
   if (model.plan().split()) throw Error("--speculative mtp: not supported with a model split over ranks");
-  const int64_t d = c.hidden_size, L = c.num_hidden_layers;
-  const std::string p = "model.layers." + std::to_string(L) + ".";
+  const int64_t d = c.hidden_size;
+  const std::string p = "model.layers." + std::to_string(c.num_hidden_layers) + ".";
   MtpWeights& w = weights_;
   auto bind = [&](const TensorSlot& slot) { bind_tensor(c, checkpoint, slot, w.converted); };
-  bind({p + "enorm.weight", {d}, nullptr, &w.enorm});
-  bind({p + "hnorm.weight", {d}, nullptr, &w.hnorm});
-  bind({p + "eh_proj.weight", {d, 2 * d}, &w.eh_proj});
-  visit_decoder_layer(c, L, p, w.block, bind);
-  bind({p + "shared_head.norm.weight", {d}, nullptr, &w.shared_head_norm});
+  for_each_mtp_tensor(c, w, bind);
   // Shared with the main model (DeepSeek-V3 §2.2); the release stores copies in the layer.
   if (checkpoint.find(p + "embed_tokens.weight"))
     bind({p + "embed_tokens.weight", {c.vocab_size, d}, &w.embed_tokens});

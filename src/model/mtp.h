@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -32,6 +33,11 @@ struct MtpWeights {
   WeightMatrix shared_head_head;
   std::vector<std::vector<float>> converted;  // 1-D tensors converted to float32
 };
+
+// The MTP layer's own tensors (model.layers.<num_hidden_layers>.*), without
+// the optional copies of embed_tokens and shared_head.head: what a checkpoint
+// must hold, and what dsv2 init writes (model/random_model.h).
+void for_each_mtp_tensor(const Config& config, MtpWeights& weights, const std::function<void(const TensorSlot&)>& visit);
 
 class MtpModule {
  public:
