@@ -1,5 +1,7 @@
 #include "runtime/speculative_bench.h"
 
+#include <time.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -14,6 +16,22 @@ double seconds(const std::function<void()>& run) {
   run();
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
+
+double cpu_seconds() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+}
+
+// Wall and CPU seconds of each run of one step.
+struct Runs {
+  std::vector<double> wall, cpu;
+  void time(const std::function<void()>& run) {
+    const double cpu0 = cpu_seconds();
+    wall.push_back(seconds(run));
+    cpu.push_back(cpu_seconds() - cpu0);
+  }
+};
 
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
@@ -58,32 +76,35 @@ SpeculativeBench bench_speculative(Model& model, const BenchOptions& o, int64_t 
   next.push_back(random_ids(1)[0]);
   mtp.forward(hidden.data(), next.data(), o.prompt, *mtp_cache, AttentionPath::kAbsorbed, mtp_logits.data(), true);
   const int64_t P = o.prompt;
-  std::vector<double> step_1, verify, draft_row;
+  Runs step_1, verify, draft_row;
   for (int64_t run = 0; run < runs; ++run) {
     const std::vector<int32_t> ids = random_ids(draft + 1);
     const std::function<void()> steps[3] = {
         [&] {
-          step_1.push_back(seconds([&] { model.forward(ids.data(), 1, cache, AttentionPath::kAbsorbed, logits.data()); }));
+          step_1.time([&] { model.forward(ids.data(), 1, cache, AttentionPath::kAbsorbed, logits.data()); });
           cache.set_length(P);
         },
         [&] {
-          verify.push_back(seconds([&] {
-                model.forward(ids.data(), draft + 1, cache, AttentionPath::kAbsorbed, logits.data(), false,
-                                verify_hidden.data());
-              }));
+          verify.time([&] {
+            model.forward(ids.data(), draft + 1, cache, AttentionPath::kAbsorbed, logits.data(), false,
+                          verify_hidden.data());
+          });
           cache.set_length(P);
         },
         [&] {
-          draft_row.push_back(seconds([&] {
+          draft_row.time([&] {
             mtp.forward(hidden.data() + (P - 1) * d, &ids[0], 1, *mtp_cache, AttentionPath::kAbsorbed, mtp_logits.data());
-          }));
+          });
           mtp_cache->set_length(P);
         }};
     for (int k = 0; k < 3; ++k) steps[(run + k) % 3]();
   }
-  b.step_1_s = median(step_1);
-  b.verify_s = median(verify);
-  b.mtp_s = median(draft_row);
+  b.step_1_s = median(step_1.wall);
+  b.verify_s = median(verify.wall);
+  b.mtp_s = median(draft_row.wall);
+  b.step_1_cpu_s = median(step_1.cpu);
+  b.verify_cpu_s = median(verify.cpu);
+  b.mtp_cpu_s = median(draft_row.cpu);
   b.step_runs = runs;
   return b;
 }

@@ -24,7 +24,10 @@ namespace dsv2 {
 struct SpeculativeBench {
   double greedy_tokens_per_s = 0.0, speculative_tokens_per_s = 0.0;
   SpeculativeStats stats;
-  double step_1_s = 0.0, verify_s = 0.0, mtp_s = 0.0;  // medians
+  double step_1_s = 0.0, verify_s = 0.0, mtp_s = 0.0;  // medians, wall time
+  // Medians of the process's CPU time: on a machine shared with other work and one thread, the
+  // time the step actually ran, which waiting for a core does not inflate.
+  double step_1_cpu_s = 0.0, verify_cpu_s = 0.0, mtp_cpu_s = 0.0;
   int64_t step_runs = 0;
 };
 
