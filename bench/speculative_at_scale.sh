@@ -8,10 +8,10 @@
 #   e.g. bash bench/speculative_at_scale.sh 3 1 /tmp/v2lite_q4 old=/tmp/dsv2_old:/tmp/v2lite_q4
 # A model given as BIN:DIR is run with that dsv2 binary (default build/dsv2). THREADS (default 1):
 # on a machine shared with other work one thread's CPU time is the figure that waiting for a core
-# does not inflate; both it and wall time are shown.
+# does not inflate; both it and wall time are shown. PROMPT (default 32): tokens before the steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-passes=$1 draft=$2 threads=${THREADS:-1}
+passes=$1 draft=$2 threads=${THREADS:-1} prompt=${PROMPT:-32}
 shift 2
 for pass in $(seq "$passes"); do
   for spec in "$@"; do
@@ -19,7 +19,7 @@ for pass in $(seq "$passes"); do
     target=${spec#*=}
     bin=build/dsv2 model=$target
     if [[ $target == *:* ]]; then bin=${target%%:*} model=${target#*:}; fi
-    "$bin" bench -m "$model" --speculative mtp --draft "$draft" --prompt 32 --gen 8 --step-runs 9 -t "$threads" \
+    "$bin" bench -m "$model" --speculative mtp --draft "$draft" --prompt "$prompt" --gen 8 --step-runs 9 -t "$threads" \
       --json | python3 -c 'import json, sys; j = json.load(sys.stdin); print(sys.argv[1], *(j[k] for k in (
         "step_1_s", "verify_s", "mtp_draft_s", "step_1_cpu_s", "verify_cpu_s", "mtp_draft_cpu_s")))' "$label"
   done
