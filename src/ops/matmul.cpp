@@ -82,8 +82,8 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     // A few tokens (a speculative verification step, a small batch): each token's activation is
     // quantized once, as for one token, and every few rows go through the integer kernel for each
     // token while they are still in cache — the weights are read from memory once, and each token's
-    // row is exactly what the one-token path computes. (The float kernels below cost 4.5x a
-    // one-token step for two tokens on q4 V2-Lite shapes; docs/PERFORMANCE.md.)
+    // row is exactly what the one-token path computes. (With the float kernels below, a 2-token
+    // step cost 3.8-4.0x a one-token step on q4 V2-Lite shapes, now 2.3x; docs/PERFORMANCE.md.)
     thread_local std::vector<int8_t> xq_buffer;  // grow-only
     thread_local std::vector<float> xs_buffer;
     std::vector<int8_t>& xq = xq_buffer;  // the workers below must see the caller's buffers
