@@ -1,6 +1,7 @@
 // matvec_rows and combine_rows (the decode-time absorptions of MLA read one
 // head's rows of kv_b_proj through them) against sums over the rows converted
-// to float32 by the scalar reference, for every stored weight type.
+// to float32 by the scalar reference, for every stored weight type; matmul of
+// two or three tokens against one token at a time.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -95,6 +96,23 @@ TEST_P(MatmulRows, CombinationOfARowRange) {
       magnitude += std::fabs(static_cast<double>(coefficients[i]) * m.dequantized[(first + i) * cols + c]);
     }
     EXPECT_NEAR(y[c], expected, 1e-5 * magnitude + 1e-7) << "column " << c;
+  }
+}
+
+// Two or three tokens (a speculative verification step, a small batch): each token's outputs are
+// exactly what one token alone gets, for every stored type (q8/q4: the integer kernel, per token,
+// over rows still in cache), with more rows than a block of them (16) and a ragged last block.
+TEST_P(MatmulRows, FewTokensEqualOneTokenEach) {
+  const int64_t rows = 37, cols = 96;
+  const StoredMatrix m = make_matrix(GetParam(), rows, cols);
+  for (int64_t tokens : {2, 3}) {
+    std::vector<float> x(tokens * cols), y(tokens * rows), one(rows);
+    for (int64_t i = 0; i < tokens * cols; ++i) x[i] = std::sin(0.37f * static_cast<float>(i) + 0.1f);
+    matmul(x.data(), tokens, m.w, y.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      matmul(x.data() + t * cols, 1, m.w, one.data());
+      for (int64_t r = 0; r < rows; ++r) ASSERT_EQ(y[t * rows + r], one[r]) << tokens << " tokens, token " << t << ", row " << r;
+    }
   }
 }
 

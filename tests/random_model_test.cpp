@@ -7,8 +7,10 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "core/error.h"
 #include "io/checkpoint.h"
 #include "model/model.h"
+#include "model/mtp.h"
 #include "model/random_model.h"
 #include "model/weights.h"
 #include "test_util.h"
@@ -70,6 +72,32 @@ TEST(RandomModel, WritesLoadableReproducibleModelsInEveryType) {
   const auto config = nlohmann::json::parse(test::read_bytes(tmp.path("aU8/config.json")));
   EXPECT_EQ(config["dsv2_quantization"]["type"], "q4");
   EXPECT_EQ(config["model_type"], "deepseek_v3");
+}
+
+// A config with an MTP layer gets one (dsv2 init --like deepseek-v3, or --mtp-layers 1): the
+// drafter loads it and drafts finite logits.
+TEST(RandomModel, WritesTheMtpLayerTheConfigDeclares) {
+  test::TempDir tmp;
+  Config config = small_config();
+  config.num_nextn_predict_layers = 1;
+  write_random_model(config, DType::U8, tmp.path("m"), 3);
+  Model model(tmp.path("m"));
+  MtpModule mtp(model);
+  const std::vector<int32_t> ids{0, 5, 17};
+  LatentCache cache(model.config(), 3);
+  auto mtp_cache = mtp.make_cache(3);
+  const int64_t vocab = model.config().vocab_size, d = model.config().hidden_size;
+  std::vector<float> logits(3 * vocab), hidden(3 * d), drafted(3 * vocab);
+  model.forward(ids.data(), 3, cache, AttentionPath::kAbsorbed, logits.data(), false, hidden.data());
+  mtp.forward(hidden.data(), ids.data(), 3, *mtp_cache, AttentionPath::kAbsorbed, drafted.data());
+  for (float x : drafted) ASSERT_TRUE(std::isfinite(x));
+
+  config.num_nextn_predict_layers = 0;  // and none when it declares none
+  write_random_model(config, DType::U8, tmp.path("plain"), 3);
+  EXPECT_THROW(MtpModule{Model(tmp.path("plain"))}, Error);
+  const auto r = test::run_dsv2("init --like deepseek-v2-lite --mtp-layers 2 -o " + tmp.path("x"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--mtp-layers"), std::string::npos) << r.err;
 }
 
 TEST(RandomModel, CommandLineErrors) {

@@ -231,13 +231,23 @@ TEST(SpeculativeCli, GenerateMatchesPlainAndPrintsStats) {
 }
 
 TEST(SpeculativeCli, BenchReportsGreedyAgainstSpeculative) {
-  const auto r = test::run_dsv2("bench -m " + fixture("v3_mtp") + " --prompt 8 --gen 12 --speculative mtp --draft 2 --json");
+  const auto r = test::run_dsv2("bench -m " + fixture("v3_mtp") +
+                                " --prompt 8 --gen 12 --speculative mtp --draft 2 --step-runs 3 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_GT(j["greedy_tokens_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["speculative_tokens_per_s"].get<double>(), 0.0);
   EXPECT_GT(j["drafted"].get<int64_t>(), 0);
   EXPECT_EQ(j["draft"], 2);
+  // The step times, and the speedup they imply: (1 + a + a^2) / ((verify + 2 mtp) / step_1) at a = 0.9.
+  EXPECT_EQ(j["step_runs"], 3);
+  const double step = j["step_1_s"], verify = j["verify_s"], mtp = j["mtp_draft_s"];
+  for (const char* key : {"step_1_s", "verify_s", "mtp_draft_s", "step_1_cpu_s", "verify_cpu_s", "mtp_draft_cpu_s"})
+    EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  EXPECT_NEAR(j["implied_speedup"]["0.9"].get<double>(), (1 + 0.9 + 0.81) / ((verify + 2 * mtp) / step), 1e-9);
+  const auto usage = test::run_dsv2("bench -m " + fixture("v3_mtp") + " --step-runs 3");
+  EXPECT_EQ(usage.exit_code, 2);
+  EXPECT_NE(usage.err.find("--step-runs"), std::string::npos) << usage.err;
 }
 
 TEST(SpeculativeCli, BadInputsAreOneLineErrors) {

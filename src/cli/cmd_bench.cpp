@@ -1,8 +1,6 @@
 // dsv2 bench: prefill and decode speed of a model next to the memory-bandwidth
 // roofline of batch-1 decoding on this machine (see runtime/benchmark.h).
-#include <chrono>
 #include <cstdio>
-#include <random>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -12,49 +10,16 @@
 #include "model/model.h"
 #include "model/mtp.h"
 #include "runtime/benchmark.h"
-#include "runtime/speculative.h"
+#include "runtime/speculative_bench.h"
 
 namespace dsv2::cli {
 
-namespace {
-struct SpeculativeBench {
-  double greedy_tokens_per_s = 0.0, speculative_tokens_per_s = 0.0;
-  SpeculativeStats stats;
-};
-
-// Greedy generation of o.generate tokens after a random prompt, plain and with the MTP
-// drafter (wall time, the prefill included in both): what --speculative buys on this model.
-SpeculativeBench bench_speculative(Model& model, const BenchOptions& o, int64_t draft) {
-  MtpModule mtp(model);
-  std::mt19937_64 rng(o.seed);
-  std::vector<int32_t> prompt(o.prompt);
-  for (auto& id : prompt) id = static_cast<int32_t>(rng() % model.config().vocab_size);
-  GenerationOptions g;
-  g.max_tokens = o.generate;
-  g.sampling.temperature = 0.0f;
-  g.ignore_stop = true;
-  const int64_t capacity = o.prompt + o.generate + draft;
-  LatentCache cache(model.config(), capacity, 0, o.cache_type);
-  auto mtp_cache = mtp.make_cache(capacity, o.cache_type);
-  auto seconds = [](auto&& run) {
-    const auto start = std::chrono::steady_clock::now();
-    run();
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
-  SpeculativeBench b;
-  const auto keep = [](int32_t) { return true; };
-  b.greedy_tokens_per_s = o.generate / seconds([&] { generate(model, cache, prompt, 0, g, keep); });
-  SpeculativeOptions s;
-  s.draft = draft;
-  b.speculative_tokens_per_s =
-      o.generate / seconds([&] { generate_speculative(model, mtp, cache, *mtp_cache, prompt, g, s, keep, &b.stats); });
-  return b;
-}
-}  // namespace
-
 int run_bench(int argc, char** argv) {
   Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--cache-type TYPE] [--threads N] [--json] "
-            "[--speculative mtp [--draft N]]",
+            "[--speculative mtp [--draft N] [--step-runs N]]\n\n"
+            "With --speculative mtp: greedy tokens/s with and without MTP drafts, and the medians of N alternated\n"
+            "runs of a 1-token decoding step, a verification step (1 + draft tokens) and one MTP draft row after the\n"
+            "prompt, with the speedup they imply at acceptance rates 0.6-0.9 (runtime/speculative_bench.h).",
             {kModelOption,
              {"prompt", 'p', true, "N         prompt tokens prefilled in one call (default 128)"},
              {"gen", 'n', true, "N         tokens decoded one at a time (default 32)"},
@@ -62,12 +27,13 @@ int run_bench(int argc, char** argv) {
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
              {"json", 0, false, "          print one JSON object instead of a table"},
              kSpeculativeOption, kDraftOption,
+             {"step-runs", 0, true, "N         with --speculative: alternated runs of each step timed (default 9)"},
              kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   BenchOptions o;
   std::unique_ptr<Model> model;
   bool speculative = false;
-  int64_t draft = 1;
+  int64_t draft = 1, step_runs = 9;
   set_up_on_all_ranks([&] {
     apply_thread_option(args);
     o.prompt = args.get_int("prompt", 128);
@@ -80,6 +46,9 @@ int run_bench(int argc, char** argv) {
     if (o.context < 0 || o.context > (1 << 20)) throw UsageError("option --ctx: must be between 0 and 1048576");
     speculative = speculative_option(args);
     draft = draft_option(args);
+    step_runs = args.get_int("step-runs", 9);
+    if (step_runs < 1 || step_runs > 10000) throw UsageError("option --step-runs: must be between 1 and 10000");
+    if (!speculative && args.has("step-runs")) throw UsageError("option --step-runs: needs --speculative mtp");
     if (speculative && o.context > o.prompt)
       throw UsageError("option --ctx: random latents have no MTP rows; --speculative benchmarks after the prompt");
     model = load_model(args, model_dir_option(args));
@@ -87,7 +56,8 @@ int run_bench(int argc, char** argv) {
   });
   if (model->is_follower()) return model->follow(), 0;
   const BenchResult r = run_benchmark(*model, o);
-  const SpeculativeBench sb = speculative ? bench_speculative(*model, o, draft) : SpeculativeBench{};
+  const SpeculativeBench sb = speculative ? bench_speculative(*model, o, draft, step_runs) : SpeculativeBench{};
+  const double acceptance[] = {0.6, 0.7, 0.8, 0.9};
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {
     nlohmann::json j = {{"threads", num_threads()},
@@ -114,6 +84,16 @@ int run_bench(int argc, char** argv) {
       j["draft"] = draft;
       j["drafted"] = sb.stats.drafted;
       j["accepted"] = sb.stats.accepted;
+      j["step_runs"] = sb.step_runs;
+      j["step_1_s"] = sb.step_1_s;
+      j["verify_s"] = sb.verify_s;
+      j["mtp_draft_s"] = sb.mtp_s;
+      j["step_1_cpu_s"] = sb.step_1_cpu_s;
+      j["verify_cpu_s"] = sb.verify_cpu_s;
+      j["mtp_draft_cpu_s"] = sb.mtp_cpu_s;
+      nlohmann::json implied;
+      for (double a : acceptance) implied[std::to_string(a).substr(0, 3)] = implied_speedup(sb, draft, a);
+      j["implied_speedup"] = implied;
     }
     std::printf("%s\n", j.dump().c_str());
     return 0;
@@ -134,6 +114,18 @@ int run_bench(int argc, char** argv) {
                 (long long)o.generate, sb.speculative_tokens_per_s, (long long)draft, sb.greedy_tokens_per_s,
                 sb.speculative_tokens_per_s / sb.greedy_tokens_per_s, (long long)sb.stats.accepted,
                 (long long)sb.stats.drafted);
+  if (speculative) {
+    std::printf("steps            medians of %lld: decode step %.2f ms, verify (%lld tokens) %.2f ms = %.3fx, "
+                "MTP draft %.2f ms = %.3fx\n",
+                (long long)sb.step_runs, sb.step_1_s * 1e3, (long long)draft + 1, sb.verify_s * 1e3,
+                sb.verify_s / sb.step_1_s, sb.mtp_s * 1e3, sb.mtp_s / sb.step_1_s);
+    std::printf("  (CPU time)     decode step %.2f ms, verify %.2f ms = %.3fx, MTP draft %.2f ms = %.3fx\n",
+                sb.step_1_cpu_s * 1e3, sb.verify_cpu_s * 1e3, sb.verify_cpu_s / sb.step_1_cpu_s, sb.mtp_cpu_s * 1e3,
+                sb.mtp_cpu_s / sb.step_1_cpu_s);
+    std::printf("implied speedup ");
+    for (double a : acceptance) std::printf(" %.2fx at acceptance %.1f;", implied_speedup(sb, draft, a), a);
+    std::printf("\n");
+  }
   if (r.rank_peak_rss_bytes.size() > 1) {
     std::printf("ranks            %zu; exchanged %.1f KB per decoded token\n", r.rank_peak_rss_bytes.size(),
                 r.exchange_bytes_per_token / 1e3);

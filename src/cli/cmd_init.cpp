@@ -12,11 +12,13 @@
 namespace dsv2::cli {
 
 int run_init(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 init --like deepseek-v2-lite|deepseek-v2|deepseek-v3 -o DIR [--dtype bf16|f32|q8|q4|fp8]",
+  Args args(argc, argv, "dsv2 init --like deepseek-v2-lite|deepseek-v2|deepseek-v3 -o DIR [--dtype bf16|f32|q8|q4|fp8] [--layers N] "
+            "[--mtp-layers 0|1]",
             {{"like", 0, true, "NAME      published shapes to copy: deepseek-v2-lite, deepseek-v2, deepseek-v3"},
              {"output", 'o', true, "DIR       output model directory (config.json + model.safetensors)"},
              {"dtype", 0, true, "TYPE      weight storage: bf16 (default), f32, q8, q4 or fp8"},
              {"layers", 0, true, "N         keep only the first N layers (default: all)"},
+             {"mtp-layers", 0, true, "N         MTP layers after them, 0 or 1 (default: the release's, 1 for V3)"},
              {"seed", 0, true, "S         random seed (default 1)"}});
   if (args.print_help_if_requested()) return 0;
   Config config = published_config(args.require("like"));
@@ -27,6 +29,11 @@ int run_init(int argc, char** argv) {
     if (layers < 1 || layers > config.num_hidden_layers)
       throw UsageError("option --layers: must be between 1 and " + std::to_string(config.num_hidden_layers));
     config.num_hidden_layers = layers;
+  }
+  if (args.has("mtp-layers")) {
+    const long long mtp = args.get_int("mtp-layers", 0);
+    if (mtp < 0 || mtp > 1) throw UsageError("option --mtp-layers: must be 0 or 1 (dsv2 drafts with one MTP layer)");
+    config.num_nextn_predict_layers = mtp;  // on V2 shapes too: a V3-style drafter measured at V2-Lite's size
   }
   const ParameterCounts counts = count_parameters(config);
   std::printf("%s: %.2fB parameters (%.2fB active per token), %lld layers\n", args.get("like").c_str(),

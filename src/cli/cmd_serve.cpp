@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "model/mtp.h"
 #include "runtime/chat_template.h"
 #include "server/http_server.h"
 
@@ -50,7 +51,13 @@ void watch_for_job_end(Server& server) {
 }  // namespace
 
 int run_serve(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 serve [-m DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N]",
+  Args args(argc, argv,
+            "dsv2 serve [-m DIR] [--host 127.0.0.1] [--port 8080] [--api-key KEY] [--parallel N] [--ctx N] "
+            "[--speculative mtp [--draft N]]\n\n"
+            "With --speculative mtp (V3-layout models with an MTP layer), a request decoded alone drafts N tokens\n"
+            "per step with the MTP module and verifies them in one step; while several run, they share the batched\n"
+            "step. Answers are those of plain serving (greedy: the same tokens; sampling: the model's distribution);\n"
+            "requests that sample with repeat_penalty, frequency_penalty or presence_penalty get a 400.",
             {kModelOption,
              {"host", 0, true, "ADDR      address to bind (default 127.0.0.1: this machine only)"},
              {"port", 0, true, "N         TCP port (default 8080; 0 picks a free one)"},
@@ -59,11 +66,12 @@ int run_serve(int argc, char** argv) {
              {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
              {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
              {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
-             kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
+             kSpeculativeOption, kDraftOption, kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   std::string dir;
   std::unique_ptr<Tokenizer> tokenizer;
   std::unique_ptr<Model> owned_model;
+  std::unique_ptr<MtpModule> drafter;
   ServerOptions options;
   set_up_on_all_ranks([&] {
     apply_thread_option(args);
@@ -81,7 +89,11 @@ int run_serve(int argc, char** argv) {
     if (max_body < 1) throw UsageError("option --max-body: must be positive");
     options.max_body_bytes = static_cast<size_t>(max_body);
     options.engine.parallel = args.get_int("parallel", 4);
+    const bool speculative = speculative_option(args);
+    options.engine.draft = draft_option(args);
     owned_model = load_model(args, dir);
+    if (speculative) drafter = std::make_unique<MtpModule>(*owned_model);  // errors name the file and tensor
+    options.engine.drafter = drafter.get();
     options.engine.context = args.get_int("ctx", std::min<int64_t>(owned_model->config().max_position_embeddings, 4096));
     options.engine.max_queue = args.get_int("queue", 64);
     options.engine.cache_type = cache_type_option(args);
@@ -104,9 +116,12 @@ int run_serve(int argc, char** argv) {
     std::signal(SIGTERM, stop_on_signal);
   }
   const bool ok = server.listen([&](int port) {
-    std::fprintf(stderr, "dsv2 serve: %s on http://%s:%d (parallel %lld, context %lld)%s\n", options.model_name.c_str(),
+    const std::string drafting =
+        drafter ? ", speculative mtp with drafts of " + std::to_string(options.engine.draft) : std::string();
+    std::fprintf(stderr, "dsv2 serve: %s on http://%s:%d (parallel %lld, context %lld%s)%s\n", options.model_name.c_str(),
                  options.host.c_str(), port, static_cast<long long>(options.engine.parallel),
-                 static_cast<long long>(options.engine.context), options.api_key.empty() ? "" : ", API key required");
+                 static_cast<long long>(options.engine.context), drafting.c_str(),
+                 options.api_key.empty() ? "" : ", API key required");
     // After the address line, which scripts read first.
     if (options.api_key.empty() && !is_loopback_host(options.host))
       std::fprintf(stderr, "dsv2 serve: warning: %s is not a loopback address and no --api-key is set: anyone who can "

@@ -1,5 +1,6 @@
 #include "model/model.h"
 
+#include <algorithm>
 #include <random>
 
 #include "core/error.h"
@@ -89,7 +90,7 @@ void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, Atte
   lm_head(normed, tokens - first, logits);
 }
 
-void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits) {
+void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden) {
   require(!chunks.empty(), "forward: no sequences");
   batch_ids_.clear();
   spans_.clear();
@@ -103,10 +104,16 @@ void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, 
   if (plan_.split() && !is_follower()) announce(1, path, true);
   const float* x = run_layers(path);
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(spans_.size());
+  const float eps = static_cast<float>(config_.rms_norm_eps);
   float* last = activations_.get(kNormed, n * d);  // the last row of each sequence, normalised
-  for (int64_t i = 0; i < n; ++i)
-    rmsnorm(x + (spans_[i].first_row + spans_[i].tokens - 1) * d, weights_.norm.data(),
-            static_cast<float>(config_.rms_norm_eps), 1, d, last + i * d);
+  if (hidden) rmsnorm(x, weights_.norm.data(), eps, static_cast<int64_t>(batch_ids_.size()), d, hidden);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t row = spans_[i].first_row + spans_[i].tokens - 1;
+    if (hidden)
+      std::copy(hidden + row * d, hidden + (row + 1) * d, last + i * d);
+    else
+      rmsnorm(x + row * d, weights_.norm.data(), eps, 1, d, last + i * d);
+  }
   lm_head(last, n, logits);
 }
 

@@ -63,13 +63,15 @@ class Model {
 
   // One step for several sequences at once (continuous batching): each chunk
   // is some tokens of one sequence with its own cache. Weights are read once
-  // for all of them. Writes one logits row per chunk, for its last token.
+  // for all of them. Writes one logits row per chunk, for its last token, and,
+  // when `hidden` is given, every row's final hidden state after model.norm
+  // ([total tokens, hidden_size], chunk after chunk: what the MTP module reads).
   struct Chunk {
     const int32_t* ids;
     int64_t tokens;
     LatentCache* cache;
   };
-  void forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits);
+  void forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden = nullptr);
 
   // Positions [begin, end) of every layer of `cache` get random latents from
   // `seed` (benchmarks' stand-in for a long prefill); the cache's length

@@ -29,8 +29,8 @@ MtpModule::MtpModule(const Model& model)
     throw Error(checkpoint.dir() + "/config.json: num_nextn_predict_layers is 0: the model has no MTP layer to draft with");
   // A model split over ranks would need the block split too; drafting runs on rank 0 only.
   if (model.plan().split()) throw Error("--speculative mtp: not supported with a model split over ranks");
-  const int64_t d = c.hidden_size, L = c.num_hidden_layers;
-  const std::string p = "model.layers." + std::to_string(L) + ".";
+  const int64_t d = c.hidden_size;
+  const std::string p = "model.layers." + std::to_string(c.num_hidden_layers) + ".";
   MtpWeights& w = weights_;
   auto bind = [&](const TensorSlot& slot) { bind_tensor(c, checkpoint, slot, w.converted); };
   visit_mtp_layer(c, 0, w.layer, bind);
@@ -45,8 +45,8 @@ MtpModule::MtpModule(const Model& model)
     w.shared_head_head = model.weights().lm_head;
 }
 
-std::unique_ptr<LatentCache> MtpModule::make_cache(int64_t capacity, CacheType type) const {
-  return std::make_unique<LatentCache>(block_config_, capacity, 0, type);
+std::unique_ptr<LatentCache> MtpModule::make_cache(int64_t capacity, CacheType type, int64_t page_tokens) const {
+  return std::make_unique<LatentCache>(block_config_, capacity, page_tokens, type);
 }
 
 void MtpModule::forward(const float* hidden, const int32_t* next_ids, int64_t rows, LatentCache& cache,

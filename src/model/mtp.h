@@ -39,8 +39,10 @@ class MtpModule {
   // True when config.json declares an MTP layer.
   static bool available(const Config& config) { return config.num_nextn_predict_layers > 0; }
 
-  // A cache for the module's one attention layer (rows are MTP rows, i.e. positions).
-  std::unique_ptr<LatentCache> make_cache(int64_t capacity, CacheType type = CacheType::kF32) const;
+  // A cache for the module's one attention layer (rows are MTP rows, i.e. positions);
+  // page_tokens > 0 grows it page by page (as the server's caches), 0 reserves it whole.
+  std::unique_ptr<LatentCache> make_cache(int64_t capacity, CacheType type = CacheType::kF32,
+                                          int64_t page_tokens = 0) const;
 
   // Rows i = 0..rows-1 at positions cache.length() + i: `hidden` [rows, d] the
   // main model's normalised hidden states, next_ids [rows] the tokens that

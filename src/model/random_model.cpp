@@ -138,7 +138,7 @@ void write_random_model(const Config& config, DType dtype, const std::string& ou
   std::vector<TensorSpec> specs;
   std::vector<Item> items;
   Weights shapes;
-  for_each_tensor(config, shapes, [&](const TensorSlot& slot) {
+  const auto collect = [&](const TensorSlot& slot) {
     if (slot.matrix) {
       const DType type = stored_matrix_type(slot.name, slot.shape, dtype);
       add_matrix_specs(slot.name, slot.shape, type, specs);
@@ -148,7 +148,9 @@ void write_random_model(const Config& config, DType dtype, const std::string& ou
       const bool bias = slot.name.find("e_score_correction_bias") != std::string::npos;
       items.push_back({slot.shape[0], 0, DType::F32, bias});
     }
-  });
+  };
+  // With the MTP layers config.json declares (V3), so that --speculative mtp can be measured on these shapes.
+  for_each_trained_tensor(config, shapes, collect);
   uint64_t total = 0, done = 0;
   for (const TensorSpec& s : specs) total += s.nbytes();
 

@@ -19,6 +19,8 @@
 
 #include <cstdint>
 #include <functional>
+#include <random>
+#include <string>
 #include <vector>
 
 #include "model/mtp.h"
@@ -42,6 +44,51 @@ struct SpeculativeOptions {
 // depend on the tokens accepted within a step. Empty when all is well, else the
 // option's name. (Greedy supports everything: it calls the Sampler in order.)
 std::string speculative_sampling_problem(const SamplingOptions& sampling);
+
+// One sequence's speculative decoding, step by step: generate_speculative's
+// loop, and the server's engine (server/engine.cpp), which alternates it with
+// plain batched steps. State between steps: the main cache holds positions
+// [0, L), the pending token (sampled, not yet fed) sits at L, and the MTP cache
+// holds [0, M) with M <= L; catch_up() brings M to L before a step.
+class SpeculativeDecoder {
+ public:
+  // Everything passed must outlive the decoder; `sampler` is the sequence's
+  // (greedy steps record their tokens in it, as plain decoding does).
+  SpeculativeDecoder(Model& model, MtpModule& mtp, LatentCache& cache, LatentCache& mtp_cache, Sampler& sampler,
+                     const SamplingOptions& sampling, AttentionPath path, SpeculativeOptions options);
+
+  // The MTP module reads positions M .. M+rows-1: `hidden` [rows, d] are the
+  // main model's normed hidden states there (Model::forward's `hidden`) and
+  // next_ids[i] the token at position M+i+1. When the last row reaches L, its
+  // next id is the pending token and step() may run.
+  void catch_up(const float* hidden, const int32_t* next_ids, int64_t rows);
+
+  // One step (requires M == L): drafts up to min(draft, max_new - 1) tokens
+  // (fewer where the caches end), verifies them with the pending token in one
+  // forward, and hands the resulting tokens in order to on_token(id, the
+  // logits row it was chosen from). Returns false when on_token returned false
+  // (generation ends with that token: the caches then hold the positions before
+  // it, the MTP cache [0, L)); true after a full step, with the state above.
+  bool step(int64_t max_new, const std::function<bool(int32_t, const float*)>& on_token, SpeculativeStats& stats);
+
+  int32_t pending() const { return pending_; }
+
+ private:
+  Model& model_;
+  MtpModule& mtp_;
+  LatentCache& cache_;
+  LatentCache& mtp_cache_;
+  Sampler& sampler_;
+  AttentionPath path_;
+  SpeculativeOptions options_;
+  bool greedy_;
+  int32_t pending_ = -1;
+  std::mt19937_64 rng_;  // acceptance draws, apart from the sampler's
+  std::vector<float> logits_, hidden_;
+  std::vector<float> q_logits_, g_;  // the MTP's logits and output state for the next draft
+  std::vector<std::vector<float>> q_;  // the draft distributions (sampling)
+  std::vector<int32_t> drafts_, tokens_, next_;
+};
 
 // As generate() (runtime/generator.h) from an empty cache; `cache` and
 // `mtp_cache` (MtpModule::make_cache) need room for the prompt, max_tokens and

@@ -5,6 +5,12 @@
 // routed experts' weights are read once for everyone. A finished sequence's
 // cache is kept in a small pool; a new prompt that starts with the same tokens
 // (a chat's earlier turns, a shared system prompt) reuses it.
+//
+// With a drafter (dsv2 serve --speculative mtp), a sequence that runs alone
+// takes speculative steps (runtime/speculative.h): MTP drafts verified in one
+// forward. While others run, everyone shares the batched step as above, and
+// the MTP module reads the hidden states those steps leave behind, so that the
+// sequence can draft again as soon as it is alone (docs/SERVER.md).
 #pragma once
 
 #include <atomic>
@@ -12,6 +18,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -20,10 +27,13 @@
 
 #include "model/latent_cache.h"
 #include "model/model.h"
+#include "model/mtp.h"
 #include "runtime/logprobs.h"
 #include "runtime/sampler.h"
 
 namespace dsv2 {
+
+struct GenerationJob;
 
 struct EngineOptions {
   int64_t parallel = 4;         // sequences decoded together
@@ -33,6 +43,13 @@ struct EngineOptions {
   int64_t cache_page = 256;     // latent cache growth step, tokens
   CacheType cache_type = CacheType::kF32;
   int64_t idle_caches = 4;      // finished caches kept for prefix reuse
+  // Speculative decoding: the model's MTP module (owned by the caller, outliving
+  // the engine) drafts `draft` tokens per step; nullptr: plain decoding. Jobs'
+  // sampling must pass speculative_sampling_problem().
+  MtpModule* drafter = nullptr;
+  int64_t draft = 1;
+  // For tests: SpeculativeOptions::edit_drafts, told whose drafts they are.
+  std::function<void(const GenerationJob& job, int64_t position, std::vector<int32_t>& drafts)> edit_drafts;
 };
 
 // One request's generation, shared between the HTTP handler (which waits on
@@ -69,6 +86,7 @@ struct GenerationJob {
 struct EngineStats {
   int64_t queued = 0, active = 0, idle_caches = 0, cache_bytes = 0;
   int64_t steps = 0, prompt_tokens = 0, reused_prompt_tokens = 0, generated_tokens = 0, batched_rows = 0;
+  int64_t speculative_steps = 0, drafted_tokens = 0, accepted_tokens = 0;  // with a drafter
 };
 
 class Engine {
@@ -86,7 +104,7 @@ class Engine {
  private:
   struct Sequence;
   struct IdleCache {
-    std::unique_ptr<LatentCache> cache;
+    std::unique_ptr<LatentCache> cache, mtp_cache;  // mtp_cache: with a drafter, rows [0, its length) valid
     std::vector<int32_t> tokens;  // what the cache holds
   };
 
@@ -98,6 +116,14 @@ class Engine {
   // Samples the sequence's next token from its logits row and hands it over;
   // finishes the job at a stop id or a limit. Returns whether it sampled.
   bool deliver(Sequence& s, const float* row);
+  // Hands `token` (chosen from `row`, at `position`) to the job, finishing nothing.
+  // Returns why the job ends with it ("stop", "length"), or nullptr.
+  const char* publish(Sequence& s, int32_t token, const float* row, int64_t position);
+  // With a drafter: the sequence's speculative step, when it runs alone.
+  void speculative_step(Sequence& s);
+  // The MTP module reads the hidden states the batched steps left for it, as
+  // far as the tokens that follow them are known.
+  void catch_up(Sequence& s);
   void finish(Sequence& s, const std::string& reason, const std::string& error = "");
 
   Model& model_;
@@ -111,7 +137,7 @@ class Engine {
   // Engine thread only.
   std::vector<std::unique_ptr<Sequence>> active_;
   std::vector<IdleCache> idle_;
-  std::vector<float> logits_, prompt_logits_;
+  std::vector<float> logits_, prompt_logits_, hidden_;
   std::thread thread_;
 };
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "runtime/speculative.h"
 #include "server/chat_page.h"
 #include "server/metrics.h"
 #include "server/openai_api.h"
@@ -140,6 +141,16 @@ Choice Server::Impl::make_choice(const CompletionRequest& r, size_t index) {
   // The parser checked every range but this one; the engine thread's sampler must not throw.
   if (auto problem = find_sampling_problem(job->sampling, model.config().vocab_size))
     throw ApiError(400, "'" + problem->field + "': " + problem->message, problem->field);
+  // Speculative sampling keeps the model's distribution only without the penalties (runtime/speculative.h).
+  if (options.engine.drafter) {
+    const std::string field = speculative_sampling_problem(job->sampling);
+    if (!field.empty())
+      throw ApiError(400,
+                     "'" + field + "': this server decodes speculatively (--speculative mtp), which cannot apply " + field +
+                         " exactly when sampling (it depends on the tokens accepted within a step); use temperature 0 or leave " +
+                         field + " unset",
+                     field);
+  }
   job->sampling.seed = r.seed.value_or(static_cast<uint64_t>(Clock::now().time_since_epoch().count()) ^ next_id.load());
   job->stop_ids = stop_ids;
   job->top_logprobs = r.top_logprobs;

@@ -41,6 +41,10 @@ std::string ServerMetrics::text(const EngineStats& e) const {
   metric("dsv2_generated_tokens_total", "counter", "Tokens generated.", e.generated_tokens);
   metric("dsv2_batch_steps_total", "counter", "Batched forward steps.", e.steps);
   metric("dsv2_batch_rows_total", "counter", "Token rows computed over all steps (rows / steps = mean batch).", e.batched_rows);
+  metric("dsv2_speculative_steps_total", "counter", "Speculative steps (a sequence alone: drafts verified at once).",
+         e.speculative_steps);
+  metric("dsv2_draft_tokens_total", "counter", "Tokens the MTP module drafted.", e.drafted_tokens);
+  metric("dsv2_draft_tokens_accepted_total", "counter", "Drafted tokens the model accepted.", e.accepted_tokens);
   metric("dsv2_queue_length", "gauge", "Requests waiting for a slot.", e.queued);
   metric("dsv2_active_sequences", "gauge", "Sequences in the running batch.", e.active);
   metric("dsv2_latent_cache_bytes", "gauge", "Latent cache memory reserved (active and idle sequences).", e.cache_bytes);
