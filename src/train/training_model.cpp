@@ -35,6 +35,7 @@ Batch share_of(const Batch& whole, int rank, int ranks) {
   b.inputs.assign(whole.inputs.begin() + first * T, whole.inputs.begin() + end * T);
   b.targets.assign(whole.targets.begin() + first * T, whole.targets.begin() + end * T);
   b.droppable.assign(whole.droppable.begin() + first, whole.droppable.begin() + end);
+  if (!whole.positions.empty()) b.positions.assign(whole.positions.begin() + first * T, whole.positions.begin() + end * T);
   b.first_sequence = whole.first_sequence + first;
   b.global_sequences = whole.global_sequences > 0 ? whole.global_sequences : S;
   b.global_targets = whole.global_targets;
@@ -68,6 +69,9 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   require(static_cast<int64_t>(batch.inputs.size()) == N && static_cast<int64_t>(batch.targets.size()) == N,
           "training batch: inputs/targets do not match batch × seq_len");
   for (int32_t id : batch.inputs) require(id >= 0 && id < V, "training batch: token id " + std::to_string(id) + " outside the vocabulary");
+  require(batch.positions.empty() || static_cast<int64_t>(batch.positions.size()) == N,
+          "training batch: positions do not match batch × seq_len");
+  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
 
   StepResult result;
   std::vector<LayerActivations>& acts = acts_;
@@ -85,7 +89,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     a.h_attn.resize(N * d);
     rmsnorm(x.data(), lw.input_layernorm.data(), eps, N, d, a.h_attn.data());
     auto phase_start = Clock::now();
-    mla_train_forward(c, rope_, lw.self_attn, a.h_attn.data(), B, T, a.mla, block.data());
+    mla_train_forward(c, rope_, lw.self_attn, a.h_attn.data(), B, T, a.mla, block.data(), positions);
     result.seconds.attention_forward += seconds_since(phase_start);
     add_into(x.data(), block.data(), N * d);
     a.x_mid = x;
@@ -185,7 +189,8 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
                      mut(lg.post_attention_layernorm));
     std::fill(d_h.begin(), d_h.end(), 0.0f);
     phase_start = Clock::now();
-    mla_train_backward(c, rope_, lw.self_attn, lg.self_attn, a.h_attn.data(), B, T, a.mla, dx.data(), d_h.data());
+    mla_train_backward(c, rope_, lw.self_attn, lg.self_attn, a.h_attn.data(), B, T, a.mla, dx.data(), d_h.data(),
+                       positions);
     result.seconds.attention_backward += seconds_since(phase_start);
     rmsnorm_backward(a.x_in.data(), lw.input_layernorm.data(), eps, N, d, d_h.data(), dx.data(), mut(lg.input_layernorm));
   }
