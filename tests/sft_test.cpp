@@ -42,20 +42,14 @@ Batch packed_batch(const nlohmann::json& j) {
   return b;
 }
 
-// max |a − b| within 1e-4 of the largest |b|, tensor by tensor.
+// Every trained tensor's gradient against `want_of` (null: missing), 1e-4 relative.
 void expect_gradients_near(const TrainWeights& tw, const std::function<const float*(const ParameterInfo&)>& want_of) {
   int checked = 0;
   for (const auto& info : tw.infos()) {
     if (!info.trained) continue;
     const float* want = want_of(info);
     ASSERT_NE(want, nullptr) << info.name;
-    const float* got = tw.grads.data() + info.offset;
-    double max_want = 0.0, max_diff = 0.0;
-    for (int64_t i = 0; i < info.size; ++i) {
-      max_want = std::max(max_want, std::fabs(double(want[i])));
-      max_diff = std::max(max_diff, std::fabs(double(want[i]) - got[i]));
-    }
-    EXPECT_LE(max_diff, 1e-4 * max_want + 1e-9) << info.name << " max |grad| " << max_want;
+    EXPECT_TRUE(test::gradient_near(info.name, tw.grads.data() + info.offset, want, info.size));
     ++checked;
   }
   EXPECT_GT(checked, 20);
@@ -219,28 +213,20 @@ TEST(SftCli, BadInputNamesFileAndLineAndWritesNothing) {
   EXPECT_EQ(test::run_dsv2(sft_command(dir.path("missing.jsonl"), dir.path("out"), "--seq-len 100000")).exit_code, 2);
 }
 
-std::vector<double> logged_losses(const std::string& out) {
-  std::vector<double> v;
-  std::ifstream in(out + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return v;
-}
-
 // Killed after a checkpoint and resumed: the same losses and final weights, bit for bit.
 TEST(SftCli, KilledAndResumedEqualsUninterrupted) {
   test::TempDir dir;
   const std::string data = dir.path("c.jsonl");
   {
     std::ofstream f(data);
-    for (int i = 0; i < 60; ++i)
+    for (int i = 0; i < 200; ++i)
       f << R"({"messages": [{"role": "user", "content": "What is )" << i << " + " << 2 * i
         << R"(?"}, {"role": "assistant", "content": ")" << 3 * i << R"(."}]})" << "\n";
   }
   const std::string whole = dir.path("whole"), cut = dir.path("cut");
   const auto full = test::run_dsv2(sft_command(data, whole, "--checkpoint-every 3"));
   ASSERT_EQ(full.exit_code, 0) << full.err;
-  const auto expected = logged_losses(whole);
+  const auto expected = test::logged_losses(whole);
   ASSERT_GE(expected.size(), 10u);
   EXPECT_LT(expected.back(), expected.front());
 
@@ -251,14 +237,14 @@ TEST(SftCli, KilledAndResumedEqualsUninterrupted) {
     execl("/bin/sh", "sh", "-c", command.c_str(), nullptr);
     _exit(127);
   }
-  for (int i = 0; i < 120000 && logged_losses(cut).size() < 5; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  for (int i = 0; i < 120000 && test::logged_losses(cut).size() < 5; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   EXPECT_TRUE(WIFSIGNALED(status)) << "the kill should land mid-run";
   const auto resumed = test::run_dsv2(sft_command(data, cut, "--checkpoint-every 3 --resume"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  EXPECT_EQ(logged_losses(cut), expected);
+  EXPECT_EQ(test::logged_losses(cut), expected);
   EXPECT_EQ(test::read_bytes(cut + "/model.safetensors"), test::read_bytes(whole + "/model.safetensors"));
 
   // Other data cannot continue this run's checkpoint.

@@ -21,10 +21,10 @@ import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, DeepseekV2Config
+from transformers import DeepseekV2Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_training_fixtures import COMMON, hf_named_grads  # noqa: E402
+from make_training_fixtures import COMMON, hf_named_grads, random_model, selected_cases  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "sft")
 PAD = 3
@@ -63,15 +63,7 @@ def build(name, extra, rows, T, seed):
     gen = torch.Generator().manual_seed(seed)
     cfg = dict(COMMON)
     cfg.update(extra)
-    model = AutoModelForCausalLM.from_config(DeepseekV2Config(**cfg), attn_implementation="eager").float()
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if "norm" in pname:
-                p.copy_(1.0 + 0.1 * torch.randn(p.shape))
-            elif pname.endswith("mlp.gate.weight"):
-                p.copy_(0.5 * torch.randn(p.shape))
-            else:
-                p.copy_(0.1 * torch.randn(p.shape))
+    model = random_model(DeepseekV2Config(**cfg), attn_implementation="eager")  # eager: it takes the 4-D mask below
     model.save_pretrained(out)
     model.train()
 
@@ -123,9 +115,8 @@ def build(name, extra, rows, T, seed):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    for i, (name, (extra, rows, T)) in enumerate(CASES.items()):
-        if len(sys.argv) == 1 or name in sys.argv[1:]:
-            build(name, extra, rows, T, 900 + i)
+    for i, name, (extra, rows, T) in selected_cases(CASES):
+        build(name, extra, rows, T, 900 + i)
 
 
 if __name__ == "__main__":

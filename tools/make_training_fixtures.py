@@ -74,14 +74,10 @@ def hf_named_grads(model):
     return out
 
 
-def build(name, cls, extra, T, seed):
-    out = os.path.join(ROOT, name)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    torch.manual_seed(seed)
-    cfg = dict(COMMON)
-    cfg.update(extra)
-    model = AutoModelForCausalLM.from_config(cls(**cfg)).float()
+def random_model(config, **kwargs):
+    """The model with the fixtures' random weights (from torch's global generator): norms near 1,
+    a router sharp enough that top-k choices are not near ties, routing biases for noaux_tc."""
+    model = AutoModelForCausalLM.from_config(config, **kwargs).float()
     with torch.no_grad():
         for pname, p in model.named_parameters():
             if "norm" in pname:
@@ -93,6 +89,22 @@ def build(name, cls, extra, T, seed):
         for bname, b in model.named_buffers():
             if bname.endswith("e_score_correction_bias"):
                 b.copy_(0.1 * torch.randn(b.shape))
+    return model
+
+
+def selected_cases(cases):
+    """(index, name, case) of the cases named on the command line, or of all when none is."""
+    return [(i, name, case) for i, (name, case) in enumerate(cases.items()) if len(sys.argv) == 1 or name in sys.argv[1:]]
+
+
+def build(name, cls, extra, T, seed):
+    out = os.path.join(ROOT, name)
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    torch.manual_seed(seed)
+    cfg = dict(COMMON)
+    cfg.update(extra)
+    model = random_model(cls(**cfg))
     model.save_pretrained(out)
     model.train()
     batches = torch.randint(0, cfg["vocab_size"], (STEPS, B, T + 1)).tolist()
@@ -131,9 +143,8 @@ def build(name, cls, extra, T, seed):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    for i, (name, (cls, extra, T)) in enumerate(CASES.items()):
-        if len(sys.argv) == 1 or name in sys.argv[1:]:
-            build(name, cls, extra, T, 500 + i)
+    for i, name, (cls, extra, T) in selected_cases(CASES):
+        build(name, cls, extra, T, 500 + i)
 
 
 if __name__ == "__main__":
