@@ -209,6 +209,10 @@ TEST(SftCli, BadInputNamesFileAndLineAndWritesNothing) {
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
     EXPECT_FALSE(fs::exists(out)) << "nothing is written for bad data";
   }
+  test::write_bytes(dir.path("empty.jsonl"), "\n");
+  const auto empty = test::run_dsv2(sft_command(dir.path("empty.jsonl"), dir.path("out")));
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_NE(empty.err.find("empty.jsonl: no conversations"), std::string::npos) << empty.err;
   EXPECT_EQ(test::run_dsv2(sft_command(dir.path("missing.jsonl"), dir.path("out"))).exit_code, 1);
   EXPECT_EQ(test::run_dsv2(sft_command(dir.path("missing.jsonl"), dir.path("out"), "--seq-len 100000")).exit_code, 2);
 }

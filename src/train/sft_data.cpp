@@ -85,7 +85,7 @@ SftData load_sft_files(const std::vector<std::string>& files, const Tokenizer& t
       SftExample e;
       try {
         e = tokenize_conversation(parse_conversation(line), tokenizer, render);
-      } catch (const Error& error) {
+      } catch (const std::exception& error) {  // the template's own failures included
         throw Error(where + error.what());
       }
       size_t first = 0;
@@ -105,7 +105,7 @@ SftData load_sft_files(const std::vector<std::string>& files, const Tokenizer& t
     }
     if (in.bad()) throw Error(file + ": read error");
   }
-  if (data.examples.empty()) throw Error("no conversations in the SFT data");
+  if (data.examples.empty()) throw Error(files.front() + (files.size() > 1 ? " and the other files" : "") + ": no conversations");
   return data;
 }
 
