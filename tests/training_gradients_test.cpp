@@ -1,6 +1,7 @@
 // Training against torch autograd on the transformers model
 // (tools/make_training_fixtures.py): the gradient of every parameter on one
-// batch, and the loss trajectory of 10 AdamW steps.
+// batch, and the loss trajectory of 10 AdamW steps. The v3_mtp case adds two
+// multi-token-prediction modules (DeepSeek-V3 §2.2) to the objective.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -29,18 +30,32 @@ Batch batch_from(const nlohmann::json& j, size_t index) {
   return b;
 }
 
+// The fixture's config with the MTP depth torch trained (transformers writes
+// V3 configs with num_nextn_predict_layers 1 whether or not modules follow).
+Config fixture_config(const std::string& dir, const nlohmann::json& batches) {
+  Config config = load_config(dir);
+  config.num_nextn_predict_layers = batches.value("mtp_depth", 0);
+  return config;
+}
+
+void set_mtp_lambda(TrainingModel& model, const nlohmann::json& batches) {
+  if (batches.contains("mtp_lambda")) model.set_mtp_lambda(batches["mtp_lambda"].get<double>());
+}
+
 class TrainingReference : public testing::TestWithParam<std::string> {};
 
 TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
   const std::string dir = test::fixture("training/" + GetParam());
-  const Config config = load_config(dir);
+  const auto batches = nlohmann::json::parse(test::read_bytes(dir + "/batch.json"));
+  const Config config = fixture_config(dir, batches);
   TrainWeights tw(config);
   load_train_weights(tw, dir);
-  const auto batches = nlohmann::json::parse(test::read_bytes(dir + "/batch.json"));
   TrainingModel model(tw, MoeTrainingOptions{});
+  set_mtp_lambda(model, batches);
   tw.zero_grads();
   const StepResult r = model.run(batch_from(batches, 0), /*training=*/true, /*backward=*/true);
   EXPECT_NEAR(r.loss, batches["loss0"].get<double>(), 1e-5);
+  if (config.num_nextn_predict_layers > 0) EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
 
   SafetensorsFile expected(dir + "/grads.safetensors");
   int checked = 0;
@@ -58,11 +73,12 @@ TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
 
 TEST_P(TrainingReference, AdamWTrajectoryMatchesTorch) {
   const std::string dir = test::fixture("training/" + GetParam());
-  TrainWeights tw(load_config(dir));
-  load_train_weights(tw, dir);
   const auto batches = nlohmann::json::parse(test::read_bytes(dir + "/batch.json"));
+  TrainWeights tw(fixture_config(dir, batches));
+  load_train_weights(tw, dir);
   const auto trajectory = nlohmann::json::parse(test::read_bytes(dir + "/trajectory.json"));
   TrainingModel model(tw, MoeTrainingOptions{});
+  set_mtp_lambda(model, batches);
   AdamW adam(tw, AdamWOptions{0.9, 0.95, 1e-8, 0.1});
   const auto losses = trajectory["losses"].get<std::vector<double>>();
   for (size_t step = 0; step < losses.size(); ++step) {
@@ -75,7 +91,7 @@ TEST_P(TrainingReference, AdamWTrajectoryMatchesTorch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Torch, TrainingReference, testing::Values("v2_lite", "v2_group_yarn", "v3_noaux", "v2_long", "v2_tiles"));
+INSTANTIATE_TEST_SUITE_P(Torch, TrainingReference, testing::Values("v2_lite", "v2_group_yarn", "v3_noaux", "v2_long", "v2_tiles", "v3_mtp"));
 
 }  // namespace
 }  // namespace dsv2

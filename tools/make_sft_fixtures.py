@@ -16,15 +16,14 @@ Usage: /work/venv-ref/bin/python tools/make_sft_fixtures.py (needs torch, transf
 """
 import json
 import os
-import shutil
 import sys
 
 import torch
 from safetensors.torch import save_file
-from transformers import DeepseekV2Config
+from transformers import AutoModelForCausalLM, DeepseekV2Config
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_training_fixtures import COMMON, hf_named_grads, random_model, selected_cases  # noqa: E402
+from make_training_fixtures import COMMON, hf_named_grads, init_weights, start_case  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "sft")
 PAD = 3
@@ -56,14 +55,11 @@ def conversation(gen, n, vocab):
 
 
 def build(name, extra, rows, T, seed):
-    out = os.path.join(ROOT, name)
-    shutil.rmtree(out, ignore_errors=True)
-    os.makedirs(out)
-    torch.manual_seed(seed)
+    out, cfg = start_case(name, extra, seed, ROOT)
     gen = torch.Generator().manual_seed(seed)
-    cfg = dict(COMMON)
-    cfg.update(extra)
-    model = random_model(DeepseekV2Config(**cfg), attn_implementation="eager")  # eager: it takes the 4-D mask below
+    # eager attention: it takes the 4-D mask below
+    model = AutoModelForCausalLM.from_config(DeepseekV2Config(**cfg), attn_implementation="eager").float()
+    init_weights(model)
     model.save_pretrained(out)
     model.train()
 
@@ -115,8 +111,9 @@ def build(name, extra, rows, T, seed):
 
 def main():
     os.makedirs(ROOT, exist_ok=True)
-    for i, name, (extra, rows, T) in selected_cases(CASES):
-        build(name, extra, rows, T, 900 + i)
+    for i, (name, (extra, rows, T)) in enumerate(CASES.items()):
+        if len(sys.argv) == 1 or name in sys.argv[1:]:
+            build(name, extra, rows, T, 900 + i)
 
 
 if __name__ == "__main__":

@@ -65,6 +65,8 @@ int run_sft(int argc, char** argv) {
   if (o.seq_len > config.max_position_embeddings)
     throw UsageError("option --seq-len: " + std::to_string(o.seq_len) + " exceeds the model's max_position_embeddings (" +
                      std::to_string(config.max_position_embeddings) + ")");
+  if (config.num_nextn_predict_layers > 0)  // their shifted sequences would cross the packed conversations
+    throw Error(base + ": fine-tuning models with MTP modules (num_nextn_predict_layers > 0) is not supported yet");
   if (!Tokenizer::exists_in(base)) throw Error(base + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(base);
   const ChatRenderer render = make_chat_renderer(*tokenizer, base + "/tokenizer_config.json");

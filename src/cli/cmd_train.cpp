@@ -98,6 +98,24 @@ void apply_rope_scaling_options(const Args& args, Config& config) {
   config.max_position_embeddings = static_cast<int64_t>(std::llround(static_cast<double>(original) * y.factor));
 }
 
+// --mtp-depth and the λ schedule (DeepSeek-V3 §2.2 and §4.2: 0.3 for the first
+// 10T of 14.8T tokens, then 0.1).
+void apply_mtp_options(const Args& args, Config& config, MtpLambda& lambda) {
+  if (args.has("mtp-depth")) {
+    const long long depth = args.get_int("mtp-depth", 0);
+    if (depth < 0 || depth > 8) throw UsageError("option --mtp-depth: give 0 to 8 modules (V3 trains with 1)");
+    config.num_nextn_predict_layers = depth;
+  }
+  lambda.first = args.get_double("mtp-lambda", lambda.first);
+  lambda.then = args.get_double("mtp-lambda-later", lambda.then);
+  lambda.switch_share = args.get_double("mtp-lambda-switch", lambda.switch_share);
+  if (!(lambda.first >= 0) || !(lambda.then >= 0)) throw UsageError("options --mtp-lambda/--mtp-lambda-later: must not be negative");
+  if (!(lambda.switch_share >= 0 && lambda.switch_share <= 1)) throw UsageError("option --mtp-lambda-switch: must be in [0, 1]");
+  if (config.num_nextn_predict_layers == 0 &&
+      (args.has("mtp-lambda") || args.has("mtp-lambda-later") || args.has("mtp-lambda-switch")))
+    throw UsageError("options --mtp-lambda*: the model has no MTP modules (give --mtp-depth D)");
+}
+
 // Everything `dsv2 train` needs before its first step, from the command line.
 struct TrainSetup {
   Config config;
@@ -130,6 +148,7 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
     o.init_from = args.get("init-from");
   }
   apply_rope_scaling_options(args, config);
+  apply_mtp_options(args, config, o.mtp_lambda);
   o.out_dir = args.require("out");
   o.tokenizer_dir = std::filesystem::is_directory(tok_path) ? tok_path : std::filesystem::path(tok_path).parent_path().string();
   o.steps = args.get_int("steps", 1000);
@@ -184,6 +203,8 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   o.save_bf16 = args.has("save-bf16");
   o.resume = args.has("resume");
   if (o.steps < 1 || o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --steps >= 1, --seq-len >= 2, --batch-tokens >= --seq-len");
+  if (o.seq_len <= config.num_nextn_predict_layers)
+    throw UsageError("option --seq-len: must exceed the MTP depth (" + std::to_string(config.num_nextn_predict_layers) + ")");
   if (o.seq_len > config.max_position_embeddings)
     throw UsageError("option --seq-len: " + std::to_string(o.seq_len) + " exceeds the model's max_position_embeddings (" +
                      std::to_string(config.max_position_embeddings) + "); extend it with --rope-scaling yarn --rope-factor F");
@@ -217,7 +238,9 @@ int run_train(int argc, char** argv) {
             "dsv2 train (--model-config FILE | --preset NAME | --init-from DIR) --tokenizer FILE|DIR --data FILE... --out DIR "
             "[--steps N] [--seq-len N] [--batch-tokens N] [--lr X] [--resume]\n\n"
             "Context extension (DeepSeek-V2 §3.1.4): --init-from DIR --rope-scaling yarn --rope-factor F --original-max N\n"
-            "continues training a trained model at a longer --seq-len with YaRN written into its config.",
+            "continues training a trained model at a longer --seq-len with YaRN written into its config.\n"
+            "Multi-token prediction (DeepSeek-V3 §2.2): --mtp-depth D trains D MTP modules with the model (from scratch, or\n"
+            "--init-from a model without them: the modules start from random init), written as V3's model.layers.<L+k>.*.",
             {{"model-config", 0, true, "FILE      config.json of the model to train (Hugging Face fields)"},
              {"preset", 0, true, "NAME      a built-in shape: tiny, small, small-dense"},
              {"init-from", 0, true, "DIR       start from this model's weights and config (continued training; fresh optimizer, "
@@ -229,6 +252,10 @@ int run_train(int argc, char** argv) {
              {"yarn-beta-slow", 0, true, "X         YaRN beta_slow (default 1)"},
              {"mscale", 0, true, "X         YaRN mscale (default 0.707, DeepSeek-V2's)"},
              {"mscale-all-dim", 0, true, "X         YaRN mscale_all_dim (default 0.707: attention scale x (0.0707 ln F + 1)^2)"},
+             {"mtp-depth", 0, true, "D         multi-token-prediction modules to train (default: the config's num_nextn_predict_layers)"},
+             {"mtp-lambda", 0, true, "X         MTP loss weight λ at first (default 0.3, V3's)"},
+             {"mtp-lambda-later", 0, true, "X         λ after --mtp-lambda-switch (default 0.1, V3's)"},
+             {"mtp-lambda-switch", 0, true, "X         share of the run's tokens after which λ drops (default 0.676: V3's 10T of 14.8T)"},
              {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
              {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
              {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},

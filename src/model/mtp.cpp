@@ -33,11 +33,7 @@ MtpModule::MtpModule(const Model& model)
   const std::string p = "model.layers." + std::to_string(L) + ".";
   MtpWeights& w = weights_;
   auto bind = [&](const TensorSlot& slot) { bind_tensor(c, checkpoint, slot, w.converted); };
-  bind({p + "enorm.weight", {d}, nullptr, &w.enorm});
-  bind({p + "hnorm.weight", {d}, nullptr, &w.hnorm});
-  bind({p + "eh_proj.weight", {d, 2 * d}, &w.eh_proj});
-  visit_decoder_layer(c, L, p, w.block, bind);
-  bind({p + "shared_head.norm.weight", {d}, nullptr, &w.shared_head_norm});
+  visit_mtp_layer(c, 0, w.layer, bind);
   // Shared with the main model (DeepSeek-V3 §2.2); the release stores copies in the layer.
   if (checkpoint.find(p + "embed_tokens.weight"))
     bind({p + "embed_tokens.weight", {c.vocab_size, d}, &w.embed_tokens});
@@ -70,16 +66,16 @@ void MtpModule::forward(const float* hidden, const int32_t* next_ids, int64_t ro
   for (int64_t i = 0; i < rows; ++i) {
     float* row = concat + i * 2 * d;
     weights_.embed_tokens.dequantize_row(next_ids[i], row);
-    rmsnorm(row, weights_.enorm.data(), eps, 1, d, row);
-    rmsnorm(hidden + i * d, weights_.hnorm.data(), eps, 1, d, row + d);
+    rmsnorm(row, weights_.layer.enorm.data(), eps, 1, d, row);
+    rmsnorm(hidden + i * d, weights_.layer.hnorm.data(), eps, 1, d, row + d);
   }
   float* x = activations_.get(kResidual, rows * d);
   float* normed = activations_.get(kNormed, rows * d);
   float* block_out = activations_.get(kBlockOut, rows * d);
-  matmul(concat, rows, weights_.eh_proj, x);
+  matmul(concat, rows, weights_.layer.eh_proj, x);
 
   // The decoder block, as one layer of Model::run_layers, over the MTP cache's layer 0.
-  const LayerWeights& layer = weights_.block;
+  const LayerWeights& layer = weights_.layer.block;
   spans_.assign({SequenceSpan{&cache, 0, rows}});
   rmsnorm(x, layer.input_layernorm.data(), eps, rows, d, normed);
   mla_forward(block_config_, layer.self_attn, rope_, 0, normed, rows, spans_, path, block_out, attention_scratch_, plan_);
@@ -93,7 +89,7 @@ void MtpModule::forward(const float* hidden, const int32_t* next_ids, int64_t ro
   cache.set_length(cache.length() + rows);
 
   const int64_t first = last_only ? rows - 1 : 0;
-  rmsnorm(x + first * d, weights_.shared_head_norm.data(), eps, rows - first, d, normed);
+  rmsnorm(x + first * d, weights_.layer.shared_head_norm.data(), eps, rows - first, d, normed);
   if (out_hidden) std::copy(normed, normed + (rows - first) * d, out_hidden);
   matmul(normed, rows - first, weights_.shared_head_head, logits);
 }

@@ -24,12 +24,8 @@
 namespace dsv2 {
 
 struct MtpWeights {
-  WeightMatrix embed_tokens;
-  WeightVector enorm, hnorm;
-  WeightMatrix eh_proj;  // [d, 2d]: columns [0, d) read the embedding, [d, 2d) the hidden state
-  LayerWeights block;
-  WeightVector shared_head_norm;
-  WeightMatrix shared_head_head;
+  MtpLayerWeights layer;  // enorm, hnorm, eh_proj, the decoder block, shared_head.norm
+  WeightMatrix embed_tokens, shared_head_head;
   std::vector<std::vector<float>> converted;  // 1-D tensors converted to float32
 };
 

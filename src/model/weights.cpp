@@ -89,6 +89,23 @@ void for_each_tensor(const Config& c, Weights& w, const std::function<void(const
   if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
 }
 
+void visit_mtp_layer(const Config& c, int64_t depth, MtpLayerWeights& w,
+                     const std::function<void(const TensorSlot&)>& visit) {
+  const int64_t d = c.hidden_size, layer = c.num_hidden_layers + depth;
+  const std::string p = "model.layers." + std::to_string(layer) + ".";
+  visit({p + "enorm.weight", {d}, nullptr, &w.enorm});
+  visit({p + "hnorm.weight", {d}, nullptr, &w.hnorm});
+  visit({p + "eh_proj.weight", {d, 2 * d}, &w.eh_proj});
+  visit_decoder_layer(c, layer, p, w.block, visit);
+  visit({p + "shared_head.norm.weight", {d}, nullptr, &w.shared_head_norm});
+}
+
+void for_each_trained_tensor(const Config& c, Weights& w, const std::function<void(const TensorSlot&)>& visit) {
+  for_each_tensor(c, w, visit);
+  w.mtp.resize(c.num_nextn_predict_layers);
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) visit_mtp_layer(c, k, w.mtp[k], visit);
+}
+
 ParameterCounts count_parameters(const Config& config) {
   Weights shapes;
   int64_t total = 0, routed = 0;
@@ -104,7 +121,7 @@ ParameterCounts count_parameters(const Config& config) {
 
 void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer, const std::vector<int64_t>& offsets) {
   size_t i = 0;
-  for_each_tensor(config, weights, [&](const TensorSlot& slot) {
+  for_each_trained_tensor(config, weights, [&](const TensorSlot& slot) {
     const int64_t offset = offsets.at(i++);
     if (offset < 0) return;
     int64_t n = 1;

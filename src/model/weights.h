@@ -43,11 +43,23 @@ struct LayerWeights {
   MoeWeights moe;  // MoE layers
 };
 
+// One of DeepSeek-V3's multi-token-prediction modules (model/mtp.h,
+// train/mtp_train.h): the tensors it owns. Its embedding and output head are
+// the main model's (the release stores copies: model.layers.<L>.embed_tokens,
+// model.layers.<L>.shared_head.head).
+struct MtpLayerWeights {
+  WeightVector enorm, hnorm;
+  WeightMatrix eh_proj;  // [d, 2d]: columns [0, d) read the embedding, [d, 2d) the hidden state
+  LayerWeights block;
+  WeightVector shared_head_norm;
+};
+
 struct Weights {
   WeightMatrix embed_tokens;
   std::vector<LayerWeights> layers;
   WeightVector norm;
   WeightMatrix lm_head;  // = embed_tokens when tie_word_embeddings
+  std::vector<MtpLayerWeights> mtp;  // bound by for_each_trained_tensor only
   // 1-D tensors not stored as aligned float32 are converted into here.
   std::vector<std::vector<float>> converted;
 };
@@ -73,6 +85,15 @@ void for_each_tensor(const Config& config, Weights& weights, const std::function
 void visit_decoder_layer(const Config& config, int64_t layer, const std::string& prefix, LayerWeights& weights,
                          const std::function<void(const TensorSlot&)>& visit);
 
+// The tensors of MTP module `depth` (0-based), model.layers.<num_hidden_layers + depth>.*,
+// without the copies of the embedding and output head.
+void visit_mtp_layer(const Config& config, int64_t depth, MtpLayerWeights& weights,
+                     const std::function<void(const TensorSlot&)>& visit);
+
+// for_each_tensor, then the num_nextn_predict_layers MTP modules: what training
+// holds, updates and writes (inference loads the MTP layer only to draft).
+void for_each_trained_tensor(const Config& config, Weights& weights, const std::function<void(const TensorSlot&)>& visit);
+
 // Parameters the model uses (MTP layers excluded), and those one token activates:
 // everything but the routed experts it does not pick.
 struct ParameterCounts {
@@ -81,7 +102,7 @@ struct ParameterCounts {
 ParameterCounts count_parameters(const Config& config);
 
 // Points every slot at float32 storage in `buffer` (training's parameter and
-// gradient buffers): offsets[i] is where the i-th tensor of for_each_tensor
+// gradient buffers): offsets[i] is where the i-th tensor of for_each_trained_tensor
 // starts, or -1 for a tensor this process does not hold (its view stays empty).
 void bind_f32_buffer(const Config& config, Weights& weights, const float* buffer, const std::vector<int64_t>& offsets);
 

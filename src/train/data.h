@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "train/training_model.h"
+#include "train/batch.h"
 
 namespace dsv2 {
 

@@ -7,7 +7,7 @@ namespace dsv2 {
 ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlacement& experts) {
   Weights shapes;
   std::vector<ParameterInfo> all;
-  for_each_tensor(config, shapes, [&](const TensorSlot& slot) {
+  for_each_trained_tensor(config, shapes, [&](const TensorSlot& slot) {
     ParameterInfo info;
     info.name = slot.name;
     info.shape = slot.shape;

@@ -1,11 +1,12 @@
-// Training's view of the model: the parameters of for_each_tensor in one
+// Training's view of the model: the parameters of for_each_trained_tensor (the
+// model and its MTP modules) in one
 // float32 buffer, with a gradient buffer of the same layout, and Weights views
 // into both (so training code addresses tensors by their model names).
 //
 // Under expert parallelism a process holds only its share of the routed
 // experts. The buffer is laid out in two regions: [0, replicated_size()) holds
 // every tensor all ranks hold (attention, dense and shared MLPs, routers, norms,
-// embeddings), in for_each_tensor order; after it come the routed experts held
+// embeddings, MTP modules), in for_each_trained_tensor order; after it come the routed experts held
 // here. ZeRO's partitions are slices of these two regions.
 #pragma once
 
@@ -22,7 +23,7 @@ struct ParameterInfo {
   std::string name;
   std::vector<int64_t> shape;
   int64_t offset = 0, size = 0;
-  int64_t slot = 0;          // its index in for_each_tensor order
+  int64_t slot = 0;          // its index in for_each_trained_tensor order
   int64_t routed_expert = -1;
   bool decay = true;      // AdamW weight decay: matrices only, not norms or biases
   bool trained = true;    // e_score_correction_bias is updated by load balancing, not by gradients
@@ -31,8 +32,8 @@ struct ParameterInfo {
 // Where each tensor lies in the float32 buffer of a process that holds
 // `experts`' share of the routed experts (the layout described above).
 struct ParameterLayout {
-  std::vector<ParameterInfo> infos;  // the tensors held, in for_each_tensor order
-  std::vector<int64_t> offsets;      // per for_each_tensor entry: its offset, or -1 when not held
+  std::vector<ParameterInfo> infos;  // the tensors held, in for_each_trained_tensor order
+  std::vector<int64_t> offsets;      // per for_each_trained_tensor entry: its offset, or -1 when not held
   int64_t replicated_size = 0, size = 0;
 };
 ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlacement& experts);
@@ -48,7 +49,7 @@ class TrainWeights {
   const Config& config() const { return config_; }
   const dist::ExpertPlacement& placement() const { return placement_; }
   std::vector<float> values, grads;
-  const std::vector<ParameterInfo>& infos() const { return layout_.infos; }  // the tensors held here, in for_each_tensor order
+  const std::vector<ParameterInfo>& infos() const { return layout_.infos; }  // the tensors held here, in for_each_trained_tensor order
   int64_t replicated_size() const { return layout_.replicated_size; }
   const Weights& w() const { return w_; }   // views into values
   const Weights& g() const { return g_; }   // views into grads

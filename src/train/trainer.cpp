@@ -126,9 +126,8 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
       if (root) truncate_log(log_path, state.step);
     });
   } else {
-    if (o.init_from.empty())
-      tw.init(o.init_std, o.seed);
-    else  // continued training (e.g. a context extension): the weights of a trained model, a fresh optimizer
+    tw.init(o.init_std, o.seed);
+    if (!o.init_from.empty())  // continued training (e.g. a context extension): the weights of a trained model, a fresh optimizer
       dist::run_on_all_ranks(all, [&] { load_train_weights(tw, o.init_from); });
     if (root) std::ofstream(log_path, std::ios::trunc).close();
   }
@@ -154,6 +153,8 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     // train on) and keeps its share.
     const Batch batch = share_of(sampler.next(sequences_at(state.step), o.seq_len), all.rank(), all.size());
     tw.zero_grads();
+    const double mtp_lambda = o.mtp_lambda.at(static_cast<double>(state.tokens) / static_cast<double>(planned_tokens));
+    model.set_mtp_lambda(mtp_lambda);
     const StepResult r = model.run(batch, true, true);
     const auto optimizer_start = Clock::now();
     zero.reduce_gradients(tw);
@@ -165,11 +166,14 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     // V3's aux-loss-free balancing: b_i += γ·sign(mean load − load_i), for selection only
     // (the loads are the whole batch's, so every rank moves its copy the same way).
     if (o.moe.bias_update_speed > 0.0 && config.topk_method == "noaux_tc") {
-      size_t moe_index = 0;
-      for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
-        if (!config.is_moe_layer(l)) continue;
-        float* bias = mut(tw.w().layers[l].moe.e_score_correction_bias);
-        const auto& load = r.selected[moe_index++];
+      std::vector<const LayerWeights*> moe_layers;  // in StepResult::selected's order: the model's, then the MTP blocks'
+      for (const LayerWeights& layer : tw.w().layers)
+        if (layer.is_moe) moe_layers.push_back(&layer);
+      for (const MtpLayerWeights& module : tw.w().mtp)
+        if (module.block.is_moe) moe_layers.push_back(&module.block);
+      for (size_t moe_index = 0; moe_index < moe_layers.size(); ++moe_index) {
+        float* bias = mut(moe_layers[moe_index]->moe.e_score_correction_bias);
+        const auto& load = r.selected[moe_index];
         double mean = 0.0;
         for (int64_t x : load) mean += static_cast<double>(x) / load.size();
         for (size_t e = 0; e < load.size(); ++e)
@@ -201,6 +205,10 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     for (const RankReport& report : reports) {
       alltoall += report.alltoall_bytes, allreduce += report.allreduce_bytes;
       rss.push_back(report.peak_rss_bytes);
+    }
+    if (config.num_nextn_predict_layers > 0) {
+      line["mtp_loss"] = r.mtp_loss;
+      line["mtp_lambda"] = mtp_lambda;
     }
     line["ranks"] = all.size();
     line["alltoall_bytes"] = alltoall;

@@ -16,6 +16,7 @@
 #include "dist/parallel_layout.h"
 #include "train/data.h"
 #include "train/moe_train.h"
+#include "train/mtp_train.h"
 #include "train/optimizer.h"
 
 namespace dsv2 {
@@ -34,6 +35,7 @@ struct TrainerOptions {
   std::string init_from;  // a model directory whose weights the run starts from (continued training), instead of init_std
   uint64_t seed = 1;
   MoeTrainingOptions moe;
+  MtpLambda mtp_lambda;  // the MTP loss's weight (used when the config has num_nextn_predict_layers > 0)
   double never_drop_share = 0.1;
   double passkey_share = 0.0;            // share of sequences that are passkey episodes (needs `passkey`)
   std::optional<PasskeyFormat> passkey;

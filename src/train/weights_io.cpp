@@ -12,15 +12,25 @@
 namespace dsv2 {
 
 void load_train_weights(TrainWeights& tw, const std::string& dir) {
+  const Config& c = tw.config();
   const Checkpoint checkpoint(dir);
-  Weights loaded = load_weights(tw.config(), checkpoint);  // validates names, shapes and dtypes
-  std::vector<const ParameterInfo*> held;  // per for_each_tensor entry
+  Weights loaded = load_weights(c, checkpoint);  // validates names, shapes and dtypes
+  // MTP modules the checkpoint has (a model trained without MTP has none: those
+  // modules keep the values they were initialised with).
+  std::vector<bool> has_module(c.num_nextn_predict_layers);
+  loaded.mtp.resize(c.num_nextn_predict_layers);
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k) {
+    has_module[k] = checkpoint.find("model.layers." + std::to_string(c.num_hidden_layers + k) + ".eh_proj.weight") != nullptr;
+    if (has_module[k])
+      visit_mtp_layer(c, k, loaded.mtp[k], [&](const TensorSlot& slot) { bind_tensor(c, checkpoint, slot, loaded.converted); });
+  }
+  std::vector<const ParameterInfo*> held;  // per for_each_trained_tensor entry
   for (const auto& info : tw.infos()) {
     if (held.size() <= static_cast<size_t>(info.slot)) held.resize(info.slot + 1, nullptr);
     held[info.slot] = &info;
   }
   size_t i = 0;
-  for_each_tensor(tw.config(), loaded, [&](const TensorSlot& slot) {
+  auto copy = [&](const TensorSlot& slot) {
     const ParameterInfo* info = i < held.size() ? held[i] : nullptr;
     ++i;
     if (!info) return;  // a routed expert another rank holds
@@ -30,15 +40,43 @@ void load_train_weights(TrainWeights& tw, const std::string& dir) {
     } else {
       std::copy(slot.vector->values, slot.vector->values + slot.vector->size, dst);
     }
-  });
+  };
+  for_each_tensor(c, loaded, copy);
+  for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k)
+    visit_mtp_layer(c, k, loaded.mtp[k], [&](const TensorSlot& slot) {
+      if (has_module[k]) return copy(slot);
+      ++i;  // not in the checkpoint: keeps its initial value
+    });
 }
 
 void save_model_dir(const Config& config, const std::vector<ParameterValues>& tensors, const std::string& dir, bool bf16) {
   std::filesystem::create_directories(dir);
+  // V3's layout: each MTP layer carries copies of the embedding and the output
+  // head it shares with the main model, where loaders that know the layout
+  // (vLLM, SGLang) read them.
+  const int64_t L = config.num_hidden_layers;
+  std::vector<ParameterValues> all = tensors;
+  std::vector<ParameterInfo> copies;
+  copies.reserve(2 * config.num_nextn_predict_layers);
+  const ParameterValues* embed = nullptr;
+  const ParameterValues* head = nullptr;
+  for (const auto& t : tensors) {
+    if (t.info->name == "model.embed_tokens.weight") embed = &t;
+    if (t.info->name == "lm_head.weight") head = &t;
+  }
+  if (!head) head = embed;  // tied embeddings
+  for (int64_t k = 0; k < config.num_nextn_predict_layers && embed; ++k) {
+    const std::string p = "model.layers." + std::to_string(L + k) + ".";
+    for (auto [name, source] : {std::pair{"embed_tokens.weight", embed}, std::pair{"shared_head.head.weight", head}}) {
+      copies.push_back(*source->info);
+      copies.back().name = p + name;
+      all.push_back({&copies.back(), source->values});
+    }
+  }
   std::vector<TensorToWrite> out;
   std::vector<std::vector<uint16_t>> halves;
-  halves.reserve(tensors.size());
-  for (const auto& [info, src] : tensors) {
+  halves.reserve(all.size());
+  for (const auto& [info, src] : all) {
     const bool as_bf16 = bf16 && info->trained;  // the routing bias stays float32, as in DeepSeek-V3
     if (as_bf16) {
       halves.emplace_back(info->size);
