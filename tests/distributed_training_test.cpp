@@ -74,10 +74,16 @@ double expect_equivalent(const std::string& one, const std::string& many) {
   for (size_t s = 0; s < std::min(a.size(), b.size()); ++s) {
     for (const char* key : {"loss", "balance_loss", "expert_balance", "device_balance", "comm_balance", "grad_norm"})
       EXPECT_LE(relative(a[s][key].get<double>(), b[s][key].get<double>()), 1e-5) << key << " at step " << s;
+    EXPECT_EQ(a[s].contains("mtp_loss"), b[s].contains("mtp_loss"));
+    if (a[s].contains("mtp_loss") && b[s].contains("mtp_loss")) {
+      EXPECT_LE(relative(a[s]["mtp_loss"].get<double>(), b[s]["mtp_loss"].get<double>()), 1e-5) << "mtp_loss at step " << s;
+    }
     EXPECT_EQ(a[s]["dropped_share"], b[s]["dropped_share"]) << "step " << s;
     EXPECT_EQ(a[s]["max_violation"], b[s]["max_violation"]) << "step " << s;
     EXPECT_EQ(a[s]["batch_tokens"], b[s]["batch_tokens"]) << "step " << s;
-    if (a[s].contains("val_loss")) EXPECT_LE(relative(a[s]["val_loss"].get<double>(), b[s]["val_loss"].get<double>()), 1e-5);
+    if (a[s].contains("val_loss")) {
+      EXPECT_LE(relative(a[s]["val_loss"].get<double>(), b[s]["val_loss"].get<double>()), 1e-5);
+    }
     dropped += a[s]["dropped_share"].get<double>();
   }
   const auto wa = weights(one), wb = weights(many);
@@ -133,6 +139,17 @@ TEST_F(DistributedTraining, FourRanksExpertTimesDataParallelEqualTwoSimulatedDev
   EXPECT_EQ(test::read_bytes(path("again") + "/model.safetensors"), test::read_bytes(path("ep2dp2") + "/model.safetensors"));
   const auto a = metrics(path("ep2dp2")), b = metrics(path("again"));
   for (size_t s = 0; s < a.size(); ++s) EXPECT_EQ(a[s]["loss"], b[s]["loss"]) << "step " << s;
+}
+
+// The MTP module's block is an MoE layer too: its tokens go through the same
+// expert-parallel exchange, its loss and gradient through the same reductions.
+TEST_F(DistributedTraining, MtpModulesTrainOnFourRanksAsOnTwoSimulatedDevices) {
+  ASSERT_EQ(test::run_dsv2(train_args(data_, path("one")) + " --devices 2 --device-limit 1 --mtp-depth 1").exit_code, 0);
+  const auto run = test::run_mpirun("-np 4 " + test::dsv2_binary() + " " + train_args(data_, path("mtp4")) +
+                                    " --expert-parallel 2 --device-limit 1 --mtp-depth 1");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_GT(expect_equivalent(path("one"), path("mtp4")), 0.0);
+  EXPECT_TRUE(metrics(path("mtp4"))[0].contains("mtp_loss"));
 }
 
 // Rank 1 of a running job, found by its environment (Open MPI sets OMPI_COMM_WORLD_RANK).

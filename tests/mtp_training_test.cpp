@@ -81,6 +81,21 @@ TEST(MtpTraining, WritesV3LayoutDraftsAndResumesExactly) {
   ASSERT_EQ(drafted.exit_code, 0) << drafted.err;
   EXPECT_EQ(drafted.out, plain.out);
 
+  // `dsv2 quantize` keeps the module (q4: its copies of the embedding and head in q8, as the main ones).
+  for (const char* type : {"q8", "q4"}) {
+    const std::string q = dir.path(type);
+    const auto made = test::run_dsv2("quantize -m " + whole + " -o " + q + " --type " + type);
+    ASSERT_EQ(made.exit_code, 0) << made.err;
+    SafetensorsFile quantized(q + "/model.safetensors");
+    ASSERT_NE(quantized.find(p + "eh_proj.weight"), nullptr) << type;
+    EXPECT_EQ(quantized.find(p + "shared_head.head.weight")->dtype, quantized.find("lm_head.weight")->dtype) << type;
+    const std::string qgen = "generate -m " + q + " --prompt 'The old sailor' -n 24 --temperature 0 --ignore-eos";
+    const auto qplain = test::run_dsv2(qgen);
+    const auto qdrafted = test::run_dsv2(qgen + " --speculative mtp");
+    ASSERT_EQ(qdrafted.exit_code, 0) << qdrafted.err;
+    EXPECT_EQ(qdrafted.out, qplain.out) << type;
+  }
+
   // Killed after a checkpoint and resumed: the same curve and weights, bit for bit.
   const std::string killed = dir.path("killed");
   const pid_t pid = fork();
@@ -125,6 +140,30 @@ TEST(MtpTraining, InitFromAModelWithoutModulesStartsThemFresh) {
   EXPECT_EQ(config["num_nextn_predict_layers"], 1);
 }
 
+TEST(MtpTraining, FreezeModelTrainsOnlyTheModule) {
+  test::TempDir dir;
+  const std::string data = dir.path("text.txt");
+  test::write_bytes(data, test::generated_text(60000));
+  const std::string base = dir.path("base"), out = dir.path("frozen");
+  ASSERT_EQ(std::system((train_command(data, base, "--steps 4") + " 2>/dev/null >/dev/null").c_str()), 0);
+  const auto r = test::run_dsv2("train --init-from " + base + " --data " + data + " --out " + out +
+                                " --seq-len 48 --batch-tokens 768 --lr 3e-3 --warmup 2 --steps 12 --eval-every 0"
+                                " --mtp-depth 1 --freeze-model");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto lines = log_lines(out);
+  ASSERT_EQ(lines.size(), 12u);
+  EXPECT_LT(lines.back()["mtp_loss"].get<double>(), lines.front()["mtp_loss"].get<double>());
+  // Every tensor of the model is as loaded; the module's are new.
+  SafetensorsFile before(base + "/model.safetensors"), after(out + "/model.safetensors");
+  int compared = 0;
+  for (const auto& t : before.tensors()) {
+    EXPECT_EQ(tensor_bytes(after, t.name), tensor_bytes(before, t.name)) << t.name;
+    ++compared;
+  }
+  EXPECT_GT(compared, 20);
+  EXPECT_NE(after.find("model.layers.2.eh_proj.weight"), nullptr);
+}
+
 TEST(MtpTraining, RejectsBadOptions) {
   test::TempDir dir;
   const std::string data = dir.path("text.txt");
@@ -132,7 +171,7 @@ TEST(MtpTraining, RejectsBadOptions) {
   const std::string base = "train --preset tiny --tokenizer " + test::fixture("v2_lite") + " --data " + data + " --out " + dir.path("o");
   for (const char* bad : {" --mtp-depth -1", " --mtp-depth 9", " --mtp-depth x", " --mtp-lambda 0.2",
                           " --mtp-depth 1 --mtp-lambda -1", " --mtp-depth 1 --mtp-lambda-switch 2",
-                          " --mtp-depth 2 --seq-len 2"}) {
+                          " --mtp-depth 2 --seq-len 2", " --mtp-depth 1 --freeze-model"}) {
     const auto r = test::run_dsv2(base + bad);
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
     std::string err = r.err;

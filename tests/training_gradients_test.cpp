@@ -55,7 +55,9 @@ TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
   tw.zero_grads();
   const StepResult r = model.run(batch_from(batches, 0), /*training=*/true, /*backward=*/true);
   EXPECT_NEAR(r.loss, batches["loss0"].get<double>(), 1e-5);
-  if (config.num_nextn_predict_layers > 0) EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
+  if (config.num_nextn_predict_layers > 0) {
+    EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
+  }
 
   SafetensorsFile expected(dir + "/grads.safetensors");
   int checked = 0;
@@ -69,6 +71,43 @@ TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
     ++checked;
   }
   EXPECT_GT(checked, 20);
+}
+
+// With the model frozen (--freeze-model) the modules' gradients are the same
+// (they do not depend on whether the model takes one) and the model gets none.
+TEST(TrainingReferenceMtp, FrozenModelGivesTheModulesTheirGradientsAndTheModelNone) {
+  const std::string dir = test::fixture("training/v3_mtp");
+  const auto batches = nlohmann::json::parse(test::read_bytes(dir + "/batch.json"));
+  TrainWeights tw(fixture_config(dir, batches));
+  load_train_weights(tw, dir);
+  TrainingModel model(tw, MoeTrainingOptions{});
+  set_mtp_lambda(model, batches);
+  model.set_freeze_model(true);
+  tw.zero_grads();
+  const StepResult r = model.run(batch_from(batches, 0), true, true);
+  EXPECT_NEAR(r.loss, batches["loss0"].get<double>(), 1e-5);
+  EXPECT_NEAR(r.mtp_loss, batches["mtp_loss0"].get<double>(), 1e-5);
+  SafetensorsFile expected(dir + "/grads.safetensors");
+  int modules = 0;
+  for (const auto& info : tw.infos()) {
+    const float* got = tw.grads.data() + info.offset;
+    if (!info.mtp) {
+      for (int64_t i = 0; i < info.size; ++i) ASSERT_EQ(got[i], 0.0f) << info.name;
+      continue;
+    }
+    if (!info.trained) continue;
+    const TensorInfo* t = expected.find(info.name);
+    ASSERT_NE(t, nullptr) << info.name;
+    const float* want = reinterpret_cast<const float*>(t->data);
+    double max_want = 0.0, max_diff = 0.0;
+    for (int64_t i = 0; i < info.size; ++i) {
+      max_want = std::max(max_want, std::fabs(double(want[i])));
+      max_diff = std::max(max_diff, std::fabs(double(want[i]) - got[i]));
+    }
+    EXPECT_LE(max_diff, 1e-4 * max_want + 1e-9) << info.name;
+    ++modules;
+  }
+  EXPECT_GT(modules, 20);
 }
 
 TEST_P(TrainingReference, AdamWTrajectoryMatchesTorch) {

@@ -114,6 +114,8 @@ void apply_mtp_options(const Args& args, Config& config, MtpLambda& lambda) {
   if (config.num_nextn_predict_layers == 0 &&
       (args.has("mtp-lambda") || args.has("mtp-lambda-later") || args.has("mtp-lambda-switch")))
     throw UsageError("options --mtp-lambda*: the model has no MTP modules (give --mtp-depth D)");
+  if (args.has("freeze-model") && (config.num_nextn_predict_layers == 0 || !args.has("init-from")))
+    throw UsageError("option --freeze-model: trains only MTP modules on a trained model (give --init-from DIR and --mtp-depth D)");
 }
 
 // Everything `dsv2 train` needs before its first step, from the command line.
@@ -202,6 +204,7 @@ TrainSetup parse_train_setup(const Args& args, int ranks) {
   o.checkpoint_every = args.get_int("checkpoint-every", 100);
   o.save_bf16 = args.has("save-bf16");
   o.resume = args.has("resume");
+  o.freeze_model = args.has("freeze-model");
   if (o.steps < 1 || o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --steps >= 1, --seq-len >= 2, --batch-tokens >= --seq-len");
   if (o.seq_len <= config.num_nextn_predict_layers)
     throw UsageError("option --seq-len: must exceed the MTP depth (" + std::to_string(config.num_nextn_predict_layers) + ")");
@@ -256,6 +259,7 @@ int run_train(int argc, char** argv) {
              {"mtp-lambda", 0, true, "X         MTP loss weight λ at first (default 0.3, V3's)"},
              {"mtp-lambda-later", 0, true, "X         λ after --mtp-lambda-switch (default 0.1, V3's)"},
              {"mtp-lambda-switch", 0, true, "X         share of the run's tokens after which λ drops (default 0.676: V3's 10T of 14.8T)"},
+             {"freeze-model", 0, false, "          train only the MTP modules; the --init-from model (embedding and head included) stays fixed"},
              {"tokenizer", 0, true, "PATH      tokenizer.json or its directory (copied into --out)"},
              {"data", 'd', true, "FILE      UTF-8 text (repeatable; more files may follow), or one .bin from pretokenize"},
              {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <string_view>
 #include <vector>
 
 #include "core/error.h"
@@ -34,16 +35,21 @@ std::string config_json_for_storage(const std::string& config_text, DType target
 }
 
 DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target) {
-  const bool router = name.size() >= 16 && name.compare(name.size() - 16, 16, ".mlp.gate.weight") == 0;
+  auto ends_with = [&](std::string_view tail) {
+    return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const bool router = ends_with(".mlp.gate.weight");
+  // The main model's, and the copies an MTP layer carries (model.layers.<L>.embed_tokens, .shared_head.head).
+  const bool embedding_or_head = ends_with("embed_tokens.weight") || name == "lm_head.weight" || ends_with(".shared_head.head.weight");
   // As DeepSeek-V3 ships: embedding, LM head and router in bfloat16, every other matrix fp8.
   if (target == DType::F8_E4M3)
-    return router || name == "model.embed_tokens.weight" || name == "lm_head.weight" ? DType::BF16 : target;
+    return router || embedding_or_head ? DType::BF16 : target;
   if (!is_block_quantized(target)) return target;
   // The router stays float32: it is tiny, and 8-bit activations in its matmul
   // would flip near-tied expert choices.
   if (router) return DType::F32;
   if (shape[1] % kQuantBlock != 0) return DType::BF16;
-  if (target == DType::U8 && (name == "model.embed_tokens.weight" || name == "lm_head.weight")) return DType::I8;
+  if (target == DType::U8 && embedding_or_head) return DType::I8;
   return target;
 }
 
@@ -131,15 +137,35 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
   };
   std::vector<TensorSpec> specs;
   std::vector<Source> sources;
-  // Visiting bound weights again keeps their views (the layer vectors already have their size).
-  for_each_tensor(config, weights, [&](const TensorSlot& slot) {
+  auto add = [&](const TensorSlot& slot) {
     const DType type = slot.matrix ? stored_matrix_type(slot.name, slot.shape, target) : DType::F32;
     if (slot.matrix)
       add_matrix_specs(slot.name, slot.shape, type, specs);
     else
       specs.push_back({slot.name, type, slot.shape});
     sources.push_back({slot.matrix, slot.vector, type});
-  });
+  };
+  // Visiting bound weights again keeps their views (the layer vectors already have their size).
+  for_each_tensor(config, weights, add);
+  // The MTP layers the checkpoint has whole (drafting needs them), their copies
+  // of the embedding and head included.
+  const int64_t d = config.hidden_size;
+  weights.mtp.resize(config.num_nextn_predict_layers);
+  std::vector<WeightMatrix> copies(2 * config.num_nextn_predict_layers);
+  for (int64_t k = 0; k < config.num_nextn_predict_layers; ++k) {
+    const std::string p = "model.layers." + std::to_string(config.num_hidden_layers + k) + ".";
+    std::vector<TensorSlot> slots;
+    visit_mtp_layer(config, k, weights.mtp[k], [&](const TensorSlot& slot) { slots.push_back(slot); });
+    // A layer some checkpoints carry only in part (no drafting possible) is dropped as before.
+    if (!std::all_of(slots.begin(), slots.end(), [&](const TensorSlot& slot) { return checkpoint.find(slot.name); }))
+      continue;
+    for (const char* name : {"embed_tokens.weight", "shared_head.head.weight"})
+      if (checkpoint.find(p + name)) slots.push_back({p + name, {config.vocab_size, d}, &copies[2 * k + (name[0] == 's')]});
+    for (const TensorSlot& slot : slots) {
+      bind_tensor(config, checkpoint, slot, weights.converted);
+      add(slot);
+    }
+  }
 
   fs::create_directories(out_dir);
   SafetensorsWriter writer((fs::path(out_dir) / "model.safetensors").string(), specs);

@@ -25,7 +25,8 @@ constexpr int64_t kFp8Block = 128;
 // docs/FORMATS.md). Matrices whose width is not a multiple of 32 stay BF16
 // under q8/q4; under q4 the embedding and LM head are stored q8. 1-D tensors
 // (norms, the noaux_tc bias) are written as float32. float8 block scales are
-// folded into the weights, MTP layers are dropped. config.json, tokenizer and
+// folded into the weights. Complete MTP layers are converted the same way
+// (their copies of the embedding and head as those); partial ones are dropped. config.json, tokenizer and
 // generation files are carried over. F32 and BF16 outputs load in
 // transformers; q8 and q4 are for dsv2 only.
 // `progress(done, total)` is called after each tensor.

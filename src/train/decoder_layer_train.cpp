@@ -9,6 +9,7 @@
 #include "ops/elementwise.h"
 #include "ops/gemm.h"
 #include "ops/matmul.h"
+#include "train/train_weights.h"
 
 namespace dsv2 {
 
@@ -64,13 +65,13 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
     mlp_train_backward(w.mlp, g.mlp, a.h_ffn.data(), N, a.mlp, dx, d_h);
   seconds.ffn_backward += seconds_since(phase_start);
   rmsnorm_backward(a.x_mid.data(), w.post_attention_layernorm.data(), eps, N, d, d_h, dx,
-                   const_cast<float*>(g.post_attention_layernorm.values));
+                   mut(g.post_attention_layernorm));
   std::fill(d_h, d_h + N * d, 0.0f);
   phase_start = Clock::now();
   mla_train_backward(c, ctx.rope, w.self_attn, g.self_attn, a.h_attn.data(), B, T, a.mla, dx, d_h, ctx.positions);
   seconds.attention_backward += seconds_since(phase_start);
   rmsnorm_backward(a.x_in.data(), w.input_layernorm.data(), eps, N, d, d_h, dx,
-                   const_cast<float*>(g.input_layernorm.values));
+                   mut(g.input_layernorm));
 }
 
 double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
@@ -102,7 +103,7 @@ double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int
       if (token_losses) token_losses->push_back(chunk_losses[i]);
     }
     if (d_h) {
-      linear_backward_weight(logits.data(), n, h + start * d, V, d, g_head);
+      if (g_head) linear_backward_weight(logits.data(), n, h + start * d, V, d, g_head);
       linear_backward_input(logits.data(), n, head, V, d, d_h + start * d, false);
     }
   }

@@ -54,8 +54,8 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
 
 // Cross-entropy of head(h) against targets over n rows (target -1: not counted),
 // a chunk of rows at a time (logits never exist for all rows). With a
-// gradient: d(grad_scale · Σ losses) is added into g_head and written into d_h
-// (which may be null when there is no backward). Returns Σ of the counted
+// gradient: d(grad_scale · Σ losses) is written into d_h and added into g_head
+// (d_h null: no backward; g_head null: the head is frozen). Returns Σ of the counted
 // rows' losses; appends each row's loss to token_losses when given.
 double head_cross_entropy(const float* h, const int32_t* targets, int64_t n, int64_t d, int64_t vocab,
                           const float* head, float* g_head, float grad_scale, float* d_h,

@@ -20,12 +20,12 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 }  // namespace
 
 MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const Weights& g, const Batch& batch,
-                         const dist::Communicator* batch_group, const float* h_final, float* d_h_final, double lambda,
-                         std::vector<MtpDepthActivations>& acts, PhaseSeconds& seconds) {
+                         const dist::Communicator* batch_group, const float* h_final, bool backward, float* d_h_final,
+                         double lambda, std::vector<MtpDepthActivations>& acts, PhaseSeconds& seconds) {
   const Config& c = main_ctx.config;
   const int64_t D = c.num_nextn_predict_layers, B = batch.batch, T = batch.seq_len, d = c.hidden_size, V = c.vocab_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
-  const bool backward = d_h_final != nullptr;
+  const bool train_shared = backward && d_h_final;  // the embedding and head are the main model's
   require(T > D, "training: --seq-len " + std::to_string(T) + " leaves no rows for " + std::to_string(D) +
                      " MTP module(s) (it must exceed the MTP depth)");
   MtpResult result;
@@ -72,7 +72,7 @@ MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const W
     const float scale = counted[k - 1] > 0 ? static_cast<float>(lambda / D / counted[k - 1]) : 0.0f;
     a.d_h_out.assign(backward ? rows * d : 0, 0.0f);
     double loss_sum = head_cross_entropy(a.h_out.data(), a.targets.data(), rows, d, V, f32(w.lm_head),
-                                         backward ? mut(g.lm_head) : nullptr, scale,
+                                         train_shared ? mut(g.lm_head) : nullptr, scale,
                                          backward ? a.d_h_out.data() : nullptr, nullptr);
     if (batch_group) loss_sum = batch_group->sum(loss_sum);
     if (counted[k - 1] > 0) result.loss += loss_sum / counted[k - 1] / D;
@@ -99,13 +99,16 @@ MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const W
     std::vector<float> d_half(rows * d), d_in(rows * d, 0.0f);
     for (int64_t r = 0; r < rows; ++r) std::copy_n(d_concat.data() + r * 2 * d, d, d_half.data() + r * d);
     rmsnorm_backward(a.emb.data(), m.enorm.data(), eps, rows, d, d_half.data(), d_in.data(), mut(mg.enorm));
-    float* d_embed = mut(g.embed_tokens);
-    for (int64_t r = 0; r < rows; ++r)
-      axpy(1.0f, d_in.data() + r * d, d_embed + static_cast<int64_t>(a.next_ids[r]) * d, d);
+    if (train_shared) {
+      float* d_embed = mut(g.embed_tokens);
+      for (int64_t r = 0; r < rows; ++r)
+        axpy(1.0f, d_in.data() + r * d, d_embed + static_cast<int64_t>(a.next_ids[r]) * d, d);
+    }
     for (int64_t r = 0; r < rows; ++r) std::copy_n(d_concat.data() + r * 2 * d + d, d, d_half.data() + r * d);
     std::fill(d_in.begin(), d_in.end(), 0.0f);
     rmsnorm_backward(a.h_prev.data(), m.hnorm.data(), eps, rows, d, d_half.data(), d_in.data(), mut(mg.hnorm));
     float* d_prev = k == 1 ? d_h_final : acts[k - 2].d_h_out.data();
+    if (!d_prev) break;  // the frozen main model takes no gradient
     const int64_t prev_len = T - (k - 1);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t i = 0; i < Tk; ++i) axpy(1.0f, d_in.data() + (b * Tk + i) * d, d_prev + (b * prev_len + i) * d, d);

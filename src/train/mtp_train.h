@@ -42,11 +42,13 @@ struct MtpResult {
   std::vector<MoeStats> moe_stats;  // per module with an MoE block
 };
 
-// Forward (and, when d_h_final is given, backward) of every MTP module on the
-// batch. h_final: [B·T, d] the main model's rows after model.norm; d_h_final
-// receives d(λ/D·Σ L^k)/d h_final (added). Parameter gradients go into g.
+// Forward and (when `backward`) backward of every MTP module on the batch.
+// h_final: [B·T, d] the main model's rows after model.norm. d_h_final receives
+// d(λ/D·Σ L^k)/d h_final (added), and the shared embedding and head their
+// gradients; when it is null the main model is frozen (--freeze-model) and
+// only the modules' own parameters get gradients (into g).
 MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const Weights& g, const Batch& batch,
-                         const dist::Communicator* batch_group, const float* h_final, float* d_h_final, double lambda,
-                         std::vector<MtpDepthActivations>& acts, PhaseSeconds& seconds);
+                         const dist::Communicator* batch_group, const float* h_final, bool backward, float* d_h_final,
+                         double lambda, std::vector<MtpDepthActivations>& acts, PhaseSeconds& seconds);
 
 }  // namespace dsv2

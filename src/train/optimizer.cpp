@@ -17,12 +17,12 @@ std::vector<ParameterRange> all_or(const TrainWeights& weights, std::vector<Para
 }
 
 // Calls piece(info, begin, end, at) for each part [begin, end) of a trained
-// tensor inside an owned range, tensors in for_each_tensor order; `at` is the
+// tensor inside an owned range, tensors in for_each_trained_tensor order; `at` is the
 // part's position in the owned ranges laid end to end (the moments' index).
 template <class Piece>
 void for_each_owned_piece(const TrainWeights& weights, const std::vector<ParameterRange>& owned, Piece&& piece) {
   for (const auto& info : weights.infos()) {
-    if (!info.trained) continue;
+    if (!info.trained || info.frozen) continue;
     int64_t at = 0;
     for (const ParameterRange& r : owned) {
       const int64_t begin = std::max(r.begin, info.offset), end = std::min(r.end, info.offset + info.size);

@@ -7,6 +7,8 @@ namespace dsv2 {
 ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlacement& experts) {
   Weights shapes;
   std::vector<ParameterInfo> all;
+  int64_t main_tensors = 0;
+  for_each_tensor(config, shapes, [&](const TensorSlot&) { ++main_tensors; });
   for_each_trained_tensor(config, shapes, [&](const TensorSlot& slot) {
     ParameterInfo info;
     info.name = slot.name;
@@ -17,6 +19,7 @@ ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlaceme
     info.routed_expert = slot.routed_expert;
     info.decay = slot.shape.size() == 2;
     info.trained = info.name.find("e_score_correction_bias") == std::string::npos;
+    info.mtp = info.slot >= main_tensors;
     all.push_back(info);
   });
   // Two passes: the replicated tensors first, then the routed experts held here.
@@ -63,6 +66,10 @@ void TrainWeights::init(float std, uint64_t seed) {
     const bool is_norm = info.name.find("norm") != std::string::npos;
     for (int64_t i = 0; i < info.size; ++i) p[i] = info.shape.size() == 2 ? normal(rng) : (is_norm ? 1.0f : 0.0f);
   }
+}
+
+void TrainWeights::freeze_all_but_mtp() {
+  for (auto& info : layout_.infos) info.frozen = !info.mtp;
 }
 
 void TrainWeights::zero_grads() { std::fill(grads.begin(), grads.end(), 0.0f); }

@@ -27,6 +27,8 @@ struct ParameterInfo {
   int64_t routed_expert = -1;
   bool decay = true;      // AdamW weight decay: matrices only, not norms or biases
   bool trained = true;    // e_score_correction_bias is updated by load balancing, not by gradients
+  bool frozen = false;    // fixed for this run (--freeze-model: everything but the MTP modules)
+  bool mtp = false;       // part of an MTP module
 };
 
 // Where each tensor lies in the float32 buffer of a process that holds
@@ -59,6 +61,8 @@ class TrainWeights {
   // std 0.006). Each tensor draws from its own stream (seed, its index), so a
   // rank holding some experts gets the values one process holding all would.
   void init(float std, uint64_t seed);
+  // Marks every tensor outside the MTP modules frozen: the optimizer leaves it as it is.
+  void freeze_all_but_mtp();
   void zero_grads();
 
  private:

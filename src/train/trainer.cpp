@@ -110,13 +110,16 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
   });
   if (all.size() > 1) check_shared_directory(o.out_dir, all);
   TrainWeights tw(config, layout.placement);
+  if (o.freeze_model) tw.freeze_all_but_mtp();
   const ZeroPartition zero(tw, layout);
   AdamW adam(tw, o.adam, zero.owned());
   TrainingModel model(tw, o.moe, &layout);
+  model.set_freeze_model(o.freeze_model);
   BatchSampler own_sampler(data.train, o.seed, o.never_drop_share, o.passkey_share, o.passkey ? &*o.passkey : nullptr);
   BatchSource& sampler = o.batches ? *o.batches : own_sampler;
   const std::string option_record = nlohmann::json({{"steps", o.steps}, {"seq_len", o.seq_len}, {"batch_tokens", o.batch_tokens},
-                                                    {"lr", o.lr.peak}, {"seed", o.seed}}).dump();
+                                                    {"lr", o.lr.peak}, {"seed", o.seed},
+                                                    {"freeze_model", o.freeze_model}}).dump();
   TrainingState state;
   const std::string log_path = (fs::path(o.out_dir) / "metrics.jsonl").string();
   if (o.resume && fs::exists(fs::path(o.out_dir) / "latest")) {
@@ -168,10 +171,11 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     if (o.moe.bias_update_speed > 0.0 && config.topk_method == "noaux_tc") {
       std::vector<const LayerWeights*> moe_layers;  // in StepResult::selected's order: the model's, then the MTP blocks'
       for (const LayerWeights& layer : tw.w().layers)
-        if (layer.is_moe) moe_layers.push_back(&layer);
+        if (layer.is_moe) moe_layers.push_back(o.freeze_model ? nullptr : &layer);
       for (const MtpLayerWeights& module : tw.w().mtp)
         if (module.block.is_moe) moe_layers.push_back(&module.block);
       for (size_t moe_index = 0; moe_index < moe_layers.size(); ++moe_index) {
+        if (!moe_layers[moe_index]) continue;  // frozen
         float* bias = mut(moe_layers[moe_index]->moe.e_score_correction_bias);
         const auto& load = r.selected[moe_index];
         double mean = 0.0;

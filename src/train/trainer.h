@@ -36,6 +36,7 @@ struct TrainerOptions {
   uint64_t seed = 1;
   MoeTrainingOptions moe;
   MtpLambda mtp_lambda;  // the MTP loss's weight (used when the config has num_nextn_predict_layers > 0)
+  bool freeze_model = false;  // train only the MTP modules (the model as loaded stays fixed)
   double never_drop_share = 0.1;
   double passkey_share = 0.0;            // share of sequences that are passkey episodes (needs `passkey`)
   std::optional<PasskeyFormat> passkey;

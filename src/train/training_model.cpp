@@ -99,14 +99,16 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
 
   // Final norm, LM head and cross-entropy.
   const auto head_start = Clock::now();
-  std::vector<float> h_final(N * d), d_h_final(backward ? N * d : 0, 0.0f);
+  // With the model frozen (--freeze-model) only the MTP modules take gradients.
+  const bool model_backward = backward && !freeze_model_;
+  std::vector<float> h_final(N * d), d_h_final(model_backward ? N * d : 0, 0.0f);
   rmsnorm(x.data(), w.norm.data(), eps, N, d, h_final.data());
   for (int32_t t : batch.targets) result.targets += t >= 0;
   if (batch.global_targets > 0) result.targets = batch.global_targets;
   require(result.targets > 0, "training batch: no targets");
   double loss_sum = head_cross_entropy(h_final.data(), batch.targets.data(), N, d, V, f32(w.lm_head),
-                                       backward ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
-                                       backward ? d_h_final.data() : nullptr,
+                                       model_backward ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
+                                       model_backward ? d_h_final.data() : nullptr,
                                        keep_token_losses ? &result.token_losses : nullptr);
   if (batch_group_) loss_sum = batch_group_->sum(loss_sum);
   result.loss = loss_sum / result.targets;
@@ -115,8 +117,8 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
 
   // The MTP modules (V3 §2.2) add their loss and, through h_final, its gradient.
   if (backward && c.num_nextn_predict_layers > 0) {
-    const MtpResult mtp = mtp_train_step(ctx, w, g, batch, batch_group_, h_final.data(), d_h_final.data(), mtp_lambda_,
-                                         mtp_acts_, result.seconds);
+    const MtpResult mtp = mtp_train_step(ctx, w, g, batch, batch_group_, h_final.data(), true,
+                                         model_backward ? d_h_final.data() : nullptr, mtp_lambda_, mtp_acts_, result.seconds);
     result.mtp_loss = mtp.loss;
     result.objective += mtp_lambda_ * mtp.loss;
     for (const MoeStats& stats : mtp.moe_stats) add_moe_stats(stats);
@@ -128,7 +130,7 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     result.dropped_share = assignments ? static_cast<double>(dropped) / assignments : 0.0;
   }
 
-  if (!backward) return result;
+  if (!model_backward) return result;
 
   // Backward through the final norm and the layers.
   const auto norm_start = Clock::now();

@@ -46,6 +46,9 @@ class TrainingModel {
 
   // λ, the MTP loss's weight in the objective (the trainer follows MtpLambda).
   void set_mtp_lambda(double lambda) { mtp_lambda_ = lambda; }
+  // Backward reaches only the MTP modules: the model, its embedding and head
+  // included, is fixed (an MTP module trained on a frozen model).
+  void set_freeze_model(bool freeze) { freeze_model_ = freeze; }
 
  private:
   TrainWeights& tw_;
@@ -58,6 +61,7 @@ class TrainingModel {
   std::vector<LayerActivations> acts_;
   std::vector<MtpDepthActivations> mtp_acts_;
   double mtp_lambda_ = 0.3;
+  bool freeze_model_ = false;
 };
 
 }  // namespace dsv2
