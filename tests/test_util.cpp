@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -110,6 +111,25 @@ Diff compare(const std::vector<float>& a, const std::vector<float>& b) {
   }
   if (a.size() != b.size()) d.max_abs_diff = INFINITY;
   return d;
+}
+
+testing::AssertionResult gradient_near(const std::string& name, const float* got, const float* want, int64_t n,
+                                       double relative) {
+  double max_want = 0.0, max_diff = 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    max_want = std::max(max_want, std::fabs(double(want[i])));
+    max_diff = std::max(max_diff, std::fabs(double(want[i]) - got[i]));
+  }
+  if (max_diff <= relative * max_want + 1e-9) return testing::AssertionSuccess();
+  return testing::AssertionFailure() << name << ": max |diff| " << max_diff << " over max |grad| " << max_want;
+}
+
+std::vector<double> logged_losses(const std::string& out_dir) {
+  std::vector<double> v;
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);)
+    if (!line.empty()) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  return v;
 }
 
 }  // namespace dsv2::test

@@ -2,6 +2,9 @@
 // running the dsv2 binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -49,5 +52,13 @@ struct Diff {
   float max_abs_diff, max_abs_ref;
 };
 Diff compare(const std::vector<float>& a, const std::vector<float>& b);
+
+// Gradients of one tensor: max |got − want| ≤ `relative` × max |want| (+1e-9, for all-zero tensors).
+// The message names the tensor and both maxima.
+testing::AssertionResult gradient_near(const std::string& name, const float* got, const float* want, int64_t n,
+                                       double relative = 1e-4);
+
+// The "loss" of every line of DIR/metrics.jsonl (dsv2 train and dsv2 sft).
+std::vector<double> logged_losses(const std::string& out_dir);
 
 }  // namespace dsv2::test

@@ -38,13 +38,7 @@ std::string train_command(const std::string& data, const std::string& out, bool 
          (resume ? " --resume" : "");
 }
 
-std::vector<double> losses(const std::string& out) {
-  std::vector<double> v;
-  std::ifstream in(out + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
-  return v;
-}
+std::vector<double> losses(const std::string& out) { return test::logged_losses(out); }
 
 // Complete lines in the metrics log so far (safe to call while the run writes it).
 size_t logged_steps(const std::string& out) {

@@ -66,15 +66,8 @@ TEST_P(TrainingReference, GradientsMatchTorchAutograd) {
     const TensorInfo* t = expected.find(info.name);
     ASSERT_NE(t, nullptr) << info.name;
     ASSERT_EQ(t->numel(), info.size) << info.name;
-    const float* want = reinterpret_cast<const float*>(t->data);
-    const float* got = tw.grads.data() + info.offset;
-    double max_want = 0.0, max_diff = 0.0;
-    for (int64_t i = 0; i < info.size; ++i) {
-      max_want = std::max(max_want, std::fabs(double(want[i])));
-      max_diff = std::max(max_diff, std::fabs(double(want[i]) - got[i]));
-    }
     // 1e-4 relative to the tensor's largest gradient (fp32 on both sides).
-    EXPECT_LE(max_diff, 1e-4 * max_want + 1e-9) << info.name << " max |grad| " << max_want;
+    EXPECT_TRUE(test::gradient_near(info.name, tw.grads.data() + info.offset, reinterpret_cast<const float*>(t->data), info.size));
     ++checked;
   }
   EXPECT_GT(checked, 20);

@@ -101,9 +101,9 @@ def init_weights(model):
                 b.copy_(0.1 * torch.randn(b.shape))
 
 
-def start_case(name, extra, seed):
-    """An empty output directory, the seeded generator and the case's config fields."""
-    out = os.path.join(ROOT, name)
+def start_case(name, extra, seed, root=ROOT):
+    """An empty output directory (root/name), the seeded generator and the case's config fields."""
+    out = os.path.join(root, name)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
     torch.manual_seed(seed)

@@ -41,6 +41,7 @@ constexpr Command kCommands[] = {
     {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes", false},
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
     {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
+    {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens", false},
 };
 
 // One line on stderr for a failed command: the usage hint for exit code 2.

@@ -10,6 +10,10 @@ struct Batch {
   int64_t batch = 0, seq_len = 0;
   std::vector<int32_t> inputs, targets;  // [batch, seq_len] each; target -1 = ignored
   std::vector<uint8_t> droppable;        // per sequence: may its tokens be dropped (token dropping)
+  // [batch, seq_len] RoPE position of each token, or empty for 0..seq_len-1 in
+  // every sequence. Packed SFT sequences restart at 0 with each conversation,
+  // which also confines attention to it (mla_train.h).
+  std::vector<int32_t> positions;
   // This process's place in the step's whole batch (data parallelism): its
   // first sequence, and the sequences and counted targets of the whole batch
   // (0: this batch is the whole batch).

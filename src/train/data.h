@@ -59,16 +59,26 @@ struct PasskeyFormat {
   static PasskeyFormat from(const Tokenizer& tokenizer);
 };
 
-class BatchSampler {
+// Where the trainer's batches come from; its state is saved with every
+// checkpoint so that a resumed run continues with the same batches.
+class BatchSource {
+ public:
+  virtual ~BatchSource() = default;
+  virtual Batch next(int64_t sequences, int64_t seq_len) = 0;
+  virtual std::string state() const = 0;
+  virtual void set_state(const std::string& state) = 0;
+};
+
+class BatchSampler : public BatchSource {
  public:
   // With `passkey` and passkey_share > 0, that share of the sequences are
   // passkey episodes (PasskeyFormat) instead of plain windows.
   BatchSampler(const TokenStream& stream, uint64_t seed, double never_drop_share, double passkey_share = 0.0,
                const PasskeyFormat* passkey = nullptr);
   // `sequences` random windows of seq_len + 1 tokens.
-  Batch next(int64_t sequences, int64_t seq_len);
-  std::string state() const;  // the generator, for checkpoints
-  void set_state(const std::string& state);
+  Batch next(int64_t sequences, int64_t seq_len) override;
+  std::string state() const override;  // the generator, for checkpoints
+  void set_state(const std::string& state) override;
 
  private:
   // seq_len + 1 tokens: a window of text with a needle inside and the question and answer at the end.

@@ -36,7 +36,7 @@ void decoder_layer_train_forward(const LayerContext& ctx, const LayerWeights& w,
   a.h_attn.resize(N * d);
   rmsnorm(x, w.input_layernorm.data(), eps, N, d, a.h_attn.data());
   auto phase_start = Clock::now();
-  mla_train_forward(c, ctx.rope, w.self_attn, a.h_attn.data(), B, T, a.mla, block);
+  mla_train_forward(c, ctx.rope, w.self_attn, a.h_attn.data(), B, T, a.mla, block, ctx.positions);
   seconds.attention_forward += seconds_since(phase_start);
   add_into(x, block, N * d);
   a.x_mid.assign(x, x + N * d);
@@ -68,7 +68,7 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
                    mut(g.post_attention_layernorm));
   std::fill(d_h, d_h + N * d, 0.0f);
   phase_start = Clock::now();
-  mla_train_backward(c, ctx.rope, w.self_attn, g.self_attn, a.h_attn.data(), B, T, a.mla, dx, d_h);
+  mla_train_backward(c, ctx.rope, w.self_attn, g.self_attn, a.h_attn.data(), B, T, a.mla, dx, d_h, ctx.positions);
   seconds.attention_backward += seconds_since(phase_start);
   rmsnorm_backward(a.x_in.data(), w.input_layernorm.data(), eps, N, d, d_h, dx,
                    mut(g.input_layernorm));

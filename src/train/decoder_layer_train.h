@@ -39,6 +39,7 @@ struct LayerContext {
   int64_t batch, seq_len;  // x holds batch × seq_len rows
   const std::vector<uint8_t>& droppable;  // per sequence (token dropping)
   bool training;
+  const int32_t* positions = nullptr;  // [B·T] RoPE positions of packed documents (Batch::positions), or null
 };
 
 // x [B·T, d] in place: x += MLA(norm(x)); x += FFN(norm(x)). `block` is scratch

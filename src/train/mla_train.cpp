@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "ops/backward.h"
 #include "ops/elementwise.h"
@@ -43,13 +44,46 @@ constexpr int64_t kKeyBlock = 256;
 // Tokens per thread chunk of the per-token loops (RoPE, latent norm).
 constexpr int64_t kRowGrain = 32;
 
-// Keys of query row t within the tile starting at key c0, `cols` wide (causal).
-int64_t visible_keys(int64_t t, int64_t c0, int64_t cols) { return std::clamp<int64_t>(t - c0 + 1, 0, cols); }
+// The keys query t sees within the tile of keys [c0, c0 + cols): those of
+// [first, t] (causal, and from the start of its packed document), as an
+// offset into the tile and a count (0: none).
+struct KeyRange {
+  int64_t begin, count;
+};
+KeyRange visible_keys(int64_t first, int64_t t, int64_t c0, int64_t cols) {
+  const int64_t lo = std::clamp<int64_t>(first - c0, 0, cols), hi = std::clamp<int64_t>(t - c0 + 1, 0, cols);
+  return {lo, std::max<int64_t>(0, hi - lo)};
+}
+
+// The first key each query of a sequence may see: 0 without packing, else the
+// start of its document (t − its position).
+struct FirstKeys {
+  const int32_t* positions;  // of this sequence, or null
+  int64_t operator()(int64_t t) const { return positions ? t - positions[t] : 0; }
+  // Key tiles before the one holding the first query's first key are skipped
+  // (documents start in order, so no later query reaches further back).
+  int64_t first_tile(int64_t r0) const { return (*this)(r0) / kKeyBlock * kKeyBlock; }
+};
+
+int64_t position_of(const int32_t* positions, int64_t n, int64_t T) { return positions ? positions[n] : n % T; }
+
+// Positions must restart at 0 for each packed document and count up by one
+// inside it; anything else would let a query see keys it should not.
+void check_positions(const int32_t* positions, int64_t B, int64_t T) {
+  if (!positions) return;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < T; ++t) {
+      const int32_t p = positions[b * T + t];
+      require(p == 0 || (t > 0 && p == positions[b * T + t - 1] + 1),
+              "training attention: positions must start at 0 and count up within each packed document");
+    }
+}
 
 }  // namespace
 
 void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights& w, const float* h, int64_t B, int64_t T,
-                       MlaActivations& a, float* out) {
+                       MlaActivations& a, float* out, const int32_t* positions) {
+  check_positions(positions, B, T);
   const Dims dm(c);
   const int64_t N = B * T, d = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -69,7 +103,7 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
   a.k_rope.resize(N * dm.rope);
   parallel_for(N, kRowGrain, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      const int64_t pos = n % T;
+      const int64_t pos = position_of(positions, n, T);
       rope.apply(a.q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, pos);
       const float* row = a.kv_a.data() + n * (dm.latent + dm.rope);
       rmsnorm(row, w.kv_a_layernorm.data(), eps, 1, dm.latent, a.c_kv.data() + n * dm.latent);
@@ -101,27 +135,29 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
       gather_keys(dm, kv, a.k_rope.data() + b * T * dm.rope, hd, T, keys.data());
       float* o = a.heads.data() + b * T * ldo + hd * dm.v;
       float* lse = a.lse.data() + job * T;
+      const FirstKeys first{positions ? positions + b * T : nullptr};
       for (int64_t r0 = 0; r0 < T; r0 += kQueryBlock) {  // queries [r0, r1) see keys [0, r1)
         const int64_t rows = std::min(kQueryBlock, T - r0), r1 = r0 + rows;
         std::fill(max.begin(), max.end(), -std::numeric_limits<float>::infinity());
         std::fill(sum.begin(), sum.end(), 0.0f);
         std::fill(acc.begin(), acc.end(), 0.0f);
-        for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+        for (int64_t c0 = first.first_tile(r0); c0 < r1; c0 += kKeyBlock) {
           const int64_t cols = std::min(kKeyBlock, r1 - c0);
           gemm(false, true, rows, cols, dm.qk, scale, q + r0 * ldq, ldq, keys.data() + c0 * dm.qk, dm.qk, 0.0f, s.data(),
                cols);
           // Online softmax: rescale what the earlier tiles gave, add this tile's terms.
           for (int64_t i = 0; i < rows; ++i) {
             float* row = s.data() + i * cols;
-            const int64_t visible = visible_keys(r0 + i, c0, cols);
-            if (visible == 0) {  // none of this tile: its weights are 0 (not exp(-inf) products)
+            const KeyRange seen = visible_keys(first(r0 + i), r0 + i, c0, cols);
+            if (seen.count == 0) {  // none of this tile: its weights are 0 (not exp(-inf) products)
               std::fill(row, row + cols, 0.0f);
               continue;
             }
-            const float new_max = std::max(max[i], max_value(row, visible));
+            const float new_max = std::max(max[i], max_value(row + seen.begin, seen.count));
             const float rescale = std::exp(max[i] - new_max);  // 0 on the first tile
-            sum[i] = sum[i] * rescale + exp_shifted_sum(row, visible, new_max);
-            std::fill(row + visible, row + cols, 0.0f);
+            sum[i] = sum[i] * rescale + exp_shifted_sum(row + seen.begin, seen.count, new_max);
+            std::fill(row, row + seen.begin, 0.0f);
+            std::fill(row + seen.begin + seen.count, row + cols, 0.0f);
             if (rescale != 1.0f)
               for (int64_t x = 0; x < dm.v; ++x) acc[i * dm.v + x] *= rescale;
             max[i] = new_max;
@@ -146,7 +182,8 @@ void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights
 }
 
 void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeights& w, const AttentionWeights& g,
-                        const float* h, int64_t B, int64_t T, const MlaActivations& a, const float* dout, float* dh) {
+                        const float* h, int64_t B, int64_t T, const MlaActivations& a, const float* dout, float* dh,
+                        const int32_t* positions) {
   const Dims dm(c);
   const int64_t N = B * T, d = c.hidden_size;
   const float eps = static_cast<float>(c.rms_norm_eps);
@@ -180,10 +217,11 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
       std::fill(d_keys.begin(), d_keys.end(), 0.0f);
       float* d_v = d_kv.data() + b * T * dm.kv_width + hd * (dm.nope + dm.v) + dm.nope;
       float* dq = d_q.data() + b * T * ldq + hd * dm.qk;
+      const FirstKeys first{positions ? positions + b * T : nullptr};
       for (int64_t r0 = 0; r0 < T; r0 += kQueryBlock) {
         const int64_t rows = std::min(kQueryBlock, T - r0), r1 = r0 + rows;
         for (int64_t i = 0; i < rows; ++i) row_dot[i] = dot(d_o + (r0 + i) * ldo, o + (r0 + i) * ldo, dm.v);
-        for (int64_t c0 = 0; c0 < r1; c0 += kKeyBlock) {
+        for (int64_t c0 = first.first_tile(r0); c0 < r1; c0 += kKeyBlock) {
           const int64_t cols = std::min(kKeyBlock, r1 - c0);
           if (!a.probs.empty()) {  // kept by the forward pass (one tile: c0 = 0, cols = r1)
             const float* kept = a.probs.data() + (job * T + r0) * T;
@@ -193,9 +231,10 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
                  cols);
             for (int64_t i = 0; i < rows; ++i) {
               float* row = p.data() + i * cols;
-              const int64_t visible = visible_keys(r0 + i, c0, cols);
-              exp_shifted_sum(row, visible, lse[r0 + i]);  // P = exp(S − lse); the sum is 1
-              std::fill(row + visible, row + cols, 0.0f);
+              const KeyRange seen = visible_keys(first(r0 + i), r0 + i, c0, cols);
+              exp_shifted_sum(row + seen.begin, seen.count, lse[r0 + i]);  // P = exp(S − lse); the sum is 1
+              std::fill(row, row + seen.begin, 0.0f);
+              std::fill(row + seen.begin + seen.count, row + cols, 0.0f);
             }
           }
           gemm(true, false, cols, dm.v, rows, 1.0f, p.data(), cols, d_o + r0 * ldo, ldo, 1.0f, d_v + c0 * dm.kv_width,
@@ -241,10 +280,11 @@ void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeight
                    mut(g.kv_a_layernorm));
   parallel_for(N, kRowGrain, [&](int64_t n0, int64_t n1) {
     for (int64_t n = n0; n < n1; ++n) {
-      rope.apply_backward(d_k_rope.data() + n * dm.rope, 1, dm.rope, n % T);
+      const int64_t pos = position_of(positions, n, T);
+      rope.apply_backward(d_k_rope.data() + n * dm.rope, 1, dm.rope, pos);
       for (int64_t i = 0; i < dm.latent; ++i) d_kv_a[n * (dm.latent + dm.rope) + i] = d_norm_in[n * dm.latent + i];
       for (int64_t i = 0; i < dm.rope; ++i) d_kv_a[n * (dm.latent + dm.rope) + dm.latent + i] = d_k_rope[n * dm.rope + i];
-      rope.apply_backward(d_q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, n % T);
+      rope.apply_backward(d_q.data() + n * dm.heads * dm.qk + dm.nope, dm.heads, dm.qk, pos);
     }
   });
   linear_backward_weight(d_kv_a.data(), N, h, dm.latent + dm.rope, d, mut(g.kv_a_proj_with_mqa));

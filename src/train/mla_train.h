@@ -31,13 +31,17 @@ struct MlaActivations {
 };
 
 // h: [B·T, hidden] (normalised input); sequences of length T are independent.
+// positions: [B·T] RoPE position of each token, or null for 0..T-1 in every
+// sequence. A sequence may pack several documents (SFT): position 0 starts
+// one, and a token attends only to the keys of its own document (from t −
+// positions[t] to t), so packed documents see exactly what they would alone.
 void mla_train_forward(const Config& c, const Rope& rope, const AttentionWeights& w, const float* h, int64_t batch,
-                       int64_t seq_len, MlaActivations& a, float* out);
+                       int64_t seq_len, MlaActivations& a, float* out, const int32_t* positions = nullptr);
 
 // Adds the parameter gradients into `g` (views of the gradient buffer) and the
 // input gradient into dh.
 void mla_train_backward(const Config& c, const Rope& rope, const AttentionWeights& w, const AttentionWeights& g,
                         const float* h, int64_t batch, int64_t seq_len, const MlaActivations& a, const float* dout,
-                        float* dh);
+                        float* dh, const int32_t* positions = nullptr);
 
 }  // namespace dsv2

@@ -115,7 +115,8 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
   AdamW adam(tw, o.adam, zero.owned());
   TrainingModel model(tw, o.moe, &layout);
   model.set_freeze_model(o.freeze_model);
-  BatchSampler sampler(data.train, o.seed, o.never_drop_share, o.passkey_share, o.passkey ? &*o.passkey : nullptr);
+  BatchSampler own_sampler(data.train, o.seed, o.never_drop_share, o.passkey_share, o.passkey ? &*o.passkey : nullptr);
+  BatchSource& sampler = o.batches ? *o.batches : own_sampler;
   const std::string option_record = nlohmann::json({{"steps", o.steps}, {"seq_len", o.seq_len}, {"batch_tokens", o.batch_tokens},
                                                     {"lr", o.lr.peak}, {"seed", o.seed},
                                                     {"freeze_model", o.freeze_model}}).dump();

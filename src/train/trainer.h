@@ -44,6 +44,9 @@ struct TrainerOptions {
   int64_t checkpoint_every = 100;
   bool resume = false;
   bool save_bf16 = false;  // also write the root model.safetensors in bfloat16 at the end
+  // Where the steps' batches come from instead of random windows of data.train
+  // (SFT's packed conversations); null: a BatchSampler over data.train.
+  BatchSource* batches = nullptr;
 };
 
 // Trains `config` on `data` as one rank of `layout` (every rank passes the

@@ -27,6 +27,7 @@ Batch share_of(const Batch& whole, int rank, int ranks) {
   b.inputs.assign(whole.inputs.begin() + first * T, whole.inputs.begin() + end * T);
   b.targets.assign(whole.targets.begin() + first * T, whole.targets.begin() + end * T);
   b.droppable.assign(whole.droppable.begin() + first, whole.droppable.begin() + end);
+  if (!whole.positions.empty()) b.positions.assign(whole.positions.begin() + first * T, whole.positions.begin() + end * T);
   b.first_sequence = whole.first_sequence + first;
   b.global_sequences = whole.global_sequences > 0 ? whole.global_sequences : S;
   b.global_targets = whole.global_targets;
@@ -60,6 +61,11 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   require(static_cast<int64_t>(batch.inputs.size()) == N && static_cast<int64_t>(batch.targets.size()) == N,
           "training batch: inputs/targets do not match batch × seq_len");
   for (int32_t id : batch.inputs) require(id >= 0 && id < V, "training batch: token id " + std::to_string(id) + " outside the vocabulary");
+  require(batch.positions.empty() || static_cast<int64_t>(batch.positions.size()) == N,
+          "training batch: positions do not match batch × seq_len");
+  // The MTP modules' shifted sequences would cross the packed documents' boundaries.
+  require(batch.positions.empty() || c.num_nextn_predict_layers == 0,
+          "training batch: packed documents (positions) with MTP modules are not supported");
 
   StepResult result;
   std::vector<LayerActivations>& acts = acts_;
@@ -69,7 +75,8 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
 
   std::vector<float> block(N * d);
   const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
-  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training};
+  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
+  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
   int64_t moe_layers = 0, dropped = 0, assignments = 0;
   auto add_moe_stats = [&](const MoeStats& stats) {
     ++moe_layers;
