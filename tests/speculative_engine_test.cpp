@@ -140,7 +140,9 @@ TEST_F(SpeculativeEngine, MostlyRightDraftsAreAcceptedAndRolledBack) {
     EXPECT_GT(st.accepted_tokens, st.drafted_tokens / 4);  // two of three drafts are right
     EXPECT_LT(st.accepted_tokens, st.drafted_tokens);
     // Fewer steps than tokens: accepted drafts came with the verification.
-    if (!together) EXPECT_LT(st.speculative_steps, st.generated_tokens - static_cast<int64_t>(prompts_.size()));
+    if (!together) {
+      EXPECT_LT(st.speculative_steps, st.generated_tokens - static_cast<int64_t>(prompts_.size()));
+    }
   }
 }
 
