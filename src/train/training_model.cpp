@@ -3,13 +3,10 @@
 #include <chrono>
 #include <cmath>
 
-
 #include "core/error.h"
-#include "core/parallel.h"
 #include "dist/communicator.h"
 #include "ops/backward.h"
 #include "ops/elementwise.h"
-#include "ops/gemm.h"
 #include "ops/matmul.h"
 
 namespace dsv2 {
