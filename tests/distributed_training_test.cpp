@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -42,14 +41,6 @@ class DistributedTraining : public ::testing::Test {
   const std::string data_ = dir_.path("text.txt");
 };
 
-std::vector<nlohmann::json> metrics(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(out + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
-}
-
 std::map<std::string, std::vector<float>> weights(const std::string& dir) {
   SafetensorsFile file(dir + "/model.safetensors");
   std::map<std::string, std::vector<float>> out;
@@ -67,7 +58,7 @@ double relative(double a, double b) { return std::fabs(a - b) / std::max(std::fa
 // relative and the same discrete decisions (drops, loads); every tensor within
 // 1e-5 relative (L2). Returns the share of assignments dropped over the run.
 double expect_equivalent(const std::string& one, const std::string& many) {
-  const auto a = metrics(one), b = metrics(many);
+  const auto a = test::logged_lines(one), b = test::logged_lines(many);
   EXPECT_EQ(a.size(), 20u);
   EXPECT_EQ(b.size(), a.size());
   double dropped = 0.0;
@@ -107,12 +98,12 @@ TEST_F(DistributedTraining, ExpertParallelOnTwoRanksEqualsTwoSimulatedDevices) {
                                     " --expert-parallel 2 --device-limit 1");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_GT(expect_equivalent(path("one"), path("ep2")), 0.0) << "token dropping should have dropped something";
-  const auto m = metrics(path("ep2"));
+  const auto m = test::logged_lines(path("ep2"));
   EXPECT_EQ(m[0]["ranks"], 2);
   EXPECT_GT(m[0]["alltoall_bytes"].get<int64_t>(), 0);
   EXPECT_GT(m[0]["allreduce_bytes"].get<int64_t>(), 0);
   EXPECT_EQ(m[0]["rank_peak_rss_bytes"].size(), 2u);
-  EXPECT_EQ(metrics(path("one"))[0]["alltoall_bytes"], 0);
+  EXPECT_EQ(test::logged_lines(path("one"))[0]["alltoall_bytes"], 0);
   // The output is an ordinary model directory for one process.
   const auto gen = test::run_dsv2("generate -m " + path("ep2") + " --prompt 'The old sailor' -n 4 --temperature 0 --ignore-eos");
   EXPECT_EQ(gen.exit_code, 0) << gen.err;
@@ -123,7 +114,7 @@ TEST_F(DistributedTraining, DataParallelOnTwoRanksEqualsOneProcess) {
   const auto run = test::run_mpirun("-np 2 " + test::dsv2_binary() + " " + train_args(data_, path("dp2")));
   ASSERT_EQ(run.exit_code, 0) << run.err;
   expect_equivalent(path("one"), path("dp2"));
-  EXPECT_EQ(metrics(path("dp2"))[0]["alltoall_bytes"], 0) << "no expert parallelism, no token exchange";
+  EXPECT_EQ(test::logged_lines(path("dp2"))[0]["alltoall_bytes"], 0) << "no expert parallelism, no token exchange";
 }
 
 TEST_F(DistributedTraining, FourRanksExpertTimesDataParallelEqualTwoSimulatedDevices) {
@@ -137,7 +128,7 @@ TEST_F(DistributedTraining, FourRanksExpertTimesDataParallelEqualTwoSimulatedDev
                                       " --expert-parallel 2 --device-limit 1");
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_EQ(test::read_bytes(path("again") + "/model.safetensors"), test::read_bytes(path("ep2dp2") + "/model.safetensors"));
-  const auto a = metrics(path("ep2dp2")), b = metrics(path("again"));
+  const auto a = test::logged_lines(path("ep2dp2")), b = test::logged_lines(path("again"));
   for (size_t s = 0; s < a.size(); ++s) EXPECT_EQ(a[s]["loss"], b[s]["loss"]) << "step " << s;
 }
 
@@ -149,7 +140,7 @@ TEST_F(DistributedTraining, MtpModulesTrainOnFourRanksAsOnTwoSimulatedDevices) {
                                     " --expert-parallel 2 --device-limit 1 --mtp-depth 1");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_GT(expect_equivalent(path("one"), path("mtp4")), 0.0);
-  EXPECT_TRUE(metrics(path("mtp4"))[0].contains("mtp_loss"));
+  EXPECT_TRUE(test::logged_lines(path("mtp4"))[0].contains("mtp_loss"));
 }
 
 // Rank 1 of a running job, found by its environment (Open MPI sets OMPI_COMM_WORLD_RANK).
@@ -196,18 +187,18 @@ TEST_F(DistributedTraining, KilledRankEndsTheJobAndResumeIsBitIdentical) {
     _exit(127);
   }
   // After the checkpoint at step 14 and before the end, kill rank 1.
-  for (int i = 0; i < 6000 && metrics(out).size() < 17; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  for (int i = 0; i < 6000 && test::logged_lines(out).size() < 17; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   const pid_t rank1 = find_rank(1, out);
   ASSERT_GT(rank1, 0) << "rank 1 not found";
   kill(rank1, SIGKILL);
   const int code = wait_with_timeout(pid, 60);
   ASSERT_NE(code, -1) << "the job hung after a rank was killed";
   EXPECT_NE(code, 0);
-  ASSERT_LT(metrics(out).size(), 40u) << "the kill came after the end";
+  ASSERT_LT(test::logged_lines(out).size(), 40u) << "the kill came after the end";
   EXPECT_TRUE(fs::exists(out + "/latest"));
   const auto resumed = test::run_mpirun(launch + train_args(data_, out, 40) + flags + " --resume");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
-  const auto a = metrics(path("whole")), b = metrics(out);
+  const auto a = test::logged_lines(path("whole")), b = test::logged_lines(out);
   ASSERT_EQ(a.size(), b.size());
   for (size_t s = 0; s < a.size(); ++s) EXPECT_EQ(a[s]["loss"], b[s]["loss"]) << "step " << s;
   EXPECT_EQ(test::read_bytes(out + "/model.safetensors"), test::read_bytes(path("whole") + "/model.safetensors"));

@@ -11,7 +11,6 @@
 #include <cctype>
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -24,14 +23,6 @@ namespace {
 std::string train_command(const std::string& data, const std::string& out, const std::string& extra) {
   return std::string(DSV2_BINARY) + " train --preset tiny --tokenizer " + test::fixture("v2_lite") + " --data " + data +
          " --out " + out + " --seq-len 48 --batch-tokens 768 --lr 3e-3 --eval-every 10 --threads 2 " + extra;
-}
-
-std::vector<nlohmann::json> log_lines(const std::string& out) {
-  std::vector<nlohmann::json> lines;
-  std::ifstream in(out + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) lines.push_back(nlohmann::json::parse(line));
-  return lines;
 }
 
 std::vector<uint8_t> tensor_bytes(const SafetensorsFile& file, const std::string& name) {
@@ -50,7 +41,7 @@ TEST(MtpTraining, WritesV3LayoutDraftsAndResumesExactly) {
   ASSERT_EQ(std::system((train_command(data, whole, options) + " 2>/dev/null >/dev/null").c_str()), 0);
 
   // The log: the MTP loss every step, λ = 0.3 for the first half of the tokens, then 0.1.
-  const auto lines = log_lines(whole);
+  const auto lines = test::logged_lines(whole);
   ASSERT_EQ(lines.size(), 24u);
   for (size_t s = 0; s < lines.size(); ++s) {
     ASSERT_TRUE(lines[s].contains("mtp_loss")) << s;
@@ -104,12 +95,12 @@ TEST(MtpTraining, WritesV3LayoutDraftsAndResumesExactly) {
           nullptr);
     _exit(127);
   }
-  for (int i = 0; i < 120000 && log_lines(killed).size() < 13; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  for (int i = 0; i < 120000 && test::logged_lines(killed).size() < 13; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
   kill(pid, SIGKILL);
   int status = 0;
   waitpid(pid, &status, 0);
   ASSERT_EQ(std::system((train_command(data, killed, options + " --resume") + " 2>/dev/null >/dev/null").c_str()), 0);
-  const auto resumed = log_lines(killed);
+  const auto resumed = test::logged_lines(killed);
   ASSERT_EQ(resumed.size(), lines.size());
   for (size_t s = 0; s < lines.size(); ++s) {
     EXPECT_EQ(resumed[s]["loss"], lines[s]["loss"]) << s;
@@ -133,9 +124,9 @@ TEST(MtpTraining, InitFromAModelWithoutModulesStartsThemFresh) {
                                 " --seq-len 48 --batch-tokens 768 --mtp-depth 1" + cont);
   ASSERT_EQ(a.exit_code, 0) << a.err;
   ASSERT_EQ(b.exit_code, 0) << b.err;
-  EXPECT_EQ(log_lines(with_mtp)[0]["loss"], log_lines(plain)[0]["loss"]);
-  EXPECT_FALSE(log_lines(plain)[0].contains("mtp_loss"));
-  EXPECT_GT(log_lines(with_mtp)[0]["mtp_loss"].get<double>(), 0.0);
+  EXPECT_EQ(test::logged_lines(with_mtp)[0]["loss"], test::logged_lines(plain)[0]["loss"]);
+  EXPECT_FALSE(test::logged_lines(plain)[0].contains("mtp_loss"));
+  EXPECT_GT(test::logged_lines(with_mtp)[0]["mtp_loss"].get<double>(), 0.0);
   const auto config = nlohmann::json::parse(test::read_bytes(with_mtp + "/config.json"));
   EXPECT_EQ(config["num_nextn_predict_layers"], 1);
 }
@@ -150,7 +141,7 @@ TEST(MtpTraining, FreezeModelTrainsOnlyTheModule) {
                                 " --seq-len 48 --batch-tokens 768 --lr 3e-3 --warmup 2 --steps 12 --eval-every 0"
                                 " --mtp-depth 1 --freeze-model");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto lines = log_lines(out);
+  const auto lines = test::logged_lines(out);
   ASSERT_EQ(lines.size(), 12u);
   EXPECT_LT(lines.back()["mtp_loss"].get<double>(), lines.front()["mtp_loss"].get<double>());
   // Every tensor of the model is as loaded; the module's are new.

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
@@ -124,11 +125,19 @@ testing::AssertionResult gradient_near(const std::string& name, const float* got
   return testing::AssertionFailure() << name << ": max |diff| " << max_diff << " over max |grad| " << max_want;
 }
 
+std::vector<nlohmann::json> logged_lines(const std::string& out_dir) {
+  // Only lines their newline has completed: a run may be writing the last one.
+  std::ifstream in(out_dir + "/metrics.jsonl");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::vector<nlohmann::json> lines;
+  for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)
+    if (end > start) lines.push_back(nlohmann::json::parse(text.substr(start, end - start)));
+  return lines;
+}
+
 std::vector<double> logged_losses(const std::string& out_dir) {
   std::vector<double> v;
-  std::ifstream in(out_dir + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);)
-    if (!line.empty()) v.push_back(nlohmann::json::parse(line)["loss"].get<double>());
+  for (const nlohmann::json& line : logged_lines(out_dir)) v.push_back(line["loss"].get<double>());
   return v;
 }
 

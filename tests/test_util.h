@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace dsv2::test {
 
 std::string fixture(const std::string& relative);  // tests/fixtures/<relative>
@@ -58,7 +60,10 @@ Diff compare(const std::vector<float>& a, const std::vector<float>& b);
 testing::AssertionResult gradient_near(const std::string& name, const float* got, const float* want, int64_t n,
                                        double relative = 1e-4);
 
-// The "loss" of every line of DIR/metrics.jsonl (dsv2 train and dsv2 sft).
+// Every complete line of DIR/metrics.jsonl (dsv2 train and dsv2 sft), parsed;
+// safe to call while a run appends to it.
+std::vector<nlohmann::json> logged_lines(const std::string& out_dir);
+// The "loss" of every line of DIR/metrics.jsonl.
 std::vector<double> logged_losses(const std::string& out_dir);
 
 }  // namespace dsv2::test
