@@ -151,7 +151,7 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
   // of the embedding and head included.
   const int64_t d = config.hidden_size;
   weights.mtp.resize(config.num_nextn_predict_layers);
-  std::vector<WeightMatrix> copies(2 * config.num_nextn_predict_layers);
+  std::vector<WeightMatrix> copies(2 * config.num_nextn_predict_layers);  // per layer: embed_tokens, shared_head.head
   for (int64_t k = 0; k < config.num_nextn_predict_layers; ++k) {
     const std::string p = "model.layers." + std::to_string(config.num_hidden_layers + k) + ".";
     std::vector<TensorSlot> slots;
@@ -159,8 +159,9 @@ void convert_model_dir(const std::string& in_dir, const std::string& out_dir, DT
     // A layer some checkpoints carry only in part (no drafting possible) is dropped as before.
     if (!std::all_of(slots.begin(), slots.end(), [&](const TensorSlot& slot) { return checkpoint.find(slot.name); }))
       continue;
-    for (const char* name : {"embed_tokens.weight", "shared_head.head.weight"})
-      if (checkpoint.find(p + name)) slots.push_back({p + name, {config.vocab_size, d}, &copies[2 * k + (name[0] == 's')]});
+    const char* copy_names[] = {"embed_tokens.weight", "shared_head.head.weight"};
+    for (int i = 0; i < 2; ++i)
+      if (checkpoint.find(p + copy_names[i])) slots.push_back({p + copy_names[i], {config.vocab_size, d}, &copies[2 * k + i]});
     for (const TensorSlot& slot : slots) {
       bind_tensor(config, checkpoint, slot, weights.converted);
       add(slot);

@@ -28,6 +28,10 @@ MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const W
   const bool train_shared = backward && d_h_final;  // the embedding and head are the main model's
   require(T > D, "training: --seq-len " + std::to_string(T) + " leaves no rows for " + std::to_string(D) +
                      " MTP module(s) (it must exceed the MTP depth)");
+  // Module k runs on sequences of T − k rows.
+  auto context = [&](int64_t Tk) {
+    return LayerContext{c, main_ctx.rope, main_ctx.options, main_ctx.moe, B, Tk, main_ctx.droppable, main_ctx.training};
+  };
   MtpResult result;
   acts.resize(D);
   std::vector<int64_t> counted(D);
@@ -60,10 +64,9 @@ MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const W
 
     a.x_out.resize(rows * d);
     linear_forward(a.concat.data(), rows, f32(m.eh_proj), d, 2 * d, a.x_out.data());
-    const LayerContext ctx{c, main_ctx.rope, main_ctx.options, main_ctx.moe, B, Tk, main_ctx.droppable, main_ctx.training};
     MoeStats stats;
     std::vector<float> scratch(rows * d);
-    decoder_layer_train_forward(ctx, m.block, a.x_out.data(), scratch.data(), a.block, stats, seconds);
+    decoder_layer_train_forward(context(Tk), m.block, a.x_out.data(), scratch.data(), a.block, stats, seconds);
     if (m.block.is_moe) result.moe_stats.push_back(stats);
     a.h_out.resize(rows * d);
     rmsnorm(a.x_out.data(), m.shared_head_norm.data(), eps, rows, d, a.h_out.data());
@@ -90,8 +93,7 @@ MtpResult mtp_train_step(const LayerContext& main_ctx, const Weights& w, const W
     std::vector<float> dx(rows * d, 0.0f), scratch(rows * d);
     rmsnorm_backward(a.x_out.data(), m.shared_head_norm.data(), eps, rows, d, a.d_h_out.data(), dx.data(),
                      mut(mg.shared_head_norm));
-    const LayerContext ctx{c, main_ctx.rope, main_ctx.options, main_ctx.moe, B, Tk, main_ctx.droppable, main_ctx.training};
-    decoder_layer_train_backward(ctx, m.block, mg.block, a.block, dx.data(), scratch.data(), seconds);
+    decoder_layer_train_backward(context(Tk), m.block, mg.block, a.block, dx.data(), scratch.data(), seconds);
     std::vector<float> d_concat(rows * 2 * d);
     linear_backward_weight(dx.data(), rows, a.concat.data(), d, 2 * d, mut(mg.eh_proj));
     linear_backward_input(dx.data(), rows, f32(m.eh_proj), d, 2 * d, d_concat.data(), false);
