@@ -8,13 +8,17 @@ model=$1 prompts=$2 group=${3:-8} per_step=${4:-2} new=${5:-64} steps=${6:-4}
 dsv2=${DSV2:-build/dsv2}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "dsv2 generate alone, $new tokens, 3 runs (tokens/s):"
+echo "dsv2 generate alone (the model as stored), $new tokens, 3 runs (tokens/s):"
 for i in 1 2 3; do
   nice "$dsv2" generate -m "$model" -p "What is 3 + 4?" -n "$new" --ignore-eos --stats --seed "$i" 2>&1 >/dev/null | tail -1
 done
 echo "dsv2 grpo: $steps steps of $per_step prompts x $group completions, up to $new new tokens each:"
 nice "$dsv2" grpo -m "$model" --prompts "$prompts" --out "$out/grpo" --reward exact-answer --group "$group" \
   --prompts-per-step "$per_step" --max-new-tokens "$new" --steps "$steps" >/dev/null 2>&1
+echo "dsv2 generate alone on the GRPO output (float32 weights, as GRPO samples), 3 runs (tokens/s):"
+for i in 1 2 3; do
+  nice "$dsv2" generate -m "$out/grpo" -p "What is 3 + 4?" -n "$new" --ignore-eos --stats --seed "$i" 2>&1 >/dev/null | tail -1
+done
 python3 - "$out/grpo/metrics.jsonl" <<'PY'
 import json, sys
 lines = [json.loads(l) for l in open(sys.argv[1])]

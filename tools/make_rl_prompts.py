@@ -14,14 +14,13 @@ Each question asks for a last line "Answer: X" (“答案：X”), which `--rewa
 Usage: python3 tools/make_rl_prompts.py --out rl.jsonl [--count 5000] [--seed 1] [--kinds tasks,corpus]
        [--held-out] [--validation-share 0.02] [--corpus DIR]
 """
-import argparse
 import json
 import os
 import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sft_data import DEFAULT_CORPUS, corpus_task, load_corpus, task  # noqa: E402
+from make_sft_data import corpus_task, parse_args, task  # noqa: E402
 
 OPEN_ENDED = ("Continue this", "续写这段文字", "请接着写下去")
 
@@ -36,19 +35,7 @@ def prompt_line(question, answer):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--kinds", default="tasks,corpus")
-    ap.add_argument("--validation-share", type=float, default=0.02)
-    ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
-    args = ap.parse_args()
-    kinds = args.kinds.split(",")
-    files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
-    if "corpus" in kinds and not files:
-        raise SystemExit(f"{args.corpus}: no corpus files found (give --corpus DIR or --kinds tasks)")
+    args, kinds, files = parse_args(__doc__, 5000, "tasks,corpus")
     rng = random.Random(args.seed)
     tmp = args.out + ".tmp"
     written = 0

@@ -166,13 +166,14 @@ def task_item(rng):
     return chat(*task(rng)[:2])
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(doc, count, kinds):
+    """The options this tool and make_rl_prompts.py share; returns (args, kinds, corpus files)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=count)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--kinds", default="corpus,tasks")
+    ap.add_argument("--kinds", default=kinds)
     ap.add_argument("--validation-share", type=float, default=0.02)
     ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
     args = ap.parse_args()
@@ -180,6 +181,11 @@ def main():
     files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
     if "corpus" in kinds and not files:
         raise SystemExit(f"{args.corpus}: no corpus files found (give --corpus DIR or --kinds tasks)")
+    return args, kinds, files
+
+
+def main():
+    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks")
     rng = random.Random(args.seed)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
