@@ -8,15 +8,15 @@ model=$1 prompts=$2 group=${3:-8} per_step=${4:-2} new=${5:-64} steps=${6:-4}
 dsv2=${DSV2:-build/dsv2}
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
-echo "dsv2 generate alone (the model as stored), $new tokens, 3 runs (tokens/s):"
-for i in 1 2 3; do
+echo "dsv2 generate alone (the model as stored), $new tokens, ${RUNS:-3} runs (tokens/s):"
+for i in $(seq ${RUNS:-3}); do
   nice "$dsv2" generate -m "$model" -p "What is 3 + 4?" -n "$new" --ignore-eos --stats --seed "$i" 2>&1 >/dev/null | tail -1
 done
 echo "dsv2 grpo: $steps steps of $per_step prompts x $group completions, up to $new new tokens each:"
 nice "$dsv2" grpo -m "$model" --prompts "$prompts" --out "$out/grpo" --reward exact-answer --group "$group" \
   --prompts-per-step "$per_step" --max-new-tokens "$new" --steps "$steps" >/dev/null 2>&1
-echo "dsv2 generate alone on the GRPO output (float32 weights, as GRPO samples), 3 runs (tokens/s):"
-for i in 1 2 3; do
+echo "dsv2 generate alone on the GRPO output (float32 weights, as GRPO samples), ${RUNS:-3} runs (tokens/s):"
+for i in $(seq ${RUNS:-3}); do
   nice "$dsv2" generate -m "$out/grpo" -p "What is 3 + 4?" -n "$new" --ignore-eos --stats --seed "$i" 2>&1 >/dev/null | tail -1
 done
 python3 - "$out/grpo/metrics.jsonl" <<'PY'
@@ -32,5 +32,7 @@ rest = lines[1:] or lines  # the first step also faults the weights in
 tot = {k: sum(l["seconds"][k] for l in rest) for k in keys}
 print("share of the step after step 0: " + ", ".join(f"{k} {100 * tot[k] / tot['step']:.0f}%" for k in keys[:-1]
                                                    if k != "prefill"))
-print(f"sampled tokens/s after step 0: {sum(l['completion_tokens'] for l in rest) / tot['sampling']:.0f}")
+rates = sorted(l["sampled_tokens_per_s"] for l in rest)
+print(f"sampled tokens/s after step 0: {sum(l['completion_tokens'] for l in rest) / tot['sampling']:.0f} overall, "
+      f"best step {rates[-1]:.0f}, median step {rates[len(rates) // 2]:.0f}")
 PY
