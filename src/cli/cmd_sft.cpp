@@ -1,8 +1,10 @@
 // dsv2 sft: supervised fine-tuning of a trained model on conversations
 // (train/sft_data.h), through the same loop as dsv2 train (train/trainer.h):
 // metrics.jsonl, progress line, checkpoints, exact resume. docs/ALIGNMENT.md.
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -16,7 +18,7 @@ namespace dsv2::cli {
 int run_sft(int argc, char** argv) {
   Args args(argc, argv,
             "dsv2 sft -m BASE --data FILE.jsonl... --out DIR [--epochs N] [--lr X] [--seq-len N] [--batch-tokens N] "
-            "[--resume]\n\n"
+            "[--validation FILE.jsonl...] [--resume]\n\n"
             "Fine-tunes BASE on conversations, one JSON object per line: {\"messages\": [{\"role\": \"user\", "
             "\"content\": \"...\"}, {\"role\": \"assistant\", \"content\": \"...\"}]}, rendered with BASE's chat "
             "template. Only the assistant's tokens are in the loss; conversations are packed several to a sequence, "
@@ -32,6 +34,9 @@ int run_sft(int argc, char** argv) {
                                   "the model's max_position_embeddings)"},
              {"batch-tokens", 0, true, "N         tokens per step (default 8192: 8 sequences of 1024)"},
              {"seed", 0, true, "N         seed for the order of the conversations in each epoch (default 1)"},
+             {"validation", 0, true, "FILE      held-out conversations (repeatable): their loss on the assistant tokens is "
+                                     "logged as val_loss every --eval-every steps and at the end"},
+             {"eval-every", 0, true, "N         steps between validations (default 100; with --validation)"},
              {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
              {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
              {"resume", 0, false, "          continue from the last checkpoint in --out (same command)"},
@@ -56,7 +61,7 @@ int run_sft(int argc, char** argv) {
   o.checkpoint_every = args.get_int("checkpoint-every", 100);
   o.save_bf16 = args.has("save-bf16");
   o.resume = args.has("resume");
-  o.eval_every = 0;  // the held-out windows of dsv2 train are text, not conversations
+  o.eval_every = 0;  // dsv2 train's held-out windows are text; SFT validates on --validation conversations
   if (epochs < 1) throw UsageError("option --epochs: must be at least 1");
   if (o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --seq-len >= 2 and --batch-tokens >= --seq-len");
   if (!(o.lr.peak > 0)) throw UsageError("option --lr: must be positive");
@@ -75,6 +80,17 @@ int run_sft(int argc, char** argv) {
   const int32_t pad = tokenizer->pad_id() >= 0 ? tokenizer->pad_id() : std::max(0, tokenizer->eos_id());
   SftBatches batches(data.examples, o.seq_len, epochs, o.seed, pad);
   o.batches = &batches;
+  // Held-out conversations, packed as the training rows are, evaluated whole.
+  std::vector<Batch> validation;
+  if (const std::vector<std::string> held_out = args.get_all("validation"); !held_out.empty()) {
+    const SftData validation_data = load_sft_files(held_out, *tokenizer, render, o.seq_len);
+    SftBatches rows(validation_data.examples, o.seq_len, 1, o.seed, pad);
+    const int64_t per_batch = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
+    for (int64_t i = 0; i < rows.steps(per_batch); ++i) validation.push_back(rows.next(per_batch, o.seq_len));
+    o.validation_batches = &validation;
+    o.eval_every = args.get_int("eval-every", 100);
+    if (o.eval_every < 1) throw UsageError("option --eval-every: must be at least 1");
+  }
   o.steps = batches.steps(o.batch_tokens / o.seq_len);
   o.lr.warmup_steps = args.get_int("warmup", o.steps * 3 / 100);
   std::fprintf(stderr, "%zu conversations%s, %lld epochs: %lld sequences of %lld tokens (%.0f%% padding), %lld steps, "
