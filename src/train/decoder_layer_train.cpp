@@ -77,12 +77,13 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
 namespace {
 
 // The LM head over n rows, kHeadChunk rows at a time (logits never exist for
-// all rows): per row, row_gradient(row, probabilities) turns softmax(head(h))
-// in place into d objective / d logits (all zeros: no gradient), which is then
-// taken into d_h and g_head (d_h null: no backward; g_head null: the head is frozen).
+// all rows): per row with a target (>= 0), row_gradient(row, target,
+// probabilities) turns softmax(head(h)) in place into d objective / d logits;
+// rows without one get no gradient. The result is taken into d_h and g_head
+// (d_h null: no backward; g_head null: the head is frozen).
 template <typename RowGradient>
-void head_chunks(const float* h, int64_t N, int64_t d, int64_t V, const float* head, float* g_head, float* d_h,
-                 const RowGradient& row_gradient) {
+void head_chunks(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
+                 float* g_head, float* d_h, const RowGradient& row_gradient) {
   std::vector<float> logits(std::min(kHeadChunk, N) * V);
   for (int64_t start = 0; start < N; start += kHeadChunk) {
     const int64_t n = std::min(kHeadChunk, N - start);
@@ -90,8 +91,13 @@ void head_chunks(const float* h, int64_t N, int64_t d, int64_t V, const float* h
     parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         float* row = logits.data() + i * V;
+        const int32_t target = targets[start + i];
+        if (target < 0) {
+          std::fill(row, row + V, 0.0f);
+          continue;
+        }
         softmax(row, V);
-        row_gradient(start + i, row);
+        row_gradient(start + i, target, row);
       }
     });
     if (d_h) {
@@ -105,15 +111,9 @@ void head_chunks(const float* h, int64_t N, int64_t d, int64_t V, const float* h
 
 double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
                           float* g_head, float grad_scale, float* d_h, std::vector<double>* token_losses) {
-  std::vector<double> losses(N);
+  std::vector<double> losses(N, 0.0);
   // d loss / d logits = (softmax - onehot) · grad_scale.
-  head_chunks(h, N, d, V, head, g_head, d_h, [&](int64_t r, float* row) {
-    const int32_t target = targets[r];
-    if (target < 0) {
-      std::fill(row, row + V, 0.0f);
-      losses[r] = 0.0;
-      return;
-    }
+  head_chunks(h, targets, N, d, V, head, g_head, d_h, [&](int64_t r, int32_t target, float* row) {
     losses[r] = -std::log(std::max(row[target], 1e-30f));
     row[target] -= 1.0f;
     for (int64_t v = 0; v < V; ++v) row[v] *= grad_scale;
@@ -130,13 +130,8 @@ void head_token_objective(const float* h, const int32_t* targets, int64_t N, int
                           float* g_head, float* d_h, const TokenObjective& objective, float* logp) {
   // d J / d logits = c · (onehot − softmax) with c = d J / d log π(target); the
   // caller's objective is maximised, the trainer minimises −J.
-  head_chunks(h, N, d, V, head, g_head, d_h, [&](int64_t r, float* row) {
-    const int32_t target = targets[r];
-    if (target < 0) {
-      std::fill(row, row + V, 0.0f);
-      logp[r] = 0.0f;
-      return;
-    }
+  std::fill(logp, logp + N, 0.0f);
+  head_chunks(h, targets, N, d, V, head, g_head, d_h, [&](int64_t r, int32_t target, float* row) {
     logp[r] = std::log(std::max(row[target], 1e-30f));
     if (!d_h) return;
     const float c = objective(r, logp[r]);
