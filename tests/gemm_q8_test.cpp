@@ -109,9 +109,16 @@ TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
     xa.quantize(x.data(), tokens, cols);
     for (int64_t t = 0; t < tokens; ++t)
       for (int64_t b = 0; b < blocks; ++b) {
-        int32_t s = 0;
-        for (int64_t j = 0; j < kQuantBlock; ++j) s += xa.q[t * cols + b * kQuantBlock + j];
+        int32_t s = 0, rs = 0;
+        const float scale = xa.scales[t * blocks + b];
+        for (int64_t j = 0; j < kQuantBlock; ++j) {
+          const int64_t at = t * cols + b * kQuantBlock + j;
+          s += xa.q[at], rs += xa.residual[at];
+          // the two terms leave at most about half a residual step (a whole one where the residual was clamped)
+          EXPECT_LE(std::fabs(x[at] - scale * (xa.q[at] + xa.residual[at] / 256.0)), scale / 256.0 + 1e-6 * std::fabs(x[at]));
+        }
         ASSERT_EQ(xa.sums[t * blocks + b], s);
+        ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
       }
     std::vector<float> y(static_cast<size_t>(tokens * rows)), w_row(static_cast<size_t>(cols));
     reference::gemm_q8(xa, q.w, 0, rows, y.data(), rows);
@@ -120,11 +127,12 @@ TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
       for (int64_t t = 0; t < tokens; ++t) {
         double want = 0.0, magnitude = 0.0;
         for (int64_t c = 0; c < cols; ++c) {
-          const double term = static_cast<double>(w_row[c]) * xa.scales[t * blocks + c / kQuantBlock] * xa.q[t * cols + c];
+          const double term = static_cast<double>(w_row[c]) * xa.scales[t * blocks + c / kQuantBlock] *
+                              (xa.q[t * cols + c] + xa.residual[t * cols + c] / 256.0);
           want += term, magnitude += std::fabs(term);
         }
-        // per block: one rounding of the product by xs, one of the fma (and w_row's own scale product)
-        EXPECT_NEAR(y[t * rows + r], want, 4.0 * blocks * std::ldexp(1.0, -24) * magnitude + 1e-6);
+        // per block: the int32 sum's conversion, the product by xs, the fma (and w_row's own scale product)
+        EXPECT_NEAR(y[t * rows + r], want, 5.0 * blocks * std::ldexp(1.0, -24) * magnitude + 1e-6);
       }
     }
   }

@@ -31,6 +31,8 @@
 namespace dsv2::gemm_q8_detail {
 
 constexpr int64_t kP = kGemmQ8PanelRows;
+constexpr int32_t kResidualSteps = 256;  // see Q8Activations
+constexpr float kResidualScale = 1.0f / kResidualSteps;
 constexpr int64_t kQuads = kQuantBlock / 4;  // groups of 4 columns in a block
 // Token tile: int32 sums and float32 accumulators of kMaxTile tokens × 32 rows
 // stay in registers (4 × 4 zmm) with the two weight vectors.
@@ -106,9 +108,13 @@ inline void gemm_q8_scalar(const Q8Activations& x, const WeightMatrix& w, int64_
     for (int64_t t = 0; t < x.tokens; ++t) {
       const int8_t* xq = x.q.data() + t * x.cols;
       const float* xs = x.scales.data() + t * blocks;
+      const int8_t* xr = x.residual.data() + t * x.cols;
       float acc = 0.0f;
-      for (int64_t b = 0; b < blocks; ++b)
-        acc = std::fma(static_cast<float>(block_dot(w, first + i, b, xq + b * kQuantBlock)) * xs[b], ws[b], acc);
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int32_t sum = block_dot(w, first + i, b, xq + b * kQuantBlock) * kResidualSteps +
+                            block_dot(w, first + i, b, xr + b * kQuantBlock);
+        acc = std::fma(static_cast<float>(sum) * (xs[b] * kResidualScale), ws[b], acc);
+      }
       y[t * ldy + i] = acc;
     }
   }
@@ -124,6 +130,7 @@ namespace detail = gemm_q8_detail;
 using detail::kMaxTile;
 using detail::kP;
 using detail::kQuads;
+using detail::kResidualScale;
 
 #undef DSV2_GEMM_Q8_AVX2
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
@@ -144,7 +151,9 @@ struct Tile {
   const float* ps;      // its scales [block][kP]
   const int8_t* xq;     // the first token's quantized values; token t at xq + t * cols
   const float* xs;      // [token][block]
+  const int8_t* xr;     // residuals, laid out as xq
   const int32_t* xsum;  // [token][block]
+  const int32_t* rsum;  // [token][block]
   int64_t cols, blocks;
   int64_t rows;  // valid rows of the panel (<= kP)
   float* y;      // the first token's outputs for the panel's first row
@@ -173,25 +182,35 @@ DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
   __m512 f0[T], f1[T];
   for (int t = 0; t < T; ++t) f0[t] = _mm512_setzero_ps(), f1[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < a.blocks; ++b) {
-    __m512i s0[T], s1[T];
-    for (int t = 0; t < T; ++t) s0[t] = s1[t] = _mm512_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
+    __m512i s0[T], s1[T], r0[T], r1[T];  // sums with the quantized values, with the residuals
+    for (int t = 0; t < T; ++t) {
+      s0[t] = s1[t] = _mm512_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
+      r0[t] = r1[t] = _mm512_set1_epi32(-bias * a.rsum[t * a.blocks + b]);
+    }
     const uint8_t* pw = a.pq + b * kQuantBlock * kP;
     const int8_t* px = a.xq + b * kQuantBlock;
+    const int8_t* pr = a.xr + b * kQuantBlock;
+#pragma GCC unroll 8
     for (int64_t j = 0; j < kQuads; ++j) {
       __m512i w0 = _mm512_loadu_si512(pw + j * kP * 4);
       __m512i w1 = _mm512_loadu_si512(pw + j * kP * 4 + 64);
       if (!kQ4) w0 = _mm512_xor_si512(w0, flip), w1 = _mm512_xor_si512(w1, flip);
       for (int t = 0; t < T; ++t) {
         const __m512i xb = _mm512_set1_epi32(Quad(px + t * a.cols + j * 4));
+        const __m512i rb = _mm512_set1_epi32(Quad(pr + t * a.cols + j * 4));
         s0[t] = _mm512_dpbusd_epi32(s0[t], w0, xb);
         s1[t] = _mm512_dpbusd_epi32(s1[t], w1, xb);
+        r0[t] = _mm512_dpbusd_epi32(r0[t], w0, rb);
+        r1[t] = _mm512_dpbusd_epi32(r1[t], w1, rb);
       }
     }
     const __m512 ws0 = _mm512_loadu_ps(a.ps + b * kP), ws1 = _mm512_loadu_ps(a.ps + b * kP + 16);
     for (int t = 0; t < T; ++t) {
-      const __m512 xs = _mm512_set1_ps(a.xs[t * a.blocks + b]);
-      f0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s0[t]), xs), ws0, f0[t]);
-      f1[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(s1[t]), xs), ws1, f1[t]);
+      const __m512 xs = _mm512_set1_ps(a.xs[t * a.blocks + b] * kResidualScale);
+      const __m512i c0 = _mm512_add_epi32(_mm512_slli_epi32(s0[t], 8), r0[t]);
+      const __m512i c1 = _mm512_add_epi32(_mm512_slli_epi32(s1[t], 8), r1[t]);
+      f0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c0), xs), ws0, f0[t]);
+      f1[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c1), xs), ws1, f1[t]);
     }
   }
   const auto m0 = static_cast<__mmask16>(a.rows >= 16 ? 0xFFFF : (1u << a.rows) - 1);
@@ -217,22 +236,31 @@ void TileAvx2(const Tile& a) {
     __m256 f[T];
     for (int t = 0; t < T; ++t) f[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < a.blocks; ++b) {
-      __m256i s[T];
-      for (int t = 0; t < T; ++t) s[t] = _mm256_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
+      __m256i s[T], r[T];
+      for (int t = 0; t < T; ++t) {
+        s[t] = _mm256_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
+        r[t] = _mm256_set1_epi32(-bias * a.rsum[t * a.blocks + b]);
+      }
       const uint8_t* pw = a.pq + b * kQuantBlock * kP + r8 * 4;
       const int8_t* px = a.xq + b * kQuantBlock;
+      const int8_t* pr = a.xr + b * kQuantBlock;
       for (int64_t j = 0; j < kQuads; ++j) {
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pw + j * kP * 4));
         const __m256i uw = kQ4 ? w : _mm256_sign_epi8(w, w);
         for (int t = 0; t < T; ++t) {
           const __m256i xb = _mm256_set1_epi32(Quad(px + t * a.cols + j * 4));
+          const __m256i rb = _mm256_set1_epi32(Quad(pr + t * a.cols + j * 4));
           const __m256i sx = kQ4 ? xb : _mm256_sign_epi8(xb, w);
+          const __m256i sr = kQ4 ? rb : _mm256_sign_epi8(rb, w);
           s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sx), ones));
+          r[t] = _mm256_add_epi32(r[t], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sr), ones));
         }
       }
       const __m256 ws = _mm256_loadu_ps(a.ps + b * kP + r8);
       for (int t = 0; t < T; ++t)
-        f[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(s[t]), _mm256_set1_ps(a.xs[t * a.blocks + b])), ws, f[t]);
+        f[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(s[t], 8), r[t])),
+                                             _mm256_set1_ps(a.xs[t * a.blocks + b] * kResidualScale)),
+                               ws, f[t]);
     }
     const int64_t n = std::min<int64_t>(8, a.rows - r8);
     for (int t = 0; t < T; ++t) {
@@ -272,16 +300,24 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
                                                       TileKernel<3>(w->is_q4()), TileKernel<4>(w->is_q4())};
   thread_local detail::Panel panel;  // grow-only
   const int64_t blocks = w->cols / kQuantBlock;
+  // Tokens in chunks whose two activation terms fit in L2 next to a panel
+  // (~256 KB): a 512-token prompt's 2 MB of them streamed from L3 once per
+  // panel ran at half the speed of 48 tokens. Each chunk repacks the panels
+  // (one pass over the weights per chunk against >= 64 multiply-adds per weight).
+  const int64_t chunk = std::max<int64_t>(kMaxTile, ((int64_t(1) << 17) / x->cols) / kMaxTile * kMaxTile);
+  for (int64_t c0 = 0; c0 < x->tokens; c0 += chunk)
   for (int64_t p0 = 0; p0 < count; p0 += kP) {
     const int64_t rows = std::min(kP, count - p0);
     detail::pack_panel(*w, first + p0, rows, panel);
-    for (int64_t t0 = 0; t0 < x->tokens; t0 += kMaxTile) {
-      const int64_t tile = std::min<int64_t>(kMaxTile, x->tokens - t0);
+    for (int64_t t0 = c0; t0 < std::min(x->tokens, c0 + chunk); t0 += kMaxTile) {
+      const int64_t tile = std::min<int64_t>(kMaxTile, std::min(x->tokens, c0 + chunk) - t0);
       const Tile a{panel.q.data(),
                    panel.scales.data(),
                    x->q.data() + t0 * x->cols,
                    x->scales.data() + t0 * blocks,
+                   x->residual.data() + t0 * x->cols,
                    x->sums.data() + t0 * blocks,
+                   x->residual_sums.data() + t0 * blocks,
                    x->cols,
                    blocks,
                    rows,
@@ -319,15 +355,19 @@ void Q8Activations::quantize(const float* x, int64_t n_tokens, int64_t n_cols) {
   q.resize(static_cast<size_t>(tokens * cols));
   scales.resize(static_cast<size_t>(tokens * blocks));
   sums.resize(static_cast<size_t>(tokens * blocks));
+  residual.resize(static_cast<size_t>(tokens * cols));
+  residual_sums.resize(static_cast<size_t>(tokens * blocks));
   // ~0.35 ns a value on one core: a second thread pays off only for large batches
   // (a parallel region costs microseconds, milliseconds on a loaded machine).
   parallel_for(tokens, std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(cols, 1)), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      quantize_activation_q8(x + t * cols, cols, q.data() + t * cols, scales.data() + t * blocks);
+      quantize_activation_q8_residual(x + t * cols, cols, q.data() + t * cols, residual.data() + t * cols,
+                                      scales.data() + t * blocks);
       for (int64_t b = 0; b < blocks; ++b) {
-        int32_t s = 0;
-        for (int64_t j = 0; j < kQuantBlock; ++j) s += q[t * cols + b * kQuantBlock + j];
-        sums[t * blocks + b] = s;
+        const int64_t at = t * cols + b * kQuantBlock;
+        int32_t s = 0, rs = 0;
+        for (int64_t j = 0; j < kQuantBlock; ++j) s += q[at + j], rs += residual[at + j];
+        sums[t * blocks + b] = s, residual_sums[t * blocks + b] = rs;
       }
     }
   });

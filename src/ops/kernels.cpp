@@ -372,6 +372,32 @@ void QuantizeActivationQ8(const float* x, int64_t n, int8_t* q, float* scales) {
   }
 }
 
+// QuantizeActivationQ8 and what its q leaves of each value, in steps of 1/256
+// of the block's scale: residual = nearest((x·127/max|x| - q)·256), within
+// [-128, 128] since the first step rounds to nearest, clamped to [-127, 127].
+void QuantizeActivationQ8Residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales) {
+  const FloatTag df;
+  const hn::RebindToSigned<FloatTag> di32;
+  const hn::Rebind<int8_t, FloatTag> di8;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t b = 0; b < n / kQuantBlock; ++b) {
+    const float* block = x + b * kQuantBlock;
+    auto amax = hn::Zero(df);
+    for (int64_t j = 0; j < kQuantBlock; j += N) amax = hn::Max(amax, hn::Abs(hn::LoadU(df, block + j)));
+    const float m = hn::GetLane(hn::MaxOfLanes(df, amax));
+    scales[b] = m / 127.0f;
+    const auto inverse = hn::Set(df, m > 0.0f ? 127.0f / m : 0.0f);
+    for (int64_t j = 0; j < kQuantBlock; j += N) {
+      const auto scaled = hn::Mul(hn::LoadU(df, block + j), inverse);
+      const auto whole = hn::NearestInt(scaled);
+      const auto left = hn::NearestInt(hn::Mul(hn::Sub(scaled, hn::ConvertTo(df, whole)), hn::Set(df, 256.0f)));
+      const auto clamped = hn::Min(hn::Max(left, hn::Set(di32, -127)), hn::Set(di32, 127));
+      hn::StoreU(hn::DemoteTo(di8, whole), di8, q + b * kQuantBlock + j);
+      hn::StoreU(hn::DemoteTo(di8, clamped), di8, residual + b * kQuantBlock + j);
+    }
+  }
+}
+
 // Row conversions to float32 (prefill converts each weight row once and then
 // multiplies it with every token).
 void DequantizeBF16(const uint16_t* w, int64_t n, float* out) {
@@ -424,6 +450,7 @@ HWY_EXPORT(DotQ8);
 HWY_EXPORT(DotQ4);
 HWY_EXPORT(DotQ8Q8);
 HWY_EXPORT(QuantizeActivationQ8);
+HWY_EXPORT(QuantizeActivationQ8Residual);
 HWY_EXPORT(DotQ8Q4);
 HWY_EXPORT(DequantizeBF16);
 HWY_EXPORT(DequantizeQ8);
@@ -453,6 +480,9 @@ void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const floa
 }
 void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales) {
   HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8)(x, n, q, scales);
+}
+void quantize_activation_q8_residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8Residual)(x, n, q, residual, scales);
 }
 void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(DequantizeBF16)(w, n, out); }
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
