@@ -60,6 +60,15 @@ constexpr int kChains = 12;
 volatile int32_t operand_bits = 0x01020304;  // read once per call: never a compile-time constant
 
 #if defined(__x86_64__)
+// One `insn a, b` into each of the accumulators c0..c11 (AT&T operand order: b, a, c).
+#define TWELVE_CHAINS(insn)                                                                                  \
+  asm(insn " %13, %12, %0\n\t" insn " %13, %12, %1\n\t" insn " %13, %12, %2\n\t" insn " %13, %12, %3\n\t"   \
+      insn " %13, %12, %4\n\t" insn " %13, %12, %5\n\t" insn " %13, %12, %6\n\t" insn " %13, %12, %7\n\t"    \
+      insn " %13, %12, %8\n\t" insn " %13, %12, %9\n\t" insn " %13, %12, %10\n\t" insn " %13, %12, %11"       \
+      : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7), "+v"(c8), "+v"(c9), \
+        "+v"(c10), "+v"(c11)                                                                               \
+      : "v"(a), "v"(b))
+
 // vpdpbusd zmm: 64 u8×s8 multiply-adds per instruction.
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniChains(int64_t iterations, float* sink) {
   __m512i c0 = _mm512_set1_epi32(0), c1 = _mm512_set1_epi32(1), c2 = _mm512_set1_epi32(2), c3 = _mm512_set1_epi32(3),
@@ -67,12 +76,7 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniChains(int64_t
           c8 = _mm512_set1_epi32(8), c9 = _mm512_set1_epi32(9), c10 = _mm512_set1_epi32(10), c11 = _mm512_set1_epi32(11);
   const __m512i a = _mm512_set1_epi32(operand_bits), b = _mm512_set1_epi32(operand_bits ^ 0x7F00FF00);
   for (int64_t it = 0; it < iterations; ++it)
-    asm("vpdpbusd %13, %12, %0\n\tvpdpbusd %13, %12, %1\n\tvpdpbusd %13, %12, %2\n\tvpdpbusd %13, %12, %3\n\t"
-        "vpdpbusd %13, %12, %4\n\tvpdpbusd %13, %12, %5\n\tvpdpbusd %13, %12, %6\n\tvpdpbusd %13, %12, %7\n\t"
-        "vpdpbusd %13, %12, %8\n\tvpdpbusd %13, %12, %9\n\tvpdpbusd %13, %12, %10\n\tvpdpbusd %13, %12, %11"
-        : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7), "+v"(c8), "+v"(c9), "+v"(c10),
-          "+v"(c11)
-        : "v"(a), "v"(b));
+    TWELVE_CHAINS("vpdpbusd");
   const __m512i sum = _mm512_add_epi32(
       _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
                        _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7))),
@@ -106,12 +110,7 @@ __attribute__((target("avx512f,avx512bf16"))) double Bf16Chains(int64_t iteratio
   const int32_t bits = (operand_bits & 0) | 0x3A833A83;
   const __m512i a = _mm512_set1_epi32(bits), b = _mm512_set1_epi32(bits ^ 0x00010000);
   for (int64_t it = 0; it < iterations; ++it)
-    asm("vdpbf16ps %13, %12, %0\n\tvdpbf16ps %13, %12, %1\n\tvdpbf16ps %13, %12, %2\n\tvdpbf16ps %13, %12, %3\n\t"
-        "vdpbf16ps %13, %12, %4\n\tvdpbf16ps %13, %12, %5\n\tvdpbf16ps %13, %12, %6\n\tvdpbf16ps %13, %12, %7\n\t"
-        "vdpbf16ps %13, %12, %8\n\tvdpbf16ps %13, %12, %9\n\tvdpbf16ps %13, %12, %10\n\tvdpbf16ps %13, %12, %11"
-        : "+v"(c0), "+v"(c1), "+v"(c2), "+v"(c3), "+v"(c4), "+v"(c5), "+v"(c6), "+v"(c7), "+v"(c8), "+v"(c9), "+v"(c10),
-          "+v"(c11)
-        : "v"(a), "v"(b));
+    TWELVE_CHAINS("vdpbf16ps");
   const __m512 sum = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3)),
                                                  _mm512_add_ps(_mm512_add_ps(c4, c5), _mm512_add_ps(c6, c7))),
                                    _mm512_add_ps(_mm512_add_ps(c8, c9), _mm512_add_ps(c10, c11)));
