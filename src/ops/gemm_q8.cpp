@@ -57,29 +57,39 @@ struct Panel {
   std::vector<float> scales;
 };
 
+constexpr int64_t kPrefetchBlocks = 16;  // how far ahead pack_panel prefetches each row
+
 inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, Panel& p) {
   const int64_t blocks = w.cols / kQuantBlock;
-  p.q.assign(static_cast<size_t>(blocks * kQuantBlock * kP), w.is_q4() ? 8 : 0);
-  p.scales.assign(static_cast<size_t>(blocks * kP), 0.0f);
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto* row = reinterpret_cast<const uint8_t*>(w.row_data(first + r));
-    const float* ws = w.row_scales(first + r);
-    for (int64_t b = 0; b < blocks; ++b) {
-      p.scales[b * kP + r] = ws[b];
-      uint8_t* out = p.q.data() + b * kQuantBlock * kP + r * 4;
+  p.q.resize(static_cast<size_t>(blocks * kQuantBlock * kP));
+  p.scales.resize(static_cast<size_t>(blocks * kP));
+  if (rows < kP) {  // the rows past `rows` contribute zeros (their outputs are not stored)
+    std::fill(p.q.begin(), p.q.end(), w.is_q4() ? 8 : 0);
+    std::fill(p.scales.begin(), p.scales.end(), 0.0f);
+  }
+  const size_t row_bytes = w.row_bytes();
+  const auto* base = reinterpret_cast<const uint8_t*>(w.row_data(first));
+  // Block by block, so that the stores stay within the block's 1 KB of the panel
+  // (row by row they swept the whole panel, past L1, 32 times: 22% of a q8 prefill).
+  for (int64_t b = 0; b < blocks; ++b) {
+    uint8_t* out = p.q.data() + b * kQuantBlock * kP;
+    for (int64_t r = 0; r < rows; ++r) {
+      // 32 rows read side by side are 32 streams, more than the hardware prefetchers follow
+      __builtin_prefetch(base + r * row_bytes + (b + kPrefetchBlocks) * row_bytes / blocks);
+      p.scales[b * kP + r] = w.row_scales(first + r)[b];
       if (w.is_q4()) {
         // bytes 4j..4j+3 of the block hold columns 4j.. in their low nibbles and 16 + 4j.. in their high ones
-        const uint8_t* block = row + b * kQuantBlock / 2;
+        const uint8_t* block = base + r * row_bytes + b * kQuantBlock / 2;
         for (int64_t j = 0; j < kQuads / 2; ++j) {
           uint32_t v;
           std::memcpy(&v, block + j * 4, 4);
           const uint32_t low = v & 0x0F0F0F0Fu, high = (v >> 4) & 0x0F0F0F0Fu;
-          std::memcpy(out + j * kP * 4, &low, 4);
-          std::memcpy(out + (j + kQuads / 2) * kP * 4, &high, 4);
+          std::memcpy(out + j * kP * 4 + r * 4, &low, 4);
+          std::memcpy(out + (j + kQuads / 2) * kP * 4 + r * 4, &high, 4);
         }
       } else {
-        const uint8_t* block = row + b * kQuantBlock;
-        for (int64_t j = 0; j < kQuads; ++j) std::memcpy(out + j * kP * 4, block + j * 4, 4);
+        const uint8_t* block = base + r * row_bytes + b * kQuantBlock;
+        for (int64_t j = 0; j < kQuads; ++j) std::memcpy(out + j * kP * 4 + r * 4, block + j * 4, 4);
       }
     }
   }
