@@ -125,9 +125,11 @@ testing::AssertionResult gradient_near(const std::string& name, const float* got
   return testing::AssertionFailure() << name << ": max |diff| " << max_diff << " over max |grad| " << max_want;
 }
 
-std::vector<nlohmann::json> logged_lines(const std::string& out_dir) {
+std::vector<nlohmann::json> logged_lines(const std::string& out_dir) { return json_lines(out_dir + "/metrics.jsonl"); }
+
+std::vector<nlohmann::json> json_lines(const std::string& file) {
   // Only lines their newline has completed: a run may be writing the last one.
-  std::ifstream in(out_dir + "/metrics.jsonl");
+  std::ifstream in(file);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<nlohmann::json> lines;
   for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)

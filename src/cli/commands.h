@@ -88,6 +88,9 @@ std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer);
 
 // dsv2 eval --task FILE.jsonl... [--limit N] [--json]: multiple-choice accuracy (cmd_eval_task.cpp).
 void eval_tasks(const Args& args, Model& model, const Tokenizer& tokenizer, CacheType cache_type);
+// dsv2 eval --answers FILE.jsonl... [--reward NAME | --reward-cmd CMD] [--max-new-tokens N] [--samples G
+// --temperature T] [--limit N] [--completions FILE] [--json]: accuracy on checkable answers (cmd_eval_answers.cpp).
+void eval_answers(const Args& args, Model& model, const Tokenizer& tokenizer, const std::string& model_dir);
 
 // Runs a command's set-up (options, data, model) on every rank of an mpirun
 // job and agrees on errors: one that any rank meets is reported once by rank 0
