@@ -42,6 +42,8 @@ constexpr Command kCommands[] = {
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
     {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
     {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens", false},
+    {"rm", dsv2::cli::run_rm, "train a reward model (scalar head, pair-wise or point-wise loss) from a fine-tuned model", false},
+    {"rm-score", dsv2::cli::run_rm_score, "a reward model's scores for JSONL pairs or completions", false},
 };
 
 // One line on stderr for a failed command: the usage hint for exit code 2.

@@ -23,16 +23,7 @@ std::vector<ChatMessage> parse_conversation(const std::string& line) {
   if (j.is_discarded()) throw Error("not valid JSON");
   if (!j.is_object()) throw Error("not a JSON object (expected {\"messages\": [...]})");
   if (!j.contains("messages") || !j["messages"].is_array()) throw Error("no \"messages\" list");
-  std::vector<ChatMessage> messages;
-  for (const auto& m : j["messages"]) {
-    const std::string which = "message " + std::to_string(messages.size() + 1);
-    if (!m.is_object()) throw Error(which + " is not an object");
-    if (!m.contains("role") || !m["role"].is_string()) throw Error(which + " has no string \"role\"");
-    if (!m.contains("content") || !m["content"].is_string())
-      throw Error(which + " has no string \"content\" (lists of content parts are not supported)");
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-  }
-  return messages;
+  return parse_chat_messages(j["messages"]);
 }
 
 void append(SftExample& e, const std::vector<int32_t>& tokens, bool trained) {
@@ -43,6 +34,19 @@ void append(SftExample& e, const std::vector<int32_t>& tokens, bool trained) {
 uint64_t fnv(uint64_t h, int64_t v) { return (h ^ static_cast<uint64_t>(v)) * 1099511628211ull; }
 
 }  // namespace
+
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& list) {
+  std::vector<ChatMessage> messages;
+  for (const auto& m : list) {
+    const std::string which = "message " + std::to_string(messages.size() + 1);
+    if (!m.is_object()) throw Error(which + " is not an object");
+    if (!m.contains("role") || !m["role"].is_string()) throw Error(which + " has no string \"role\"");
+    if (!m.contains("content") || !m["content"].is_string())
+      throw Error(which + " has no string \"content\" (lists of content parts are not supported)");
+    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return messages;
+}
 
 SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const Tokenizer& tokenizer,
                                  const ChatRenderer& render) {

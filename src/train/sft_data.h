@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "runtime/chat_format.h"
 #include "runtime/chat_template.h"
 #include "train/data.h"
@@ -24,6 +26,10 @@ struct SftExample {
   std::vector<int32_t> tokens;
   std::vector<uint8_t> trained;  // per token: 1 for the assistant's (a target of the loss)
 };
+
+// A JSON list of {"role": "...", "content": "..."} messages (string role and
+// content); throws Error naming the message at fault (no file position).
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& list);
 
 // Renders and tokenizes one conversation. The assistant's tokens are found by
 // rendering incrementally: the template's text for the turns before an

@@ -49,12 +49,33 @@ TrainingModel::TrainingModel(TrainWeights& weights, const MoeTrainingOptions& op
           "training: the weights do not hold the routed experts this rank serves");
 }
 
-StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, bool keep_token_losses) {
+void MoeTally::add(StepResult& result, const MoeStats& stats, double alpha_sequence) {
+  ++layers;
+  result.balance_loss += stats.balance_loss;
+  result.expert_loss += stats.expert_loss;
+  result.device_loss += stats.device_loss;
+  result.comm_loss += stats.comm_loss;
+  result.sequence_loss += stats.sequence_loss;
+  result.objective += stats.balance_loss + alpha_sequence * stats.sequence_loss;
+  result.max_violation += stats.max_violation;
+  result.selected.push_back(stats.selected);
+  dropped += stats.dropped;
+  assignments += stats.assignments;
+}
+
+void MoeTally::finish(StepResult& result) const {
+  if (!layers) return;
+  result.expert_loss /= layers, result.device_loss /= layers, result.comm_loss /= layers;
+  result.sequence_loss /= layers;
+  result.max_violation /= layers;
+  result.dropped_share = assignments ? static_cast<double>(dropped) / assignments : 0.0;
+}
+
+void TrainingModel::forward_layers(const LayerContext& ctx, const Batch& batch, std::vector<float>& x,
+                                   std::vector<float>& h_final, StepResult& result, MoeTally& tally) {
   const Config& c = tw_.config();
   const Weights& w = tw_.w();
-  const Weights& g = tw_.g();
-  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size, V = c.vocab_size;
-  const float eps = static_cast<float>(c.rms_norm_eps);
+  const int64_t N = batch.batch * batch.seq_len, d = c.hidden_size, V = c.vocab_size;
   require(static_cast<int64_t>(batch.inputs.size()) == N && static_cast<int64_t>(batch.targets.size()) == N,
           "training batch: inputs/targets do not match batch × seq_len");
   for (int32_t id : batch.inputs) require(id >= 0 && id < V, "training batch: token id " + std::to_string(id) + " outside the vocabulary");
@@ -63,43 +84,56 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   // The MTP modules' shifted sequences would cross the packed documents' boundaries.
   require(batch.positions.empty() || c.num_nextn_predict_layers == 0,
           "training batch: packed documents (positions) with MTP modules are not supported");
+  acts_.resize(c.num_hidden_layers);
+  x.resize(N * d);
+  for (int64_t n = 0; n < N; ++n) w.embed_tokens.dequantize_row(batch.inputs[n], x.data() + n * d);
+  std::vector<float> block(N * d);
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    MoeStats stats;
+    decoder_layer_train_forward(ctx, w.layers[l], x.data(), block.data(), acts_[l], stats, result.seconds);
+    if (w.layers[l].is_moe) tally.add(result, stats, options_.alpha_sequence);
+  }
+  const auto norm_start = Clock::now();
+  h_final.resize(N * d);
+  rmsnorm(x.data(), w.norm.data(), static_cast<float>(c.rms_norm_eps), N, d, h_final.data());
+  result.seconds.lm_head += seconds_since(norm_start);
+}
+
+void TrainingModel::backward_layers(const LayerContext& ctx, const Batch& batch, const std::vector<float>& x,
+                                    const float* d_h_final, PhaseSeconds& seconds) {
+  const Config& c = tw_.config();
+  const Weights& w = tw_.w();
+  const Weights& g = tw_.g();
+  const int64_t N = batch.batch * batch.seq_len, d = c.hidden_size;
+  const auto norm_start = Clock::now();
+  std::vector<float> dx(N * d, 0.0f), d_h(N * d);
+  rmsnorm_backward(x.data(), w.norm.data(), static_cast<float>(c.rms_norm_eps), N, d, d_h_final, dx.data(), mut(g.norm));
+  seconds.lm_head += seconds_since(norm_start);  // the head's forward and backward, final norm included
+  for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l)
+    decoder_layer_train_backward(ctx, w.layers[l], g.layers[l], acts_[l], dx.data(), d_h.data(), seconds);
+  float* d_embed = mut(g.embed_tokens);
+  for (int64_t n = 0; n < N; ++n) axpy(1.0f, dx.data() + n * d, d_embed + static_cast<int64_t>(batch.inputs[n]) * d, d);
+}
+
+StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, bool keep_token_losses) {
+  const Config& c = tw_.config();
+  const Weights& w = tw_.w();
+  const Weights& g = tw_.g();
+  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size, V = c.vocab_size;
 
   StepResult result;
-  std::vector<LayerActivations>& acts = acts_;
-  acts.resize(c.num_hidden_layers);
-  std::vector<float> x(N * d);
-  for (int64_t n = 0; n < N; ++n) w.embed_tokens.dequantize_row(batch.inputs[n], x.data() + n * d);
-
-  std::vector<float> block(N * d);
   const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
   const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
   const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
-  int64_t moe_layers = 0, dropped = 0, assignments = 0;
-  auto add_moe_stats = [&](const MoeStats& stats) {
-    ++moe_layers;
-    result.balance_loss += stats.balance_loss;
-    result.expert_loss += stats.expert_loss;
-    result.device_loss += stats.device_loss;
-    result.comm_loss += stats.comm_loss;
-    result.sequence_loss += stats.sequence_loss;
-    result.objective += stats.balance_loss + options_.alpha_sequence * stats.sequence_loss;
-    result.max_violation += stats.max_violation;
-    result.selected.push_back(stats.selected);
-    dropped += stats.dropped;
-    assignments += stats.assignments;
-  };
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    MoeStats stats;
-    decoder_layer_train_forward(ctx, w.layers[l], x.data(), block.data(), acts[l], stats, result.seconds);
-    if (w.layers[l].is_moe) add_moe_stats(stats);
-  }
+  MoeTally tally;
+  std::vector<float> x, h_final;
+  forward_layers(ctx, batch, x, h_final, result, tally);
 
-  // Final norm, LM head and cross-entropy.
+  // LM head and cross-entropy.
   const auto head_start = Clock::now();
   // With the model frozen (--freeze-model) only the MTP modules take gradients.
   const bool model_backward = backward && !freeze_model_;
-  std::vector<float> h_final(N * d), d_h_final(model_backward ? N * d : 0, 0.0f);
-  rmsnorm(x.data(), w.norm.data(), eps, N, d, h_final.data());
+  std::vector<float> d_h_final(model_backward ? N * d : 0, 0.0f);
   for (int32_t t : batch.targets) result.targets += t >= 0;
   if (batch.global_targets > 0) result.targets = batch.global_targets;
   require(result.targets > 0, "training batch: no targets");
@@ -118,26 +152,31 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
                                          model_backward ? d_h_final.data() : nullptr, mtp_lambda_, mtp_acts_, result.seconds);
     result.mtp_loss = mtp.loss;
     result.objective += mtp_lambda_ * mtp.loss;
-    for (const MoeStats& stats : mtp.moe_stats) add_moe_stats(stats);
+    for (const MoeStats& stats : mtp.moe_stats) tally.add(result, stats, options_.alpha_sequence);
   }
-  if (moe_layers) {
-    result.expert_loss /= moe_layers, result.device_loss /= moe_layers, result.comm_loss /= moe_layers;
-    result.sequence_loss /= moe_layers;
-    result.max_violation /= moe_layers;
-    result.dropped_share = assignments ? static_cast<double>(dropped) / assignments : 0.0;
-  }
+  tally.finish(result);
 
-  if (!model_backward) return result;
+  if (model_backward) backward_layers(ctx, batch, x, d_h_final.data(), result.seconds);
+  return result;
+}
 
-  // Backward through the final norm and the layers.
-  const auto norm_start = Clock::now();
-  std::vector<float> dx(N * d, 0.0f), d_h(N * d);
-  rmsnorm_backward(x.data(), w.norm.data(), eps, N, d, d_h_final.data(), dx.data(), mut(g.norm));
-  result.seconds.lm_head += seconds_since(norm_start);  // the head's forward and backward, final norm included
-  for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l)
-    decoder_layer_train_backward(ctx, w.layers[l], g.layers[l], acts[l], dx.data(), d_h.data(), result.seconds);
-  float* d_embed = mut(g.embed_tokens);
-  for (int64_t n = 0; n < N; ++n) axpy(1.0f, dx.data() + n * d, d_embed + static_cast<int64_t>(batch.inputs[n]) * d, d);
+StepResult TrainingModel::run_hidden(const Batch& batch, bool training, bool backward, const HiddenHead& head) {
+  const Config& c = tw_.config();
+  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size;
+  StepResult result;
+  const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
+  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
+  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
+  MoeTally tally;
+  std::vector<float> x, h_final;
+  forward_layers(ctx, batch, x, h_final, result, tally);
+  const auto head_start = Clock::now();
+  std::vector<float> d_h_final(backward ? N * d : 0, 0.0f);
+  result.loss = head(h_final.data(), backward ? d_h_final.data() : nullptr);
+  result.objective += result.loss;
+  result.seconds.lm_head += seconds_since(head_start);
+  tally.finish(result);
+  if (backward) backward_layers(ctx, batch, x, d_h_final.data(), result.seconds);
   return result;
 }
 

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -33,6 +34,13 @@ struct StepResult {
   PhaseSeconds seconds;
 };
 
+// The MoE layers' statistics of a pass, summed into a StepResult.
+struct MoeTally {
+  int64_t layers = 0, dropped = 0, assignments = 0;
+  void add(StepResult& result, const MoeStats& stats, double alpha_sequence);
+  void finish(StepResult& result) const;  // the means over the layers
+};
+
 class TrainingModel {
  public:
   // `layout`: the job this process trains in (null: it trains alone). Batch
@@ -43,6 +51,15 @@ class TrainingModel {
   // training: token dropping on. backward: accumulate gradients of the
   // objective into weights.grads (the MTP modules run with backward only).
   StepResult run(const Batch& batch, bool training, bool backward, bool keep_token_losses = false);
+
+  // The final hidden states' own objective instead of the LM head's
+  // cross-entropy (a reward model's score, train/reward_data.h): `head` gets h
+  // [B·T, d], the states after model.norm, and returns the objective's value; with
+  // backward it also writes d objective / d h into d_h (zeroed, [B·T, d]),
+  // which is then taken back through the layers into weights.grads. loss is
+  // head's value; objective adds the MoE balance losses. MTP modules do not run.
+  using HiddenHead = std::function<double(const float* h, float* d_h)>;
+  StepResult run_hidden(const Batch& batch, bool training, bool backward, const HiddenHead& head);
 
   // λ, the MTP loss's weight in the objective (the trainer follows MtpLambda).
   void set_mtp_lambda(double lambda) { mtp_lambda_ = lambda; }
@@ -62,6 +79,15 @@ class TrainingModel {
   std::vector<MtpDepthActivations> mtp_acts_;
   double mtp_lambda_ = 0.3;
   bool freeze_model_ = false;
+
+  // run's and run_hidden's common parts. forward_layers: checks the batch,
+  // embeds it and runs the layers; x becomes the residual stream at the top
+  // [B·T, d], h_final the states after model.norm, and the MoE statistics go into result.
+  void forward_layers(const LayerContext& ctx, const Batch& batch, std::vector<float>& x, std::vector<float>& h_final,
+                      StepResult& result, MoeTally& tally);
+  // From d objective / d h_final through the final norm, the layers and the embedding.
+  void backward_layers(const LayerContext& ctx, const Batch& batch, const std::vector<float>& x, const float* d_h_final,
+                       PhaseSeconds& seconds);
 };
 
 }  // namespace dsv2
