@@ -11,12 +11,18 @@ RewardModel::RewardModel(const std::string& dir) {
   if (!config.is_reward_model())
     throw Error(dir + ": not a reward model (config.json's architectures name no ...ForSequenceClassification; "
                       "train one with dsv2 rm)");
-  if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   model_ = std::make_unique<Model>(dir);
-  tokenizer_ = Tokenizer::load(dir);
-  render_ = make_chat_renderer(*tokenizer_, dir + "/tokenizer_config.json");
+  if (Tokenizer::exists_in(dir)) {
+    tokenizer_ = Tokenizer::load(dir);
+    render_ = make_chat_renderer(*tokenizer_, dir + "/tokenizer_config.json");
+  }
   head_.resize(config.hidden_size);
   model_->weights().score.dequantize_row(0, head_.data());  // float32 whatever it is stored in (--save-bf16)
+}
+
+const Tokenizer& RewardModel::tokenizer() const {
+  if (!tokenizer_) throw Error("reward model: no tokenizer.json in the model directory");
+  return *tokenizer_;
 }
 
 float RewardModel::score(const std::vector<int32_t>& ids) {

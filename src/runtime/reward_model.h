@@ -20,8 +20,9 @@ namespace dsv2 {
 class RewardModel {
  public:
   // Loads DIR (config.json naming a ...ForSequenceClassification with
-  // num_labels 1, model.safetensors with score.weight, tokenizer.json).
-  // Throws Error when DIR is not a reward model.
+  // num_labels 1, model.safetensors with score.weight, and tokenizer.json,
+  // which only tokenizer() and renderer() need). Throws Error when DIR is not
+  // a reward model.
   explicit RewardModel(const std::string& dir);
 
   // The score of one sequence (prompt and answer tokens, as reward_sequence in
@@ -29,7 +30,7 @@ class RewardModel {
   float score(const std::vector<int32_t>& ids);
 
   const Model& model() const { return *model_; }
-  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const Tokenizer& tokenizer() const;  // throws Error when DIR has none
   // The chat template the model was trained with (tokenizer_config.json).
   const ChatRenderer& renderer() const { return render_; }
 
