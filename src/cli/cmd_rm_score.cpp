@@ -18,13 +18,16 @@ int run_rm_score(int argc, char** argv) {
             "\"rejected\"} lines print both scores and whether chosen wins, {\"prompt\", \"completion\"[, \"label\"]} "
             "lines their score; one JSON object per line on stdout, the accuracy on stderr. Every line is checked "
             "before the first is scored.",
-            {kModelOption, {"data", 'd', true, "FILE      examples, JSON Lines"}, kThreadsOption});
+            {kModelOption, {"data", 'd', true, "FILE      examples, JSON Lines"},
+             {"ids", 0, false, "          also print the token ids each score was read from (chosen_ids, rejected_ids, ids)"},
+             kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
   std::string file = args.get("data", "");
   if (file.empty() && !args.positional().empty()) file = args.positional().front();
   if (file.empty()) throw UsageError("no examples: give --data FILE.jsonl");
+  const bool ids = args.has("ids");
   RewardModel rm(dir);
   const RewardData data = load_reward_files({file}, rm.tokenizer(), rm.renderer(), rm.model().config().max_position_embeddings,
                                             /*require_label=*/false);
@@ -35,9 +38,11 @@ int run_rm_score(int argc, char** argv) {
       line["chosen"] = s.chosen;
       line["rejected"] = s.rejected;
       line["chosen_wins"] = s.chosen > s.rejected;
+      if (ids) line["chosen_ids"] = e.chosen.tokens, line["rejected_ids"] = e.rejected.tokens;
     } else {
       line["score"] = s.chosen;
       if (e.label >= 0) line["label"] = e.label;
+      if (ids) line["ids"] = e.chosen.tokens;
     }
     std::printf("%s\n", line.dump().c_str());
     std::fflush(stdout);
