@@ -211,5 +211,24 @@ TEST(RmCli, TrainingLearnsThePreferenceAndScoresAsTrained) {
   EXPECT_NE(lm.err.find("not a reward model"), std::string::npos) << lm.err;
 }
 
+// Killed after a checkpoint and resumed: the same log and final weights, bit for bit.
+TEST(RmCli, KilledAndResumedEqualsUninterrupted) {
+  test::TempDir dir;
+  const std::string data = dir.path("train.jsonl"), whole = dir.path("whole"), cut = dir.path("cut");
+  test::write_bytes(data, arithmetic_pairs(48, 4));
+  const auto full = test::run_dsv2(rm_command(data, whole, "--epochs 2 --checkpoint-every 3"));
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  EXPECT_TRUE(test::kill_when_logged(rm_command(data, cut, "--epochs 2 --checkpoint-every 3"), cut, 5)) << "the kill should land mid-run";
+  const auto resumed = test::run_dsv2(rm_command(data, cut, "--epochs 2 --checkpoint-every 3 --resume"));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_EQ(test::logged_losses(cut), test::logged_losses(whole));
+  EXPECT_EQ(test::read_bytes(cut + "/model.safetensors"), test::read_bytes(whole + "/model.safetensors"));
+  // Other data cannot continue this run's checkpoint.
+  test::write_bytes(data, arithmetic_pairs(49, 4));
+  const auto mixed = test::run_dsv2(rm_command(data, cut, "--epochs 2 --checkpoint-every 3 --resume"));
+  EXPECT_EQ(mixed.exit_code, 1);
+  EXPECT_NE(mixed.err.find("other reward data"), std::string::npos) << mixed.err;
+}
+
 }  // namespace
 }  // namespace dsv2
