@@ -8,10 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <tuple>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -54,6 +56,22 @@ std::map<std::string, std::vector<float>> weights(const std::string& dir) {
 
 double relative(double a, double b) { return std::fabs(a - b) / std::max(std::fabs(a), 1e-30); }
 
+// Every tensor of two model directories within 1e-5 relative (L2).
+void expect_same_weights(const std::string& one, const std::string& many) {
+  const auto wa = weights(one), wb = weights(many);
+  EXPECT_EQ(wa.size(), wb.size());
+  for (const auto& [name, x] : wa) {
+    const auto it = wb.find(name);
+    if (it == wb.end() || it->second.size() != x.size()) {
+      ADD_FAILURE() << name << " missing or of another size";
+      continue;
+    }
+    double diff = 0.0, norm = 0.0;
+    for (size_t i = 0; i < x.size(); ++i) diff += std::pow(x[i] - it->second[i], 2.0), norm += std::pow(x[i], 2.0);
+    EXPECT_LE(std::sqrt(diff / std::max(norm, 1e-30)), 1e-5) << name;
+  }
+}
+
 // The N-rank run against the one-process run: per step, losses within 1e-5
 // relative and the same discrete decisions (drops, loads); every tensor within
 // 1e-5 relative (L2). Returns the share of assignments dropped over the run.
@@ -77,18 +95,7 @@ double expect_equivalent(const std::string& one, const std::string& many) {
     }
     dropped += a[s]["dropped_share"].get<double>();
   }
-  const auto wa = weights(one), wb = weights(many);
-  EXPECT_EQ(wa.size(), wb.size());
-  for (const auto& [name, x] : wa) {
-    const auto it = wb.find(name);
-    if (it == wb.end() || it->second.size() != x.size()) {
-      ADD_FAILURE() << name << " missing or of another size";
-      continue;
-    }
-    double diff = 0.0, norm = 0.0;
-    for (size_t i = 0; i < x.size(); ++i) diff += std::pow(x[i] - it->second[i], 2.0), norm += std::pow(x[i], 2.0);
-    EXPECT_LE(std::sqrt(diff / std::max(norm, 1e-30)), 1e-5) << name;
-  }
+  expect_same_weights(one, many);
   return dropped;
 }
 
@@ -172,6 +179,44 @@ int wait_with_timeout(pid_t pid, int seconds) {
   kill(-pid, SIGKILL);
   waitpid(pid, nullptr, 0);
   return -1;
+}
+
+// dsv2 sft on 2 ranks (data parallel, then expert parallel): packed, masked
+// conversations give the same losses, validation and weights as one process.
+TEST_F(DistributedTraining, SftOnTwoRanksEqualsOneProcess) {
+  const std::string conversations = path("c.jsonl"), held_out = path("v.jsonl");
+  for (const auto& [file, first, count] : {std::tuple{conversations, 0, 160}, std::tuple{held_out, 900, 9}}) {
+    std::string lines;
+    for (int i = first; i < first + count; ++i)
+      lines += R"({"messages": [{"role": "user", "content": "What is )" + std::to_string(i) + " + " + std::to_string(2 * i) +
+               R"(?"}, {"role": "assistant", "content": ")" + std::to_string(3 * i) + R"(."}]})" "\n";
+    test::write_bytes(file, lines);
+  }
+  auto sft = [&](const std::string& out) {
+    return "sft -m " + test::fixture("v2_lite") + " --data " + conversations + " --validation " + held_out + " --out " + out +
+           " --seq-len 96 --batch-tokens 384 --lr 1e-3 --epochs 1 --eval-every 5 --threads 1";
+  };
+  ASSERT_EQ(test::run_dsv2(sft(path("one"))).exit_code, 0);
+  for (const std::string& extra : {std::string(), std::string(" --expert-parallel 2")}) {
+    const std::string out = path(extra.empty() ? "dp2" : "ep2");
+    const auto run = test::run_mpirun("-np 2 " + test::dsv2_binary() + " " + sft(out) + extra);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(std::count(run.out.begin(), run.out.end(), '\n'), 1) << "only rank 0 prints: " << run.out;
+    const auto a = test::logged_lines(path("one")), b = test::logged_lines(out);
+    ASSERT_EQ(a.size(), b.size());
+    ASSERT_GE(a.size(), 10u);
+    for (size_t s = 0; s < a.size(); ++s) {
+      for (const char* key : {"loss", "grad_norm"})
+        EXPECT_LE(relative(a[s][key].get<double>(), b[s][key].get<double>()), 1e-5) << key << " at step " << s << extra;
+      ASSERT_EQ(a[s].contains("val_loss"), b[s].contains("val_loss"));
+      if (a[s].contains("val_loss")) {
+        EXPECT_LE(relative(a[s]["val_loss"].get<double>(), b[s]["val_loss"].get<double>()), 1e-5);
+      }
+    }
+    EXPECT_EQ(b[0]["ranks"], 2);
+    EXPECT_EQ(b[0]["alltoall_bytes"].get<int64_t>() > 0, !extra.empty()) << "tokens travel only under expert parallelism";
+    expect_same_weights(path("one"), out);
+  }
 }
 
 TEST_F(DistributedTraining, KilledRankEndsTheJobAndResumeIsBitIdentical) {

@@ -212,16 +212,68 @@ TEST(SftCli, BadInputNamesFileAndLineAndWritesNothing) {
   EXPECT_EQ(test::run_dsv2(sft_command(dir.path("missing.jsonl"), dir.path("out"), "--seq-len 100000")).exit_code, 2);
 }
 
+void write_sums(const std::string& path, int first, int count) {
+  std::ofstream f(path);
+  for (int i = first; i < first + count; ++i)
+    f << R"({"messages": [{"role": "user", "content": "What is )" << i << " + " << 2 * i
+      << R"(?"}, {"role": "assistant", "content": ")" << 3 * i << R"(."}]})" << "\n";
+}
+
+// --validation: held-out conversations evaluated every --eval-every steps and at
+// the end; the last val_loss is the saved model's loss on those conversations
+// run one at a time; a bad validation line is an error before anything is written.
+TEST(SftCli, ValidationConversationsAreEvaluatedOnTheSavedModel) {
+  test::TempDir dir;
+  const std::string data = dir.path("train.jsonl"), held_out = dir.path("held_out.jsonl"), out = dir.path("out");
+  write_sums(data, 0, 120);
+  write_sums(held_out, 500, 7);
+  const auto r = test::run_dsv2(sft_command(data, out, "--validation " + held_out + " --eval-every 4 --epochs 1"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::vector<std::pair<int64_t, double>> validations;
+  int64_t last_step = -1;
+  for (const auto& line : test::logged_lines(out)) {
+    last_step = line["step"];
+    if (line.contains("val_loss")) validations.emplace_back(line["step"], line["val_loss"]);
+  }
+  ASSERT_GE(validations.size(), 2u);
+  EXPECT_EQ(validations.front().first, 3);
+  EXPECT_EQ(validations.back().first, last_step) << "the end of the run is always validated";
+  EXPECT_LT(validations.back().second, validations.front().second);
+
+  // The saved model on each held-out conversation alone, its targets counted over all of them.
+  const auto tokenizer = Tokenizer::load(out);
+  const ChatRenderer render = make_chat_renderer(*tokenizer, out + "/tokenizer_config.json");
+  const SftData held = load_sft_files({held_out}, *tokenizer, render, 96);
+  TrainWeights tw(load_config(out));
+  load_train_weights(tw, out);
+  TrainingModel model(tw, MoeTrainingOptions{});
+  double nats = 0.0;
+  int64_t targets = 0;
+  for (const SftExample& e : held.examples) {
+    Batch alone;
+    alone.batch = 1;
+    alone.seq_len = static_cast<int64_t>(e.tokens.size()) - 1;
+    alone.inputs.assign(e.tokens.begin(), e.tokens.end() - 1);
+    for (size_t i = 1; i < e.tokens.size(); ++i) alone.targets.push_back(e.trained[i] ? e.tokens[i] : -1);
+    alone.droppable = {0};
+    const StepResult s = model.run(alone, false, false);
+    nats += s.loss * s.targets;
+    targets += s.targets;
+  }
+  EXPECT_NEAR(validations.back().second, nats / targets, 1e-4);
+
+  test::write_bytes(held_out, test::read_bytes(held_out) + "[1]\n");
+  const auto bad = test::run_dsv2(sft_command(data, dir.path("out2"), "--validation " + held_out));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find(held_out + ":8: not a JSON object"), std::string::npos) << bad.err;
+  EXPECT_FALSE(fs::exists(dir.path("out2")));
+}
+
 // Killed after a checkpoint and resumed: the same losses and final weights, bit for bit.
 TEST(SftCli, KilledAndResumedEqualsUninterrupted) {
   test::TempDir dir;
   const std::string data = dir.path("c.jsonl");
-  {
-    std::ofstream f(data);
-    for (int i = 0; i < 200; ++i)
-      f << R"({"messages": [{"role": "user", "content": "What is )" << i << " + " << 2 * i
-        << R"(?"}, {"role": "assistant", "content": ")" << 3 * i << R"(."}]})" << "\n";
-  }
+  write_sums(data, 0, 200);
   const std::string whole = dir.path("whole"), cut = dir.path("cut");
   const auto full = test::run_dsv2(sft_command(data, whole, "--checkpoint-every 3"));
   ASSERT_EQ(full.exit_code, 0) << full.err;

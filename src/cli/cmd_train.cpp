@@ -37,38 +37,6 @@ uint64_t data_fingerprint(const TokenData& data) {
   return h;
 }
 
-// Every rank of a job must run the same command on the same data; rank 0 names
-// the first difference.
-void check_ranks_agree(int argc, char** argv, const TokenData& data) {
-  const auto& world = dist::world();
-  std::string mine;
-  for (int i = 0; i < argc; ++i) mine += std::string(argv[i]) + '\n';
-  const std::vector<std::string> commands = world.all_gather(mine);
-  const std::vector<uint64_t> fingerprints = world.all_gather_value<uint64_t>(data_fingerprint(data));
-  for (int r = 1; r < world.size(); ++r) {
-    if (commands[r] != commands[0]) {
-      auto words = [](const std::string& text) {
-        std::vector<std::string> out;
-        for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) out.push_back(text.substr(at, nl - at));
-        return out;
-      };
-      const auto a = words(commands[0]), b = words(commands[r]);
-      size_t i = 0;
-      while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
-      auto from = [i](const std::vector<std::string>& w) {  // two words from the first difference
-        std::string s;
-        for (size_t j = i; j < w.size() && j < i + 2; ++j) s += (s.empty() ? "" : " ") + w[j];
-        return s.empty() ? std::string("nothing more") : "'" + s + "'";
-      };
-      throw UsageError("rank " + std::to_string(r) + " was started with different options than rank 0 (" + from(b) +
-                       " where rank 0 has " + from(a) + "): start every rank with the same command");
-    }
-    if (fingerprints[r] != fingerprints[0])
-      throw Error("rank " + std::to_string(r) + " read different training data than rank 0 (same files, different contents): "
-                  "every rank needs the same --data");
-  }
-}
-
 // --rope-scaling yarn and its parameters: YaRN on the decoupled RoPE key and
 // query, written into the config as DeepSeek's checkpoints carry it
 // (rope_scaling {type, factor, original_max_position_embeddings, beta_fast,
@@ -297,7 +265,7 @@ int run_train(int argc, char** argv) {
   const auto& world = dist::world();
   TrainSetup setup;
   set_up_on_all_ranks([&] { setup = parse_train_setup(args, world.size()); });
-  if (world.size() > 1) set_up_on_all_ranks([&] { check_ranks_agree(argc, argv, setup.data); });
+  if (world.size() > 1) set_up_on_all_ranks([&] { check_ranks_agree(argc, argv, data_fingerprint(setup.data)); });
   const Config& config = setup.config;
   const TrainerOptions& o = setup.options;
   const TokenData& data = setup.data;

@@ -94,6 +94,9 @@ void eval_tasks(const Args& args, Model& model, const Tokenizer& tokenizer, Cach
 // job and agrees on errors: one that any rank meets is reported once by rank 0
 // and every rank exits (dist::run_on_all_ranks). In one process it just runs.
 void set_up_on_all_ranks(const std::function<void()>& setup);
+// Every rank of a training job must run the same command on the same data
+// (`data_fingerprint`, a hash of what it read); rank 0 names the first difference.
+void check_ranks_agree(int argc, char** argv, uint64_t data_fingerprint);
 // The model of an inference command (-m, --quantize, --expert-parallel): whole
 // in one process; under mpirun, this rank's share of it. Rank 0 then runs the
 // command; the other ranks call Model::follow().

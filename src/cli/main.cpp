@@ -9,6 +9,7 @@
 #include <exception>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -41,7 +42,7 @@ constexpr Command kCommands[] = {
     {"init", dsv2::cli::run_init, "write a random-weight model with a DeepSeek release's exact shapes", false},
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
     {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
-    {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens", false},
+    {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens (also under mpirun)", true},
     {"rm", dsv2::cli::run_rm, "train a reward model (scalar head, pair-wise or point-wise loss) from a fine-tuned model", false},
     {"rm-score", dsv2::cli::run_rm_score, "a reward model's scores for JSONL pairs or completions", false},
 };
@@ -145,6 +146,36 @@ std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer) {
   auto ids = tokenizer->encode(args.get("prompt"), {true, args.has("special")});
   if (ids.empty()) throw UsageError("--prompt: the prompt encodes to no tokens");
   return ids;
+}
+
+void check_ranks_agree(int argc, char** argv, uint64_t data_fingerprint) {
+  const auto& world = dist::world();
+  std::string mine;
+  for (int i = 0; i < argc; ++i) mine += std::string(argv[i]) + '\n';
+  const std::vector<std::string> commands = world.all_gather(mine);
+  const std::vector<uint64_t> fingerprints = world.all_gather_value<uint64_t>(data_fingerprint);
+  for (int r = 1; r < world.size(); ++r) {
+    if (commands[r] != commands[0]) {
+      auto words = [](const std::string& text) {
+        std::vector<std::string> out;
+        for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1) out.push_back(text.substr(at, nl - at));
+        return out;
+      };
+      const auto a = words(commands[0]), b = words(commands[r]);
+      size_t i = 0;
+      while (i < a.size() && i < b.size() && a[i] == b[i]) ++i;
+      auto from = [i](const std::vector<std::string>& w) {  // two words from the first difference
+        std::string s;
+        for (size_t j = i; j < w.size() && j < i + 2; ++j) s += (s.empty() ? "" : " ") + w[j];
+        return s.empty() ? std::string("nothing more") : "'" + s + "'";
+      };
+      throw UsageError("rank " + std::to_string(r) + " was started with different options than rank 0 (" + from(b) +
+                       " where rank 0 has " + from(a) + "): start every rank with the same command");
+    }
+    if (fingerprints[r] != fingerprints[0])
+      throw Error("rank " + std::to_string(r) + " read different data than rank 0 (same files, different contents): "
+                  "every rank needs the same --data");
+  }
 }
 
 void set_up_on_all_ranks(const std::function<void()>& setup) {

@@ -69,6 +69,7 @@ class SftBatches : public BatchSource {
   int64_t steps(int64_t rows_per_step) const { return (rows_ + rows_per_step - 1) / rows_per_step; }
   int64_t trained_tokens() const;  // targets over the whole run
   double padding_share() const;    // of all the rows' tokens
+  uint64_t fingerprint() const { return fingerprint_; }  // of the whole plan (data, epochs, seed, seq_len)
 
   // The next `sequences` rows (fewer at the end of the run).
   Batch next(int64_t sequences, int64_t seq_len) override;

@@ -67,6 +67,18 @@ EvalResult evaluate(TrainingModel& model, const TokenStream& stream, int64_t seq
   return r;
 }
 
+// The mean loss over the counted targets of fixed batches (every rank its share).
+double evaluate(TrainingModel& model, const std::vector<Batch>& batches, const dist::Communicator& all) {
+  double nats = 0.0;
+  int64_t targets = 0;
+  for (const Batch& b : batches) {
+    const StepResult s = model.run(share_of(b, all.rank(), all.size()), false, false);
+    nats += s.loss * s.targets;
+    targets += s.targets;
+  }
+  return targets ? nats / targets : 0.0;
+}
+
 // Checkpoints and the metrics log only work if every rank sees the files rank
 // 0 writes: check that --out is one directory for all of them.
 void check_shared_directory(const std::string& out, const dist::Communicator& all) {
@@ -223,7 +235,11 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     // Windows of seq_len tokens, or as long as the held-out text allows (a long-context run
     // may hold out less than one window).
     const int64_t eval_len = std::min<int64_t>(o.seq_len, static_cast<int64_t>(data.validation.tokens.size()) - 1);
-    if (eval_now && eval_len >= 2) {
+    if (eval_now && o.validation_batches) {
+      last_val = evaluate(model, *o.validation_batches, all);
+      line["val_loss"] = last_val;
+      line["val_ppl"] = std::exp(last_val);
+    } else if (eval_now && eval_len >= 2) {
       const EvalResult v = evaluate(model, data.validation, eval_len, o.eval_batches, all);
       last_val = v.loss;
       line["val_loss"] = v.loss;

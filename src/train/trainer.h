@@ -60,6 +60,9 @@ struct TrainerOptions {
   // Where the steps' batches come from instead of random windows of data.train
   // (SFT's packed conversations); null: a BatchSampler over data.train.
   BatchSource* batches = nullptr;
+  // Held-out batches evaluated every eval_every steps instead of windows of
+  // data.validation (SFT's held-out conversations, packed as for training).
+  const std::vector<Batch>* validation_batches = nullptr;
   StepObjective* objective = nullptr;  // null: next-token cross-entropy (TrainingModel::run)
 };
 
