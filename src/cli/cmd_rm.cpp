@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/fine_tuning.h"
 #include "core/error.h"
 #include "io/atomic_file.h"
 #include "runtime/chat_template.h"
@@ -28,46 +29,28 @@ int run_rm(int argc, char** argv) {
             "the point-wise binary cross-entropy of sigmoid(r). P is raw text or a list of chat messages (rendered "
             "with SFT's chat template). DIR is a model directory dsv2 rm-score (and transformers' "
             "...ForSequenceClassification) reads.",
-            {kModelOption,
-             {"data", 'd', true, "FILE      training examples, JSON Lines (repeatable; more files may follow)"},
-             {"out", 'o', true, "DIR       output: reward model, checkpoints, metrics.jsonl"},
-             {"eval-data", 0, true, "FILE      held-out examples: their accuracy with the trained model at the end"},
-             {"epochs", 0, true, "N         passes over the data (default 1)"},
-             {"lr", 0, true, "X         peak learning rate (default 1e-5)"},
-             {"warmup", 0, true, "N         warm-up steps (default 3% of the steps)"},
-             {"schedule", 0, true, "KIND      cosine (to 10%, default), constant or step"},
-             {"batch-size", 0, true, "N         pairs (or point-wise examples) per step (default 8)"},
-             {"max-length", 0, true, "N         tokens of prompt + answer at most (default 1024; longer: an error)"},
-             {"seed", 0, true, "N         seed for the examples' order and the head's initial values (default 1)"},
-             {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
-             {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
-             {"resume", 0, false, "          continue from the last checkpoint in --out (same command)"},
-             kThreadsOption});
+            join_options({{kModelOption,
+                           {"data", 'd', true, "FILE      training examples, JSON Lines (repeatable; more files may follow)"},
+                           {"out", 'o', true, "DIR       output: reward model, checkpoints, metrics.jsonl"},
+                           {"eval-data", 0, true, "FILE      held-out examples: their accuracy with the trained model at the end"},
+                           {"epochs", 0, true, "N         passes over the data (default 1)"},
+                           {"batch-size", 0, true, "N         pairs (or point-wise examples) per step (default 8)"},
+                           {"max-length", 0, true, "N         tokens of prompt + answer at most (default 1024; longer: an error)"},
+                           {"seed", 0, true, "N         seed for the examples' order and the head's initial values (default 1)"}},
+                          fine_tuning_options("1e-5"),
+                          {kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string base = model_dir_option(args);
-  std::vector<std::string> files = args.get_all("data");
-  for (const auto& p : args.positional()) files.push_back(p);
-  if (files.empty()) throw UsageError("no examples: give --data FILE.jsonl...");
+  const std::vector<std::string> files = data_files(args, "examples");
   TrainerOptions o;
-  o.out_dir = args.require("out");
-  o.init_from = base;
-  o.tokenizer_dir = base;
+  read_fine_tuning_options(args, base, 1e-5, o);  // eval_every 0: --eval-data is scored at the end
   const int64_t epochs = args.get_int("epochs", 1);
   const int64_t batch_size = args.get_int("batch-size", 8);
   const int64_t max_length = args.get_int("max-length", 1024);
-  o.lr.peak = args.get_double("lr", 1e-5);
-  o.lr.kind = args.get("schedule", "cosine");
-  if (o.lr.kind != "step" && o.lr.kind != "cosine" && o.lr.kind != "constant") throw UsageError("option --schedule: cosine, constant or step");
-  o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
-  o.checkpoint_every = args.get_int("checkpoint-every", 100);
-  o.save_bf16 = args.has("save-bf16");
-  o.resume = args.has("resume");
-  o.eval_every = 0;  // the held-out windows of dsv2 train are text; --eval-data is scored at the end
   if (epochs < 1) throw UsageError("option --epochs: must be at least 1");
   if (batch_size < 1) throw UsageError("option --batch-size: must be at least 1");
   if (max_length < 2) throw UsageError("option --max-length: must be at least 2");
-  if (!(o.lr.peak > 0)) throw UsageError("option --lr: must be positive");
 
   Config config = load_config(base);
   if (max_length > config.max_position_embeddings)
@@ -97,7 +80,7 @@ int run_rm(int argc, char** argv) {
   o.seq_len = max_length;
   o.batch_tokens = batch_size * max_length;
   o.steps = batches.steps(batch_size);
-  o.lr.warmup_steps = args.get_int("warmup", o.steps * 3 / 100);
+  read_fine_tuning_warmup(args, o);
   std::fprintf(stderr, "%zu %s, %lld epochs, %lld per step: %lld steps\n", data.examples.size(),
                data.pairwise ? "pairs (pair-wise loss)" : "completions (point-wise loss)", static_cast<long long>(epochs),
                static_cast<long long>(batch_size), static_cast<long long>(o.steps));

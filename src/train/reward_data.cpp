@@ -2,12 +2,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
 #include "core/error.h"
+#include "io/jsonl.h"
 #include "ops/matmul.h"
 #include "tokenizer/tokenizer.h"
 #include "train/sft_data.h"
@@ -89,40 +89,26 @@ RewardExample parse_reward_line(const std::string& line, const Tokenizer& tokeni
 RewardData load_reward_files(const std::vector<std::string>& files, const Tokenizer& tokenizer,
                              const ChatRenderer& render, int64_t max_length, bool require_label) {
   RewardData data;
-  for (const std::string& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(file + ": cannot open");
-    std::string line;
-    for (int64_t number = 1; std::getline(in, line); ++number) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = file + ":" + std::to_string(number) + ": ";
-      RewardExample e;
-      try {
-        e = parse_reward_line(line, tokenizer, render, require_label);
-      } catch (const std::exception& error) {  // the template's own failures included
-        throw Error(where + error.what());
-      }
-      const bool pairwise = e.pairwise;
-      e.line = number;
-      if (data.examples.empty()) data.pairwise = pairwise;
-      if (pairwise != data.pairwise)
-        throw Error(where + (pairwise ? "a pair among point-wise examples" : "a point-wise example among pairs") +
-                    " (one kind per run)");
-      for (const auto* s : {&e.chosen, &e.rejected}) {
-        if (s == &e.rejected && !pairwise) break;
-        const char* which = !pairwise ? "completion" : s == &e.chosen ? "chosen" : "rejected";
-        if (s->prompt_tokens >= max_length)
-          throw Error(where + "the prompt is " + std::to_string(s->prompt_tokens) +
-                      " tokens, longer than the context (--max-length " + std::to_string(max_length) + ")");
-        if (static_cast<int64_t>(s->tokens.size()) > max_length)
-          throw Error(where + "prompt + " + which + " is " + std::to_string(s->tokens.size()) +
-                      " tokens, longer than the context (--max-length " + std::to_string(max_length) + ")");
-        if (s->tokens.empty()) throw Error(where + "prompt + " + which + " is no token at all");
-      }
-      data.examples.push_back(std::move(e));
+  for_each_jsonl_line(files, [&](const std::string& line, int64_t number) {
+    RewardExample e = parse_reward_line(line, tokenizer, render, require_label);
+    e.line = number;
+    if (data.examples.empty()) data.pairwise = e.pairwise;
+    if (e.pairwise != data.pairwise)
+      throw Error(std::string(e.pairwise ? "a pair among point-wise examples" : "a point-wise example among pairs") +
+                  " (one kind per run)");
+    for (const auto* s : {&e.chosen, &e.rejected}) {
+      if (s == &e.rejected && !e.pairwise) break;
+      const char* which = !e.pairwise ? "completion" : s == &e.chosen ? "chosen" : "rejected";
+      if (s->prompt_tokens >= max_length)
+        throw Error("the prompt is " + std::to_string(s->prompt_tokens) + " tokens, longer than the context (--max-length " +
+                    std::to_string(max_length) + ")");
+      if (static_cast<int64_t>(s->tokens.size()) > max_length)
+        throw Error("prompt + " + std::string(which) + " is " + std::to_string(s->tokens.size()) +
+                    " tokens, longer than the context (--max-length " + std::to_string(max_length) + ")");
+      if (s->tokens.empty()) throw Error("prompt + " + std::string(which) + " is no token at all");
     }
-    if (in.bad()) throw Error(file + ": read error");
-  }
+    data.examples.push_back(std::move(e));
+  });
   if (data.examples.empty()) throw Error(files.front() + (files.size() > 1 ? " and the other files" : "") + ": no examples");
   return data;
 }

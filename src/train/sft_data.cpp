@@ -1,12 +1,12 @@
 #include "train/sft_data.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 
 #include "core/error.h"
+#include "io/jsonl.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv2 {
@@ -79,36 +79,23 @@ SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const
 SftData load_sft_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, const ChatRenderer& render,
                        int64_t seq_len) {
   SftData data;
-  for (const std::string& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(file + ": cannot open");
-    std::string line;
-    for (int64_t number = 1; std::getline(in, line); ++number) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = file + ":" + std::to_string(number) + ": ";
-      SftExample e;
-      try {
-        e = tokenize_conversation(parse_conversation(line), tokenizer, render);
-      } catch (const std::exception& error) {  // the template's own failures included
-        throw Error(where + error.what());
-      }
-      size_t first = 0;
-      while (first < e.trained.size() && !e.trained[first]) ++first;
-      // The token at 0 is never a target (nothing before it predicts it), and an answer may render as nothing.
-      if (std::count(e.trained.begin() + (e.trained.empty() ? 0 : 1), e.trained.end(), 1) == 0)
-        throw Error(where + "the assistant messages render as no token that follows the prompt: nothing to train on");
-      if (static_cast<int64_t>(first) >= seq_len)
-        throw Error(where + "the prompt before the first assistant answer is " + std::to_string(first) +
-                    " tokens, longer than the context (--seq-len " + std::to_string(seq_len) + ")");
-      if (static_cast<int64_t>(e.tokens.size()) > seq_len) {
-        e.tokens.resize(seq_len);
-        e.trained.resize(seq_len);
-        ++data.truncated;
-      }
-      data.examples.push_back(std::move(e));
+  for_each_jsonl_line(files, [&](const std::string& line, int64_t) {
+    SftExample e = tokenize_conversation(parse_conversation(line), tokenizer, render);
+    size_t first = 0;
+    while (first < e.trained.size() && !e.trained[first]) ++first;
+    // The token at 0 is never a target (nothing before it predicts it), and an answer may render as nothing.
+    if (std::count(e.trained.begin() + (e.trained.empty() ? 0 : 1), e.trained.end(), 1) == 0)
+      throw Error("the assistant messages render as no token that follows the prompt: nothing to train on");
+    if (static_cast<int64_t>(first) >= seq_len)
+      throw Error("the prompt before the first assistant answer is " + std::to_string(first) +
+                  " tokens, longer than the context (--seq-len " + std::to_string(seq_len) + ")");
+    if (static_cast<int64_t>(e.tokens.size()) > seq_len) {
+      e.tokens.resize(seq_len);
+      e.trained.resize(seq_len);
+      ++data.truncated;
     }
-    if (in.bad()) throw Error(file + ": read error");
-  }
+    data.examples.push_back(std::move(e));
+  });
   if (data.examples.empty()) throw Error(files.front() + (files.size() > 1 ? " and the other files" : "") + ": no conversations");
   return data;
 }

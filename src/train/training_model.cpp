@@ -71,11 +71,12 @@ void MoeTally::finish(StepResult& result) const {
   result.dropped_share = assignments ? static_cast<double>(dropped) / assignments : 0.0;
 }
 
-void TrainingModel::forward_layers(const LayerContext& ctx, const Batch& batch, std::vector<float>& x,
-                                   std::vector<float>& h_final, StepResult& result, MoeTally& tally) {
+StepResult TrainingModel::pass(const Batch& batch, bool training, bool model_backward, const PassHead& head) {
   const Config& c = tw_.config();
   const Weights& w = tw_.w();
-  const int64_t N = batch.batch * batch.seq_len, d = c.hidden_size, V = c.vocab_size;
+  const Weights& g = tw_.g();
+  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size, V = c.vocab_size;
+  const float eps = static_cast<float>(c.rms_norm_eps);
   require(static_cast<int64_t>(batch.inputs.size()) == N && static_cast<int64_t>(batch.targets.size()) == N,
           "training batch: inputs/targets do not match batch × seq_len");
   for (int32_t id : batch.inputs) require(id >= 0 && id < V, "training batch: token id " + std::to_string(id) + " outside the vocabulary");
@@ -84,100 +85,83 @@ void TrainingModel::forward_layers(const LayerContext& ctx, const Batch& batch, 
   // The MTP modules' shifted sequences would cross the packed documents' boundaries.
   require(batch.positions.empty() || c.num_nextn_predict_layers == 0,
           "training batch: packed documents (positions) with MTP modules are not supported");
+
+  StepResult result;
   acts_.resize(c.num_hidden_layers);
-  x.resize(N * d);
+  std::vector<float> x(N * d);
   for (int64_t n = 0; n < N; ++n) w.embed_tokens.dequantize_row(batch.inputs[n], x.data() + n * d);
   std::vector<float> block(N * d);
+  const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
+  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
+  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
+  MoeTally tally;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     MoeStats stats;
     decoder_layer_train_forward(ctx, w.layers[l], x.data(), block.data(), acts_[l], stats, result.seconds);
     if (w.layers[l].is_moe) tally.add(result, stats, options_.alpha_sequence);
   }
-  const auto norm_start = Clock::now();
-  h_final.resize(N * d);
-  rmsnorm(x.data(), w.norm.data(), static_cast<float>(c.rms_norm_eps), N, d, h_final.data());
-  result.seconds.lm_head += seconds_since(norm_start);
-}
 
-void TrainingModel::backward_layers(const LayerContext& ctx, const Batch& batch, const std::vector<float>& x,
-                                    const float* d_h_final, PhaseSeconds& seconds) {
-  const Config& c = tw_.config();
-  const Weights& w = tw_.w();
-  const Weights& g = tw_.g();
-  const int64_t N = batch.batch * batch.seq_len, d = c.hidden_size;
+  // Final norm and the head (which times itself: the MTP modules count in their own phases).
   const auto norm_start = Clock::now();
+  std::vector<float> h_final(N * d), d_h_final(model_backward ? N * d : 0, 0.0f);
+  rmsnorm(x.data(), w.norm.data(), eps, N, d, h_final.data());
+  result.seconds.lm_head += seconds_since(norm_start);
+  head(ctx, h_final.data(), model_backward ? d_h_final.data() : nullptr, result, tally);
+  tally.finish(result);
+  if (!model_backward) return result;
+
+  // Backward through the final norm, the layers and the embedding.
+  const auto norm_backward_start = Clock::now();
   std::vector<float> dx(N * d, 0.0f), d_h(N * d);
-  rmsnorm_backward(x.data(), w.norm.data(), static_cast<float>(c.rms_norm_eps), N, d, d_h_final, dx.data(), mut(g.norm));
-  seconds.lm_head += seconds_since(norm_start);  // the head's forward and backward, final norm included
+  rmsnorm_backward(x.data(), w.norm.data(), eps, N, d, d_h_final.data(), dx.data(), mut(g.norm));
+  result.seconds.lm_head += seconds_since(norm_backward_start);  // the head's forward and backward, final norm included
   for (int64_t l = c.num_hidden_layers - 1; l >= 0; --l)
-    decoder_layer_train_backward(ctx, w.layers[l], g.layers[l], acts_[l], dx.data(), d_h.data(), seconds);
+    decoder_layer_train_backward(ctx, w.layers[l], g.layers[l], acts_[l], dx.data(), d_h.data(), result.seconds);
   float* d_embed = mut(g.embed_tokens);
   for (int64_t n = 0; n < N; ++n) axpy(1.0f, dx.data() + n * d, d_embed + static_cast<int64_t>(batch.inputs[n]) * d, d);
+  return result;
 }
 
 StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, bool keep_token_losses) {
-  const Config& c = tw_.config();
-  const Weights& w = tw_.w();
-  const Weights& g = tw_.g();
-  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size, V = c.vocab_size;
-
-  StepResult result;
-  const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
-  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
-  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
-  MoeTally tally;
-  std::vector<float> x, h_final;
-  forward_layers(ctx, batch, x, h_final, result, tally);
-
-  // LM head and cross-entropy.
-  const auto head_start = Clock::now();
   // With the model frozen (--freeze-model) only the MTP modules take gradients.
   const bool model_backward = backward && !freeze_model_;
-  std::vector<float> d_h_final(model_backward ? N * d : 0, 0.0f);
-  for (int32_t t : batch.targets) result.targets += t >= 0;
-  if (batch.global_targets > 0) result.targets = batch.global_targets;
-  require(result.targets > 0, "training batch: no targets");
-  double loss_sum = head_cross_entropy(h_final.data(), batch.targets.data(), N, d, V, f32(w.lm_head),
-                                       model_backward ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
-                                       model_backward ? d_h_final.data() : nullptr,
-                                       keep_token_losses ? &result.token_losses : nullptr);
-  if (batch_group_) loss_sum = batch_group_->sum(loss_sum);
-  result.loss = loss_sum / result.targets;
-  result.objective += result.loss;
-  result.seconds.lm_head += seconds_since(head_start);
-
-  // The MTP modules (V3 §2.2) add their loss and, through h_final, its gradient.
-  if (backward && c.num_nextn_predict_layers > 0) {
-    const MtpResult mtp = mtp_train_step(ctx, w, g, batch, batch_group_, h_final.data(), true,
-                                         model_backward ? d_h_final.data() : nullptr, mtp_lambda_, mtp_acts_, result.seconds);
-    result.mtp_loss = mtp.loss;
-    result.objective += mtp_lambda_ * mtp.loss;
-    for (const MoeStats& stats : mtp.moe_stats) tally.add(result, stats, options_.alpha_sequence);
-  }
-  tally.finish(result);
-
-  if (model_backward) backward_layers(ctx, batch, x, d_h_final.data(), result.seconds);
-  return result;
+  return pass(batch, training, model_backward, [&](const LayerContext& ctx, const float* h_final, float* d_h_final,
+                                                   StepResult& result, MoeTally& tally) {
+    const Config& c = tw_.config();
+    const Weights& w = tw_.w();
+    const Weights& g = tw_.g();
+    const int64_t N = batch.batch * batch.seq_len;
+    // LM head and cross-entropy.
+    const auto head_start = Clock::now();
+    for (int32_t t : batch.targets) result.targets += t >= 0;
+    if (batch.global_targets > 0) result.targets = batch.global_targets;
+    require(result.targets > 0, "training batch: no targets");
+    double loss_sum = head_cross_entropy(h_final, batch.targets.data(), N, c.hidden_size, c.vocab_size, f32(w.lm_head),
+                                         d_h_final ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
+                                         d_h_final, keep_token_losses ? &result.token_losses : nullptr);
+    if (batch_group_) loss_sum = batch_group_->sum(loss_sum);
+    result.loss = loss_sum / result.targets;
+    result.objective += result.loss;
+    result.seconds.lm_head += seconds_since(head_start);
+    // The MTP modules (V3 §2.2) add their loss and, through h_final, its gradient.
+    if (backward && c.num_nextn_predict_layers > 0) {
+      const MtpResult mtp = mtp_train_step(ctx, w, g, batch, batch_group_, h_final, true, d_h_final, mtp_lambda_,
+                                           mtp_acts_, result.seconds);
+      result.mtp_loss = mtp.loss;
+      result.objective += mtp_lambda_ * mtp.loss;
+      for (const MoeStats& stats : mtp.moe_stats) tally.add(result, stats, options_.alpha_sequence);
+    }
+  });
 }
 
 StepResult TrainingModel::run_hidden(const Batch& batch, bool training, bool backward, const HiddenHead& head) {
-  const Config& c = tw_.config();
-  const int64_t B = batch.batch, T = batch.seq_len, N = B * T, d = c.hidden_size;
-  StepResult result;
-  const MoeContext moe{batch_group_, dispatcher_.get(), batch.first_sequence, batch.global_sequences};
-  const int32_t* positions = batch.positions.empty() ? nullptr : batch.positions.data();
-  const LayerContext ctx{c, rope_, options_, moe, B, T, batch.droppable, training, positions};
-  MoeTally tally;
-  std::vector<float> x, h_final;
-  forward_layers(ctx, batch, x, h_final, result, tally);
-  const auto head_start = Clock::now();
-  std::vector<float> d_h_final(backward ? N * d : 0, 0.0f);
-  result.loss = head(h_final.data(), backward ? d_h_final.data() : nullptr);
-  result.objective += result.loss;
-  result.seconds.lm_head += seconds_since(head_start);
-  tally.finish(result);
-  if (backward) backward_layers(ctx, batch, x, d_h_final.data(), result.seconds);
-  return result;
+  return pass(batch, training, backward,
+              [&](const LayerContext&, const float* h_final, float* d_h_final, StepResult& result, MoeTally&) {
+                const auto head_start = Clock::now();
+                result.loss = head(h_final, d_h_final);
+                result.objective += result.loss;
+                result.seconds.lm_head += seconds_since(head_start);
+              });
 }
 
 }  // namespace dsv2

@@ -80,14 +80,13 @@ class TrainingModel {
   double mtp_lambda_ = 0.3;
   bool freeze_model_ = false;
 
-  // run's and run_hidden's common parts. forward_layers: checks the batch,
-  // embeds it and runs the layers; x becomes the residual stream at the top
-  // [B·T, d], h_final the states after model.norm, and the MoE statistics go into result.
-  void forward_layers(const LayerContext& ctx, const Batch& batch, std::vector<float>& x, std::vector<float>& h_final,
-                      StepResult& result, MoeTally& tally);
-  // From d objective / d h_final through the final norm, the layers and the embedding.
-  void backward_layers(const LayerContext& ctx, const Batch& batch, const std::vector<float>& x, const float* d_h_final,
-                       PhaseSeconds& seconds);
+  // run's and run_hidden's common pass: embedding, layers, final norm; `head`
+  // then adds the objective on h_final [B·T, d] into the result and, when the
+  // model takes gradients, writes d objective / d h_final (else d_h_final is
+  // null); then back through the model into weights.grads.
+  using PassHead = std::function<void(const LayerContext& ctx, const float* h_final, float* d_h_final,
+                                      StepResult& result, MoeTally& tally)>;
+  StepResult pass(const Batch& batch, bool training, bool model_backward, const PassHead& head);
 };
 
 }  // namespace dsv2
