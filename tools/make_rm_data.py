@@ -19,12 +19,11 @@ Usage: python3 tools/make_rm_data.py --out pairs.jsonl [--count 5000] [--seed 1]
 import argparse
 import json
 import os
-import random
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sft_data import DEFAULT_CORPUS, corpus_item, load_corpus, task_item  # noqa: E402
+from make_sft_data import add_source_arguments, conversation_source  # noqa: E402
 
 NUMBER = re.compile(r"-?\d+")
 
@@ -83,25 +82,12 @@ def pair(rng, draw):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=5000, help="pairs")
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--kinds", default="corpus,tasks")
-    ap.add_argument("--validation-share", type=float, default=0.02)
-    ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
+    add_source_arguments(ap, 5000)
     ap.add_argument("--format", choices=["chat", "text"], default="chat",
                     help="prompt as a list of chat messages (default) or as raw text")
     ap.add_argument("--pointwise", action="store_true", help="{prompt, completion, label} lines instead of pairs")
     args = ap.parse_args()
-    kinds = args.kinds.split(",")
-    files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
-    if "corpus" in kinds and not files:
-        raise SystemExit(f"{args.corpus}: no corpus files found (give --corpus DIR or --kinds tasks)")
-    rng = random.Random(args.seed)
-
-    def draw():
-        return corpus_item(rng, files) if rng.choice(kinds) == "corpus" else task_item(rng)
+    rng, draw = conversation_source(args)
 
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

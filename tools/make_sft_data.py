@@ -151,26 +151,36 @@ def task_item(rng):
     return chat(f"把这句英文改成大写：{word}", word.upper()) if zh else chat(f"Write in upper case: {word}", word.upper())
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_source_arguments(ap, count):
+    """The options of the conversations' sources (tools/make_rm_data.py takes them too)."""
     ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=count)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
     ap.add_argument("--kinds", default="corpus,tasks")
     ap.add_argument("--validation-share", type=float, default=0.02)
     ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
-    args = ap.parse_args()
+
+
+def conversation_source(args):
+    """The seeded generator and a function drawing the next conversation, as the options say."""
     kinds = args.kinds.split(",")
     files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
     if "corpus" in kinds and not files:
         raise SystemExit(f"{args.corpus}: no corpus files found (give --corpus DIR or --kinds tasks)")
     rng = random.Random(args.seed)
+    return rng, lambda: corpus_item(rng, files) if rng.choice(kinds) == "corpus" else task_item(rng)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_source_arguments(ap, 20000)
+    args = ap.parse_args()
+    _, draw = conversation_source(args)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for _ in range(args.count):
-            kind = rng.choice(kinds)
-            item = corpus_item(rng, files) if kind == "corpus" else task_item(rng)
+            item = draw()
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
     os.replace(tmp, args.out)  # never a half-written file under the final name
     print(f"{args.count} conversations -> {args.out}")

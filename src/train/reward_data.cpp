@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <cmath>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "core/error.h"
 #include "io/jsonl.h"
@@ -144,12 +142,8 @@ Batch reward_batch(const std::vector<const RewardExample*>& examples, int32_t pa
 RewardBatches::RewardBatches(const RewardData& data, int64_t epochs, uint64_t seed, int32_t pad_id)
     : data_(data), pad_(pad_id) {
   require(epochs >= 1 && pad_id >= 0 && !data.examples.empty(), "reward batches: need examples, epochs >= 1 and a pad token");
-  std::vector<size_t> order(data.examples.size());
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    // Fisher-Yates with the generator's raw output: the same order on every platform.
-    std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(epoch));
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+    const std::vector<size_t> order = epoch_order(data.examples.size(), seed, epoch);
     order_.insert(order_.end(), order.begin(), order.end());
   }
   uint64_t h = 1469598103934665603ull;
@@ -174,20 +168,11 @@ Batch RewardBatches::next(int64_t sequences, int64_t) {
   return reward_batch(step, pad_);
 }
 
-std::string RewardBatches::state() const { return "rm " + std::to_string(cursor_) + " " + std::to_string(fingerprint_); }
+std::string RewardBatches::state() const { return plan_state("rm", static_cast<int64_t>(cursor_), fingerprint_); }
 
 void RewardBatches::set_state(const std::string& state) {
-  std::istringstream ss(state);
-  std::string kind;
-  int64_t cursor = -1;
-  uint64_t fingerprint = 0;
-  ss >> kind >> cursor >> fingerprint;
-  if (ss.fail() || kind != "rm" || cursor < 0 || cursor > static_cast<int64_t>(order_.size()))
-    throw Error("the checkpoint was not written by dsv2 rm (or its data state is corrupt)");
-  if (fingerprint != fingerprint_)
-    throw Error("the checkpoint was made with other reward data or options (--data, --epochs, --seed): "
-                "resume with the same ones");
-  cursor_ = static_cast<size_t>(cursor);
+  cursor_ = static_cast<size_t>(plan_cursor(state, "rm", static_cast<int64_t>(order_.size()), fingerprint_, "dsv2 rm",
+                                            "reward data or options (--data, --epochs, --seed)"));
 }
 
 RewardMetrics reward_head(const float* h, const Batch& batch, int64_t d, const float* score, bool pairwise, float* d_h,

@@ -2,8 +2,6 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "core/error.h"
 #include "io/jsonl.h"
@@ -116,14 +114,8 @@ SftBatches::SftBatches(const std::vector<SftExample>& examples, int64_t seq_len,
     used = 0;
     ++rows_;
   };
-  std::vector<size_t> order(examples.size());
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    // Fisher-Yates with the generator's raw output (std::shuffle's draws are the
-    // library's own): the same order on every platform.
-    std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(epoch));
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-    for (size_t index : order) {
+    for (size_t index : epoch_order(examples.size(), seed, epoch)) {
       const SftExample& e = examples[index];
       const int64_t n = static_cast<int64_t>(e.tokens.size());
       require(n >= 1 && n <= seq_len_, "SFT batches: a conversation longer than seq_len");
@@ -167,20 +159,11 @@ Batch SftBatches::next(int64_t sequences, int64_t seq_len) {
   return b;
 }
 
-std::string SftBatches::state() const { return "sft " + std::to_string(cursor_) + " " + std::to_string(fingerprint_); }
+std::string SftBatches::state() const { return plan_state("sft", cursor_, fingerprint_); }
 
 void SftBatches::set_state(const std::string& state) {
-  std::istringstream ss(state);
-  std::string kind;
-  int64_t cursor = -1;
-  uint64_t fingerprint = 0;
-  ss >> kind >> cursor >> fingerprint;
-  if (ss.fail() || kind != "sft" || cursor < 0 || cursor > rows_)
-    throw Error("the checkpoint was not written by dsv2 sft (or its data state is corrupt)");
-  if (fingerprint != fingerprint_)
-    throw Error("the checkpoint was made with other SFT data or options (--data, --epochs, --seq-len, --seed): "
-                "resume with the same ones");
-  cursor_ = cursor;
+  cursor_ = plan_cursor(state, "sft", rows_, fingerprint_, "dsv2 sft",
+                        "SFT data or options (--data, --epochs, --seq-len, --seed)");
 }
 
 }  // namespace dsv2
