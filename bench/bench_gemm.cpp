@@ -1,77 +1,59 @@
-// GFLOP/s of the float32 GEMMs training uses (OpenBLAS through ops/gemm.h), for
-// the "share of the machine's fp32 peak" figure, and that peak itself: a
-// register-only FMA loop at the widest SIMD target Highway finds. Median of 7
-// runs per shape, best of 5 for the peak.
+// GFLOP/s of the float32 GEMMs training uses (OpenBLAS through ops/gemm.h),
+// G op/s of the integer GEMM prefill runs on q8/q4 weights (matmul →
+// ops/gemm_q8.h) at DeepSeek-V2-Lite's shapes, and the machine's arithmetic
+// peaks (ops/peaks.h: float32 FMA, int8 dot product, bf16 dot product) for
+// the "share of the peak" figures. Median of 7 runs per shape.
 //   bench_gemm [threads]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <random>
 #include <vector>
 
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/gemm_q8.h"
+#include "ops/kernels.h"
+#include "ops/matmul.h"
+#include "ops/peaks.h"
+#include "ops/weight_matrix.h"
 
-#undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "bench/bench_gemm.cpp"
-#include <hwy/foreach_target.h>  // IWYU pragma: keep
-#include <hwy/highway.h>
+namespace {
 
-HWY_BEFORE_NAMESPACE();
-namespace bench {
-namespace HWY_NAMESPACE {
-namespace hn = hwy::HWY_NAMESPACE;
-
-// `iterations` rounds of 12 independent FMA chains (enough to hide the FMA
-// latency on both pipes). The chains start from different values: equal ones
-// let the compiler fold them into one chain and the "peak" reads several times
-// too high. Returns the FLOPs done; the sum keeps the loop alive.
-double FmaChains(int64_t iterations, float* sink) {
-  const hn::ScalableTag<float> df;
-  constexpr int kChains = 12;
-  hn::Vec<decltype(df)> acc[kChains];
-  for (int i = 0; i < kChains; ++i) acc[i] = hn::Set(df, 1.0f + 0.01f * static_cast<float>(i));
-  const auto mul = hn::Set(df, 0.9999999f), add = hn::Set(df, 1e-7f);
-  for (int64_t it = 0; it < iterations; ++it)
-    for (int i = 0; i < kChains; ++i) acc[i] = hn::MulAdd(acc[i], mul, add);
-  auto sum = acc[0];
-  for (int i = 1; i < kChains; ++i) sum = hn::Add(sum, acc[i]);
-  *sink = hn::GetLane(hn::SumOfLanes(df, sum));
-  return 2.0 * kChains * static_cast<double>(hn::Lanes(df)) * static_cast<double>(iterations);
-}
-
-// The SIMD target the dispatcher picked, for the report.
-const char* TargetInUse() { return hwy::TargetName(HWY_TARGET); }
-
-}  // namespace HWY_NAMESPACE
-}  // namespace bench
-HWY_AFTER_NAMESPACE();
-
-#if HWY_ONCE
-namespace bench {
-HWY_EXPORT(FmaChains);
-HWY_EXPORT(TargetInUse);
-
-// float32 FMA GFLOP/s of all threads together, best of 5.
-double fma_peak_gflops() {
-  const int threads = dsv2::num_threads();
-  std::vector<float> sinks(threads);
-  double best = 0.0;
-  for (int rep = 0; rep < 5; ++rep) {
-    std::vector<double> flops(threads, 0.0);
+template <class F>
+double median_seconds(F&& run) {
+  std::vector<double> times;
+  for (int r = 0; r < 7; ++r) {
     const auto t0 = std::chrono::steady_clock::now();
-    dsv2::parallel_for(threads, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t t = begin; t < end; ++t) flops[t] = HWY_DYNAMIC_DISPATCH(FmaChains)(20000000, &sinks[t]);
-    });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    double total = 0.0;
-    for (double f : flops) total += f;
-    best = std::max(best, total / seconds / 1e9);
+    run();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
-  return best;
+  std::sort(times.begin(), times.end());
+  return times[3];
 }
 
-}  // namespace bench
+// matmul of `tokens` random activations with a random rows × cols q8 or q4 matrix, G op/s.
+double quantized_matmul_gops(dsv2::DType dtype, int64_t tokens, int64_t rows, int64_t cols) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> values(static_cast<size_t>(cols)), x(static_cast<size_t>(tokens * cols)), y(static_cast<size_t>(tokens * rows));
+  for (auto& v : x) v = dist(rng);
+  std::vector<std::byte> data(static_cast<size_t>(rows * dsv2::stored_columns(dtype, cols)));
+  std::vector<float> scales(static_cast<size_t>(rows * cols / dsv2::kQuantBlock));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (auto& v : values) v = dist(rng);
+    dsv2::encode_row(dtype, values.data(), cols, data.data() + r * dsv2::stored_columns(dtype, cols),
+                     scales.data() + r * (cols / dsv2::kQuantBlock));
+  }
+  dsv2::WeightMatrix w;
+  w.dtype = dtype, w.rows = rows, w.cols = cols, w.data = data.data(), w.scale_inv = scales.data();
+  w.block_rows = 1, w.block_cols = dsv2::kQuantBlock;
+  const double s = median_seconds([&] { dsv2::matmul(x.data(), tokens, w, y.data()); });
+  return 2.0 * static_cast<double>(tokens * rows * cols) / s / 1e9;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   dsv2::set_num_threads(argc > 1 ? std::atoi(argv[1]) : 2);
@@ -89,19 +71,30 @@ int main(int argc, char** argv) {
   bool first = true;
   for (const auto& s : shapes) {
     std::vector<float> a(s.m * s.k, 0.5f), b(s.k * s.n, 0.25f), c(s.m * s.n);
-    std::vector<double> times;
-    for (int r = 0; r < 7; ++r) {
-      const auto t0 = std::chrono::steady_clock::now();
+    const double seconds = median_seconds([&] {
       dsv2::gemm(false, false, s.m, s.n, s.k, 1.0f, a.data(), s.k, b.data(), s.n, 0.0f, c.data(), s.n);
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-    }
-    std::sort(times.begin(), times.end());
-    const double gflops = 2.0 * s.m * s.n * s.k / times[3] / 1e9;
-    std::printf("%s{\"shape\": \"%s\", \"gflops\": %.1f}", first ? "" : ", ", s.what, gflops);
+    });
+    std::printf("%s{\"shape\": \"%s\", \"gflops\": %.1f}", first ? "" : ", ", s.what, 2.0 * s.m * s.n * s.k / seconds / 1e9);
     first = false;
   }
-  std::printf("], \"fp32_fma_peak_gflops\": %.1f, \"simd_target\": \"%s\"}\n", bench::fma_peak_gflops(),
-              HWY_DYNAMIC_DISPATCH(bench::TargetInUse)());
+  // DeepSeek-V2-Lite's prefill products of a 512-token prompt: q_proj, a routed expert's
+  // gate/up (512 · 6 / 64 = 48 tokens on average) and down, the dense layer's up.
+  const Shape quantized[] = {{"q_proj           512x3072x2048", 512, 3072, 2048},
+                             {"expert gate/up     48x1408x2048", 48, 1408, 2048},
+                             {"expert down        48x2048x1408", 48, 2048, 1408},
+                             {"dense up         512x10944x2048", 512, 10944, 2048}};
+  std::printf("], \"int8_gemm\": [");
+  first = true;
+  for (const auto& s : quantized)
+    for (dsv2::DType dtype : {dsv2::DType::I8, dsv2::DType::U8}) {
+      std::printf("%s{\"shape\": \"%s\", \"weights\": \"%s\", \"gops\": %.1f}", first ? "" : ", ", s.what,
+                  dtype == dsv2::DType::I8 ? "q8" : "q4", quantized_matmul_gops(dtype, s.m, s.n, s.k));
+      first = false;
+    }
+  const dsv2::ArithmeticPeaks p = dsv2::measure_arithmetic_peaks(0.2, 5);
+  std::printf("], \"int8_gemm_kernel\": \"%s\", \"fp32_fma_peak_gflops\": %.1f, \"int8_dot_peak_gops\": %.1f, "
+              "\"int8_dot_instruction\": \"%s\", \"bf16_dot_peak_gflops\": %.1f, \"simd_target\": \"%s\"}\n",
+              dsv2::gemm_q8_kernel(), p.fp32_fma_flops / 1e9, p.int8_dot_ops / 1e9, p.int8_kernel.c_str(),
+              p.bf16_dot_flops / 1e9, p.simd_target.c_str());
   return 0;
 }
-#endif  // HWY_ONCE

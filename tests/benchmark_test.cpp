@@ -70,8 +70,24 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["context"], 20);
   EXPECT_EQ(j["threads"], 1);
   for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
-                          "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes"})
+                          "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes",
+                          "fp32_fma_peak_flops_per_s", "prefill_peak_share"})
     EXPECT_GT(j[key].get<double>(), 0.0) << key;
+  // the fixture's weights are not q8/q4: prefill is measured against the float32 FMA peak
+  EXPECT_EQ(j["prefill_peak_kind"].get<std::string>().rfind("fp32 fma", 0), 0u) << j["prefill_peak_kind"];
+  EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
+                   j["prefill_flops_per_s"].get<double>() / j["fp32_fma_peak_flops_per_s"].get<double>());
+}
+
+// q8 weights prefill through the integer GEMM: their share is of the int8 dot-product peak.
+TEST(Benchmark, QuantizedPrefillIsMeasuredAgainstTheInt8Peak) {
+  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --quantize q8 --prompt 8 --gen 2 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  if (j["int8_dot_peak_ops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no int8 dot-product instruction measured here";
+  EXPECT_EQ(j["prefill_peak_kind"].get<std::string>().rfind("int8 ", 0), 0u) << j["prefill_peak_kind"];
+  EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
+                   j["prefill_flops_per_s"].get<double>() / j["int8_dot_peak_ops_per_s"].get<double>());
 }
 
 TEST(Benchmark, BadOptionsFailWithOneLine) {

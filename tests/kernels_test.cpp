@@ -188,6 +188,31 @@ TEST(Kernels, QuantizationErrorIsAtMostHalfAStep) {
   }
 }
 
+// The two-term activation of the integer GEMM: the same q and scales as the one-term
+// quantizer, and a residual that leaves at most half a step of scale/256 (a whole one
+// where it was clamped at ±127), on every target.
+TEST(Kernels, ActivationResidualLeavesHalfAStepOf1Over256) {
+  for_each_target([] {
+    const int64_t n = 4096;
+    const auto x = random_floats(n, 9, 4.0f);
+    std::vector<int8_t> q(n), q_alone(n), residual(n);
+    std::vector<float> scales(n / kQuantBlock), scales_alone(n / kQuantBlock);
+    quantize_activation_q8_residual(x.data(), n, q.data(), residual.data(), scales.data());
+    quantize_activation_q8(x.data(), n, q_alone.data(), scales_alone.data());
+    EXPECT_EQ(q, q_alone);
+    EXPECT_EQ(scales, scales_alone);
+    int clamped = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      const double s = scales[i / kQuantBlock], left = x[i] / s - q[i];
+      ASSERT_GE(residual[i], -127);
+      const bool at_clamp = std::fabs(left * 256.0) > 126.9;
+      clamped += at_clamp;
+      EXPECT_LE(std::fabs(left - residual[i] / 256.0), (at_clamp ? 1.0 : 0.5) / 256.0 + 1e-5) << i;
+    }
+    EXPECT_LT(clamped, n / 50);
+  });
+}
+
 TEST(Kernels, Q4NibbleLayout) {
   // Values 0..15 of a block go to low nibbles, 16..31 to high nibbles, as q + 8.
   std::vector<float> w(kQuantBlock, 0.0f);

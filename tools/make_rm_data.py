@@ -19,11 +19,12 @@ Usage: python3 tools/make_rm_data.py --out pairs.jsonl [--count 5000] [--seed 1]
 import argparse
 import json
 import os
+import random
 import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sft_data import add_source_arguments, conversation_source  # noqa: E402
+from make_sft_data import corpus_item, parse_args, task_item  # noqa: E402
 
 NUMBER = re.compile(r"-?\d+")
 
@@ -80,14 +81,18 @@ def pair(rng, draw):
             return user, answer, rejected
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    add_source_arguments(ap, 5000)
+def rm_options(ap):
     ap.add_argument("--format", choices=["chat", "text"], default="chat",
                     help="prompt as a list of chat messages (default) or as raw text")
     ap.add_argument("--pointwise", action="store_true", help="{prompt, completion, label} lines instead of pairs")
-    args = ap.parse_args()
-    rng, draw = conversation_source(args)
+
+
+def main():
+    args, kinds, files = parse_args(__doc__, 5000, "corpus,tasks", extra=rm_options)
+    rng = random.Random(args.seed)
+
+    def draw():
+        return corpus_item(rng, files) if rng.choice(kinds) == "corpus" else task_item(rng)
 
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

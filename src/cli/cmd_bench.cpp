@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "model/model.h"
 #include "model/mtp.h"
+#include "ops/peaks.h"
 #include "runtime/benchmark.h"
 #include "runtime/speculative_bench.h"
 
@@ -57,6 +58,14 @@ int run_bench(int argc, char** argv) {
   if (model->is_follower()) return model->follow(), 0;
   const BenchResult r = run_benchmark(*model, o);
   const SpeculativeBench sb = speculative ? bench_speculative(*model, o, draft, step_runs) : SpeculativeBench{};
+  // Prefill against the peak of the arithmetic it runs: the int8 dot product
+  // for q8/q4 weights (gemm_q8), float32 FMA for the rest (float32 GEMMs).
+  const ArithmeticPeaks peaks = measure_arithmetic_peaks();
+  const DType weight_type = model->weights().layers.back().self_attn.o_proj.dtype;
+  const bool int8_prefill = is_block_quantized(weight_type) && peaks.int8_dot_ops > 0.0;
+  const double prefill_peak = int8_prefill ? peaks.int8_dot_ops : peaks.fp32_fma_flops;
+  const std::string prefill_peak_kind = int8_prefill ? "int8 " + peaks.int8_kernel : "fp32 fma " + peaks.simd_target;
+  const double prefill_peak_share = r.prefill_flops_per_s / prefill_peak;
   const double acceptance[] = {0.6, 0.7, 0.8, 0.9};
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {
@@ -73,6 +82,11 @@ int run_bench(int argc, char** argv) {
                               {"bandwidth_bytes_per_s", r.bandwidth_bytes_per_s},
                               {"roofline_tokens_per_s", r.roofline_tokens_per_s},
                               {"roofline_share", r.roofline_share},
+                              {"fp32_fma_peak_flops_per_s", peaks.fp32_fma_flops},
+                              {"int8_dot_peak_ops_per_s", peaks.int8_dot_ops},
+                              {"bf16_dot_peak_flops_per_s", peaks.bf16_dot_flops},
+                              {"prefill_peak_kind", prefill_peak_kind},
+                              {"prefill_peak_share", prefill_peak_share},
                               {"peak_rss_bytes", r.peak_rss_bytes},
                               {"ranks", r.rank_peak_rss_bytes.size()},
                               {"rank_peak_rss_bytes", r.rank_peak_rss_bytes},
@@ -101,6 +115,9 @@ int run_bench(int argc, char** argv) {
   std::printf("threads          %d\n", num_threads());
   std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s\n", (long long)r.prompt_tokens,
               r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9);
+  std::printf("prefill vs peak  %.1f%% of %.1f G/s (%s; fp32 fma %.1f, int8 %.1f, bf16 dot %.1f G/s measured)\n",
+              100.0 * prefill_peak_share, prefill_peak / 1e9, prefill_peak_kind.c_str(), peaks.fp32_fma_flops / 1e9,
+              peaks.int8_dot_ops / 1e9, peaks.bf16_dot_flops / 1e9);
   std::printf("decode           %lld tokens after %lld cached: %.2f tokens/s (median step)\n",
               (long long)r.generated_tokens, (long long)r.context, r.decode_tokens_per_s);
   std::printf("read per token   %.1f MB weights + %.2f MB latent cache (%s)\n", r.bytes_per_token.weights / 1e6,

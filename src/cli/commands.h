@@ -36,6 +36,7 @@ int run_niah(int argc, char** argv);
 int run_sft(int argc, char** argv);
 int run_rm(int argc, char** argv);
 int run_rm_score(int argc, char** argv);
+int run_grpo(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};

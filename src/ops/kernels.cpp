@@ -355,9 +355,13 @@ float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float*
   return y;
 }
 
-// An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|).
-void QuantizeActivationQ8(const float* x, int64_t n, int8_t* q, float* scales) {
+// An activation row to q8 blocks: scale = max|x| / 127, q = nearest(x · 127 / max|x|),
+// and, where `residual` is not null, what q leaves of each value in steps of
+// 1/256 of the scale: residual = nearest((x·127/max|x| - q)·256), within
+// [-128, 128] since the first step rounds to nearest, clamped to [-127, 127].
+void QuantizeActivation(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales) {
   const FloatTag df;
+  const hn::RebindToSigned<FloatTag> di32;
   const hn::Rebind<int8_t, FloatTag> di8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
@@ -367,9 +371,23 @@ void QuantizeActivationQ8(const float* x, int64_t n, int8_t* q, float* scales) {
     const float m = hn::GetLane(hn::MaxOfLanes(df, amax));
     scales[b] = m / 127.0f;
     const auto inverse = hn::Set(df, m > 0.0f ? 127.0f / m : 0.0f);
-    for (int64_t j = 0; j < kQuantBlock; j += N)
-      hn::StoreU(hn::DemoteTo(di8, hn::NearestInt(hn::Mul(hn::LoadU(df, block + j), inverse))), di8, q + b * kQuantBlock + j);
+    for (int64_t j = 0; j < kQuantBlock; j += N) {
+      const auto scaled = hn::Mul(hn::LoadU(df, block + j), inverse);
+      const auto whole = hn::NearestInt(scaled);
+      hn::StoreU(hn::DemoteTo(di8, whole), di8, q + b * kQuantBlock + j);
+      if (residual == nullptr) continue;
+      const auto left = hn::NearestInt(hn::Mul(hn::Sub(scaled, hn::ConvertTo(df, whole)), hn::Set(df, 256.0f)));
+      const auto clamped = hn::Min(hn::Max(left, hn::Set(di32, -127)), hn::Set(di32, 127));
+      hn::StoreU(hn::DemoteTo(di8, clamped), di8, residual + b * kQuantBlock + j);
+    }
   }
+}
+
+void QuantizeActivationQ8(const float* x, int64_t n, int8_t* q, float* scales) {
+  QuantizeActivation(x, n, q, nullptr, scales);
+}
+void QuantizeActivationQ8Residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales) {
+  QuantizeActivation(x, n, q, residual, scales);
 }
 
 // Row conversions to float32 (prefill converts each weight row once and then
@@ -424,6 +442,7 @@ HWY_EXPORT(DotQ8);
 HWY_EXPORT(DotQ4);
 HWY_EXPORT(DotQ8Q8);
 HWY_EXPORT(QuantizeActivationQ8);
+HWY_EXPORT(QuantizeActivationQ8Residual);
 HWY_EXPORT(DotQ8Q4);
 HWY_EXPORT(DequantizeBF16);
 HWY_EXPORT(DequantizeQ8);
@@ -453,6 +472,9 @@ void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const floa
 }
 void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales) {
   HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8)(x, n, q, scales);
+}
+void quantize_activation_q8_residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8Residual)(x, n, q, residual, scales);
 }
 void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(DequantizeBF16)(w, n, out); }
 void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {

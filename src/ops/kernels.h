@@ -55,6 +55,10 @@ void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const floa
                float* y);
 // The activation side (SIMD): scale = max|x| / 127, q = nearest-even(x · 127 / max|x|).
 void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales);
+// The same q and scales, and the residual of each value in steps of scale/256,
+// nearest((x/scale - q)·256) clamped to [-127, 127]: x ≈ scale·(q + residual/256)
+// (the two-term activations of the integer GEMM, ops/gemm_q8.h).
+void quantize_activation_q8_residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales);
 
 // Quantizes one row (n a multiple of kQuantBlock): scale = max|w| / 127 (q8)
 // or max|w| / 7 (q4), q = round(w / scale), clamped to the format's range.

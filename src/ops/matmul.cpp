@@ -5,6 +5,7 @@
 
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/gemm_q8.h"
 #include "ops/kernels.h"
 
 namespace dsv2 {
@@ -54,6 +55,19 @@ void rows_times(const WeightMatrix& w, int64_t first, int64_t count, const float
 
 void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
   if (w.rows == 0 || tokens == 0) return;  // (a rank's empty share of a split weight)
+  if (tokens >= kGemmMinTokens && is_block_quantized(w.dtype)) {
+    // Several tokens on q8/q4 weights: the activations quantized once, then the
+    // integer GEMM (ops/gemm_q8.h), threads splitting the rows in whole panels.
+    thread_local Q8Activations activations_buffer;  // grow-only
+    Q8Activations& xa = activations_buffer;         // the workers below must see the caller's
+    xa.quantize(x, tokens, w.cols);
+    const int64_t panels = (w.rows + kGemmQ8PanelRows - 1) / kGemmQ8PanelRows;
+    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+      const int64_t r0 = p0 * kGemmQ8PanelRows, r1 = std::min(w.rows, p1 * kGemmQ8PanelRows);
+      gemm_q8(xa, w, r0, r1 - r0, y + r0, w.rows);
+    });
+    return;
+  }
   if (tokens >= kGemmMinTokens) {
     // Several tokens: a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially

@@ -18,7 +18,7 @@ namespace {
 std::string answer_text(const nlohmann::json& answer, const char* field) {
   if (answer.is_string()) return answer.get<std::string>();
   if (answer.is_array() && answer.size() == 1) {
-    const auto messages = parse_chat_messages(answer);
+    const auto messages = parse_message_list(answer);
     if (messages[0].role == "assistant") return messages[0].content;
   }
   throw Error(std::string("\"") + field + "\" is not a string (or a list of one assistant message)");
@@ -42,7 +42,7 @@ RewardSequence reward_sequence(const nlohmann::json& prompt, const nlohmann::jso
     return s;
   }
   if (!prompt.is_array()) throw Error("\"prompt\" is neither a string nor a list of messages");
-  std::vector<ChatMessage> messages = parse_chat_messages(prompt);
+  std::vector<ChatMessage> messages = parse_message_list(prompt);
   messages.push_back({"assistant", answer_text(answer, field)});
   // The same rendering and tokenization as dsv2 sft (and dsv2 chat's prompt).
   const SftExample e = tokenize_conversation(messages, tokenizer, render);

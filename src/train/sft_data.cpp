@@ -20,9 +20,17 @@ std::vector<ChatMessage> parse_conversation(const std::string& line) {
   const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error("not valid JSON");
   if (!j.is_object()) throw Error("not a JSON object (expected {\"messages\": [...]})");
-  if (!j.contains("messages") || !j["messages"].is_array()) throw Error("no \"messages\" list");
-  return parse_chat_messages(j["messages"]);
+  return parse_chat_messages(j);
 }
+
+}  // namespace
+
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& j) {
+  if (!j.contains("messages") || !j["messages"].is_array()) throw Error("no \"messages\" list");
+  return parse_message_list(j["messages"]);
+}
+
+namespace {
 
 void append(SftExample& e, const std::vector<int32_t>& tokens, bool trained) {
   e.tokens.insert(e.tokens.end(), tokens.begin(), tokens.end());
@@ -33,7 +41,7 @@ uint64_t fnv(uint64_t h, int64_t v) { return (h ^ static_cast<uint64_t>(v)) * 10
 
 }  // namespace
 
-std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& list) {
+std::vector<ChatMessage> parse_message_list(const nlohmann::json& list) {
   std::vector<ChatMessage> messages;
   for (const auto& m : list) {
     const std::string which = "message " + std::to_string(messages.size() + 1);

@@ -8,10 +8,9 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "runtime/chat_format.h"
 #include "runtime/chat_template.h"
@@ -29,7 +28,7 @@ struct SftExample {
 
 // A JSON list of {"role": "...", "content": "..."} messages (string role and
 // content); throws Error naming the message at fault (no file position).
-std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& list);
+std::vector<ChatMessage> parse_message_list(const nlohmann::json& list);
 
 // Renders and tokenizes one conversation. The assistant's tokens are found by
 // rendering incrementally: the template's text for the turns before an
@@ -43,6 +42,10 @@ std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& list);
 // Throws Error (no file position) for a conversation that cannot be used.
 SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const Tokenizer& tokenizer,
                                  const ChatRenderer& render);
+
+// The "messages" list of a JSONL line's object, each message with string
+// "role" and "content"; throws Error (without the position, which the caller adds).
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& line);
 
 struct SftData {
   std::vector<SftExample> examples;

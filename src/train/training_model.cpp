@@ -136,9 +136,16 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
     for (int32_t t : batch.targets) result.targets += t >= 0;
     if (batch.global_targets > 0) result.targets = batch.global_targets;
     require(result.targets > 0, "training batch: no targets");
-    double loss_sum = head_cross_entropy(h_final, batch.targets.data(), N, c.hidden_size, c.vocab_size, f32(w.lm_head),
-                                         d_h_final ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
-                                         d_h_final, keep_token_losses ? &result.token_losses : nullptr);
+    if (objective_) {  // GRPO: log-probabilities and the objective's gradient instead of cross-entropy
+      require(!batch_group_ && c.num_nextn_predict_layers == 0, "training: a token objective runs in one process, without MTP modules");
+      result.token_logprobs.resize(N);
+      head_token_objective(h_final, batch.targets.data(), N, c.hidden_size, c.vocab_size, f32(w.lm_head),
+                           d_h_final ? mut(g.lm_head) : nullptr, d_h_final, *objective_, result.token_logprobs.data());
+    }
+    double loss_sum = objective_ ? 0.0 : head_cross_entropy(h_final, batch.targets.data(), N, c.hidden_size, c.vocab_size,
+                                                            f32(w.lm_head), d_h_final ? mut(g.lm_head) : nullptr,
+                                                            1.0f / static_cast<float>(result.targets), d_h_final,
+                                                            keep_token_losses ? &result.token_losses : nullptr);
     if (batch_group_) loss_sum = batch_group_->sum(loss_sum);
     result.loss = loss_sum / result.targets;
     result.objective += result.loss;

@@ -1,0 +1,158 @@
+// The integer GEMM of q8/q4 weights (ops/gemm_q8.h) on every SIMD target
+// compiled in and supported by this CPU, with and without the VNNI kernel:
+// its block sums are exact and its float32 scale accumulation has a fixed
+// order, so it must equal the scalar reference bit for bit, at shapes that
+// leave partial row panels and token tiles. The reference itself is checked
+// against a float64 sum of the dequantized products.
+#include <gtest/gtest.h>
+#include <hwy/targets.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "core/parallel.h"
+#include "ops/gemm_q8.h"
+#include "ops/kernels.h"
+#include "ops/matmul.h"
+#include "ops/weight_matrix.h"
+
+namespace dsv2 {
+namespace {
+
+struct Quantized {
+  WeightMatrix w;
+  std::vector<std::byte> data;
+  std::vector<float> scales;
+};
+
+Quantized quantized(DType dtype, int64_t rows, int64_t cols, uint32_t seed, bool extremes = false) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  Quantized q;
+  q.data.resize(static_cast<size_t>(rows * stored_columns(dtype, cols)));
+  q.scales.resize(static_cast<size_t>(rows * cols / kQuantBlock));
+  std::vector<float> row(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    // extremes: every value at ±max of its block, so q8 rows hold ±127 and q4 rows -7/7 (and -8 on rounding)
+    for (int64_t c = 0; c < cols; ++c) row[c] = extremes ? (dist(rng) < 0 ? -1.0f : 1.0f) * (1.0f + (c % 7 == 0)) : dist(rng);
+    encode_row(dtype, row.data(), cols, q.data.data() + r * stored_columns(dtype, cols),
+               q.scales.data() + r * (cols / kQuantBlock));
+  }
+  q.w.dtype = dtype, q.w.rows = rows, q.w.cols = cols, q.w.data = q.data.data(), q.w.scale_inv = q.scales.data();
+  q.w.block_rows = 1, q.w.block_cols = kQuantBlock;
+  return q;
+}
+
+std::vector<float> random_activations(int64_t tokens, int64_t cols, uint32_t seed, bool extremes = false) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> x(static_cast<size_t>(tokens * cols));
+  for (auto& v : x) v = extremes ? (dist(rng) < 0 ? -5.0f : 5.0f) : dist(rng);
+  return x;
+}
+
+template <class Body>
+void for_each_target_and_kernel(Body body) {
+  for (int64_t target : hwy::SupportedAndGeneratedTargets()) {
+    hwy::SetSupportedTargetsForTest(target);
+    for (bool vnni : {true, false}) {
+      allow_gemm_q8_vnni(vnni);
+      SCOPED_TRACE(std::string(hwy::TargetName(target)) + " " + gemm_q8_kernel());
+      body();
+    }
+  }
+  allow_gemm_q8_vnni(true);
+  hwy::SetSupportedTargetsForTest(0);
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
+  std::vector<std::string> kernels;
+  for_each_target_and_kernel([&] {
+    kernels.push_back(gemm_q8_kernel());
+    for (DType dtype : {DType::I8, DType::U8})
+      for (bool extremes : {false, true})
+        for (int64_t cols : {32, 96, 1024})
+          for (int64_t rows : {1, 7, 32, 45, 100})
+            for (int64_t tokens : {1, 3, 4, 5, 9}) {
+              SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << rows << "x" << cols << ", " << tokens
+                                              << " tokens" << (extremes ? ", extremes" : ""));
+              const Quantized q = quantized(dtype, rows + 5, cols, 11 + static_cast<uint32_t>(rows), extremes);
+              const auto x = random_activations(tokens, cols, 23 + static_cast<uint32_t>(tokens), extremes);
+              Q8Activations xa;
+              xa.quantize(x.data(), tokens, cols);
+              // rows [3, 3 + rows) of the matrix, into a wider output (ldy > rows)
+              const int64_t ldy = rows + 2;
+              std::vector<float> got(static_cast<size_t>(tokens * ldy), -1.0f), want = got;
+              gemm_q8(xa, q.w, 3, rows, got.data(), ldy);
+              reference::gemm_q8(xa, q.w, 3, rows, want.data(), ldy);
+              ASSERT_TRUE(same_bits(got, want));
+            }
+  });
+  // This CPU ran each kernel it has; say which, so a log shows whether VNNI was covered.
+  std::string seen;
+  for (const auto& k : kernels) seen += k + " ";
+  std::printf("[ gemm_q8 ] kernels exercised: %s\n", seen.c_str());
+}
+
+TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
+  for (DType dtype : {DType::I8, DType::U8}) {
+    const int64_t rows = 9, cols = 256, tokens = 6, blocks = cols / kQuantBlock;
+    const Quantized q = quantized(dtype, rows, cols, 5);
+    const auto x = random_activations(tokens, cols, 7);
+    Q8Activations xa;
+    xa.quantize(x.data(), tokens, cols);
+    for (int64_t t = 0; t < tokens; ++t)
+      for (int64_t b = 0; b < blocks; ++b) {
+        int32_t s = 0, rs = 0;
+        const float scale = xa.scales[t * blocks + b];
+        for (int64_t j = 0; j < kQuantBlock; ++j) {
+          const int64_t at = t * cols + b * kQuantBlock + j;
+          s += xa.q[at], rs += xa.residual[at];
+          // the two terms leave at most about half a residual step (a whole one where the residual was clamped)
+          EXPECT_LE(std::fabs(x[at] - scale * (xa.q[at] + xa.residual[at] / 256.0)), scale / 256.0 + 1e-6 * std::fabs(x[at]));
+        }
+        ASSERT_EQ(xa.sums[t * blocks + b], s);
+        ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
+      }
+    std::vector<float> y(static_cast<size_t>(tokens * rows)), w_row(static_cast<size_t>(cols));
+    reference::gemm_q8(xa, q.w, 0, rows, y.data(), rows);
+    for (int64_t r = 0; r < rows; ++r) {
+      q.w.dequantize_row(r, w_row.data());
+      for (int64_t t = 0; t < tokens; ++t) {
+        double want = 0.0, magnitude = 0.0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double term = static_cast<double>(w_row[c]) * xa.scales[t * blocks + c / kQuantBlock] *
+                              (xa.q[t * cols + c] + xa.residual[t * cols + c] / 256.0);
+          want += term, magnitude += std::fabs(term);
+        }
+        // per block: the int32 sum's conversion, the product by xs, the fma (and w_row's own scale product)
+        EXPECT_NEAR(y[t * rows + r], want, 5.0 * blocks * std::ldexp(1.0, -24) * magnitude + 1e-6);
+      }
+    }
+  }
+}
+
+// matmul of several tokens on q8/q4 weights is the integer GEMM of the quantized tokens.
+TEST(GemmQ8, MatmulOfSeveralTokensTakesIt) {
+  for (DType dtype : {DType::I8, DType::U8}) {
+    const int64_t rows = 77, cols = 160, tokens = kGemmMinTokens + 3;
+    const Quantized q = quantized(dtype, rows, cols, 3);
+    const auto x = random_activations(tokens, cols, 4);
+    std::vector<float> got(static_cast<size_t>(tokens * rows)), want = got;
+    set_num_threads(2);
+    matmul(x.data(), tokens, q.w, got.data());
+    Q8Activations xa;
+    xa.quantize(x.data(), tokens, cols);
+    reference::gemm_q8(xa, q.w, 0, rows, want.data(), rows);
+    EXPECT_TRUE(same_bits(got, want));
+  }
+}
+
+}  // namespace
+}  // namespace dsv2
