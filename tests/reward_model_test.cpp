@@ -89,6 +89,18 @@ TEST_P(RmReference, InferenceScoresMatchTransformers) {
   }
 }
 
+// GRPO's --reward-model: the reward of a completion is the model's score of prompt ++ completion.
+TEST(RmData, ModelRewardScoresPromptAndCompletionTokens) {
+  const std::string dir = test::fixture("rm/pairs");
+  const auto j = nlohmann::json::parse(test::read_bytes(dir + "/examples.json"));
+  const auto reward = make_model_reward(dir);
+  std::vector<RewardInput> inputs;
+  for (const auto& e : j["examples"]) inputs.push_back({nullptr, "", true, e["chosen"].get<std::vector<int32_t>>()});
+  const std::vector<double> scores = reward->score(inputs);
+  ASSERT_EQ(scores.size(), j["examples"].size());
+  for (size_t i = 0; i < scores.size(); ++i) EXPECT_NEAR(scores[i], j["examples"][i]["scores"][0].get<double>(), 1e-4);
+}
+
 INSTANTIATE_TEST_SUITE_P(Torch, RmReference, testing::Values("pairs", "pointwise"));
 
 TEST(RmData, LanguageModelWithoutScoreLoadsWithItsInitialValue) {

@@ -65,4 +65,23 @@ RewardAccuracy reward_accuracy(RewardModel& model, const RewardData& data,
   return a;
 }
 
+namespace {
+
+class ModelReward : public Reward {
+ public:
+  explicit ModelReward(const std::string& dir) : model_(dir) {}
+  std::vector<double> score(const std::vector<RewardInput>& inputs) override {
+    std::vector<double> scores;
+    for (const RewardInput& input : inputs) scores.push_back(model_.score(input.tokens));
+    return scores;
+  }
+
+ private:
+  RewardModel model_;
+};
+
+}  // namespace
+
+std::unique_ptr<Reward> make_model_reward(const std::string& dir) { return std::make_unique<ModelReward>(dir); }
+
 }  // namespace dsv2

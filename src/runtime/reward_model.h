@@ -14,6 +14,7 @@
 #include "runtime/chat_template.h"
 #include "tokenizer/tokenizer.h"
 #include "train/reward_data.h"
+#include "train/rewards.h"
 
 namespace dsv2 {
 
@@ -57,5 +58,11 @@ struct RewardAccuracy {
 // given) and sums up, as the training metrics do.
 RewardAccuracy reward_accuracy(RewardModel& model, const RewardData& data,
                                const std::function<void(size_t, const ExampleScores&)>& each = {});
+
+// GRPO's reward from a reward model (dsv2 grpo --reward-model DIR): each
+// completion's score is the model's score of its prompt ++ completion tokens,
+// which the policy and the reward model read alike when both come from the
+// same SFT model (same tokenizer and chat template).
+std::unique_ptr<Reward> make_model_reward(const std::string& dir);
 
 }  // namespace dsv2
