@@ -68,4 +68,9 @@ std::vector<nlohmann::json> logged_lines(const std::string& out_dir);
 // The "loss" of every line of DIR/metrics.jsonl.
 std::vector<double> logged_losses(const std::string& out_dir);
 
+// Starts `dsv2 <args>` (a training command writing into out_dir) and kills it
+// with SIGKILL once out_dir/metrics.jsonl has `lines` lines. True when the
+// kill landed mid-run (the process had not ended by itself).
+bool kill_when_logged(const std::string& args, const std::string& out_dir, size_t lines);
+
 }  // namespace dsv2::test

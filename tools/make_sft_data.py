@@ -195,9 +195,12 @@ def checkable_chat(rng, item, answer_line):
     return chat(question, reply)
 
 
-def parse_args(doc, count, kinds):
-    """The options this tool and make_rl_prompts.py share; returns (args, kinds, corpus files)."""
+def parse_args(doc, count, kinds, extra=None):
+    """The options this tool, make_rl_prompts.py and make_rm_data.py share (`extra(ap)` adds a tool's
+    own); returns (args, kinds, corpus files)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if extra:
+        extra(ap)
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=count)
     ap.add_argument("--seed", type=int, default=1)
@@ -205,8 +208,6 @@ def parse_args(doc, count, kinds):
     ap.add_argument("--kinds", default=kinds)
     ap.add_argument("--validation-share", type=float, default=0.02)
     ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
-    ap.add_argument("--answer-line", type=float, default=0.0,
-                    help="make_sft_data: share of checkable conversations that ask for and end with an 'Answer: X' line")
     args = ap.parse_args()
     kinds = args.kinds.split(",")
     files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
@@ -216,7 +217,10 @@ def parse_args(doc, count, kinds):
 
 
 def main():
-    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks")
+    def answer_line_option(ap):
+        ap.add_argument("--answer-line", type=float, default=0.0,
+                        help="share of checkable conversations that ask for and end with an 'Answer: X' line")
+    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks", extra=answer_line_option)
     rng = random.Random(args.seed)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
