@@ -5,6 +5,7 @@
 
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/gemm_bf16.h"
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
 
@@ -68,8 +69,21 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     });
     return;
   }
+  if (tokens >= kGemmMinTokens && w.dtype == DType::BF16 && gemm_bf16_for_prefill()) {
+    // Several tokens on bf16 weights: the activations rounded to bf16 once per
+    // product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
+    thread_local Bf16Activations activations_buffer;  // grow-only
+    Bf16Activations& xa = activations_buffer;         // the workers below must see the caller's
+    xa.round(x, tokens, w.cols);
+    const int64_t panels = (w.rows + kGemmBf16PanelRows - 1) / kGemmBf16PanelRows;
+    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+      const int64_t r0 = p0 * kGemmBf16PanelRows, r1 = std::min(w.rows, p1 * kGemmBf16PanelRows);
+      gemm_bf16(xa, w, r0, r1 - r0, y + r0, w.rows);
+    });
+    return;
+  }
   if (tokens >= kGemmMinTokens) {
-    // Several tokens: a float32 GEMM (OpenBLAS) per panel of rows, each panel
+    // Several tokens (f32, f16, float8 weights): a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially
     // inside each (nested OpenMP), so panels need no synchronisation.
     parallel_for(w.rows, kPanelRows, [&](int64_t r0, int64_t r1) {
