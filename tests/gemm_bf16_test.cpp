@@ -135,7 +135,7 @@ TEST(GemmBf16, MatchesExactSumWithinFloat32BoundOnEveryPath) {
 
 TEST(GemmBf16, MatmulTakesItForBf16Batches) {
   // matmul's threads split the rows in whole panels; every output as gemm_bf16 alone gives it
-  const int64_t tokens = 9, rows = 200, cols = 96;
+  const int64_t tokens = kGemmBf16MinTokens + 5, rows = 200, cols = 96;
   const Bf16Matrix m = random_matrix(rows, cols, 5);
   const auto x = random_activations(tokens, cols, 6);
   Bf16Activations a;

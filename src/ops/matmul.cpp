@@ -69,7 +69,7 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     });
     return;
   }
-  if (tokens >= kGemmMinTokens && w.dtype == DType::BF16 && gemm_bf16_for_prefill()) {
+  if (tokens >= kGemmBf16MinTokens && w.dtype == DType::BF16 && gemm_bf16_for_prefill()) {
     // Several tokens on bf16 weights: the activations rounded to bf16 once per
     // product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
     thread_local Bf16Activations activations_buffer;  // grow-only
