@@ -68,7 +68,8 @@ def chat(user, assistant):
     return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": assistant}]}
 
 
-def corpus_item(rng, files):
+def corpus_task(rng, files):
+    """(user, assistant, answer) from the corpus; the answer is what a verifier compares."""
     name = rng.choice(sorted(files))
     lang, lines = files[name]
     i = rng.randrange(0, len(lines) - 40)
@@ -80,7 +81,7 @@ def corpus_item(rng, files):
         comma = line.find("，")
         if 0 < comma < len(line) - 1:
             first, rest = line[: comma + 1], line[comma + 1:]
-            return chat(f"请接着写下去：{first}", rest) if zh_ui else chat(f"Continue this verse: {first}", rest)
+            return qa(f"请接着写下去：{first}", rest) if zh_ui else qa(f"Continue this verse: {first}", rest)
         kind = "next_line"
     if kind == "continue":
         passage = " ".join(lines[i:i + 2])
@@ -90,23 +91,23 @@ def corpus_item(rng, files):
         else:
             cut = len(words) // 2
             head, tail = " ".join(words[:cut]), " ".join(words[cut:])
-            return chat(f"续写这段文字：{head}", tail) if zh_ui else chat(f"Continue this passage: {head}", tail)
+            return qa(f"续写这段文字：{head}", tail) if zh_ui else qa(f"Continue this passage: {head}", tail)
     if lang == "zh" and kind == "next_line" and name not in ("tang.txt", "ci.txt"):
         kind = "source"  # only the Tang and Song files head each poem with "title · author"
     if kind == "source":
         passage = " ".join(lines[i:i + 3]) if lang == "en" else "".join(lines[i:i + 2])
         en, zh = WORKS[name]
-        return chat(f"这段文字出自哪部作品？\n{passage}", f"出自{zh}。") if zh_ui else \
-            chat(f"Which work is this passage from?\n{passage}", f"It is from {en}.")
+        return qa(f"这段文字出自哪部作品？\n{passage}", f"出自{zh}。", zh) if zh_ui else \
+            qa(f"Which work is this passage from?\n{passage}", f"It is from {en}.", en)
     if lang == "zh":
         # Poems are one line each under a "title · author" line: ask who wrote the poem.
         j = next((j for j in range(i, i + 38) if " · " in lines[j] and " · " not in lines[j + 1]), None)
         if j is not None:
             title, author = lines[j].rsplit(" · ", 1)
-            return chat(f"这首作品的作者是谁？题目是什么？\n{lines[j + 1]}", f"作者是{author}，题目是《{title}》。") \
-                if zh_ui else chat(f"Who wrote this, and what is its title?\n{lines[j + 1]}", f"{author}: {title}.")
-    return chat(f"下面这一行之后是哪一行？\n{lines[i]}", lines[i + 1]) if zh_ui else \
-        chat(f"What line comes after this one?\n{lines[i]}", lines[i + 1])
+            return qa(f"这首作品的作者是谁？题目是什么？\n{lines[j + 1]}", f"作者是{author}，题目是《{title}》。", author) \
+                if zh_ui else qa(f"Who wrote this, and what is its title?\n{lines[j + 1]}", f"{author}: {title}.", author)
+    return qa(f"下面这一行之后是哪一行？\n{lines[i]}", lines[i + 1]) if zh_ui else \
+        qa(f"What line comes after this one?\n{lines[i]}", lines[i + 1])
 
 
 ZH_DIGITS = "零一二三四五六七八九"
@@ -114,50 +115,65 @@ WORDS_EN = ["apple", "river", "stone", "cloud", "tiger", "lamp", "garden", "wind
 WORDS_ZH = ["山", "水", "月", "花", "风", "云", "雪", "春", "秋", "江", "鸟", "柳"]
 
 
-def task_item(rng):
+def task(rng):
+    """(user, assistant, answer) of a generated task whose answer a program checks."""
     zh = rng.random() < 0.5
     kind = rng.choice(["add", "sub", "mul", "count", "copy", "reverse", "json", "upper"])
     a, b = rng.randint(0, 999), rng.randint(0, 999)
     if kind == "add":
-        return chat(f"{a} 加 {b} 等于多少？", f"{a} + {b} = {a + b}。") if zh else chat(f"What is {a} + {b}?", f"{a} + {b} = {a + b}.")
+        return qa(f"{a} 加 {b} 等于多少？", f"{a} + {b} = {a + b}。", a + b) if zh else qa(f"What is {a} + {b}?", f"{a} + {b} = {a + b}.", a + b)
     if kind == "sub":
-        return chat(f"{a} 减 {b} 等于多少？", f"{a} - {b} = {a - b}。") if zh else chat(f"What is {a} - {b}?", f"{a} - {b} = {a - b}.")
+        return qa(f"{a} 减 {b} 等于多少？", f"{a} - {b} = {a - b}。", a - b) if zh else qa(f"What is {a} - {b}?", f"{a} - {b} = {a - b}.", a - b)
     if kind == "mul":
         a, b = rng.randint(2, 99), rng.randint(2, 99)
-        return chat(f"计算 {a} × {b}。", f"{a} × {b} = {a * b}。") if zh else chat(f"Compute {a} × {b}.", f"{a} × {b} = {a * b}.")
+        return qa(f"计算 {a} × {b}。", f"{a} × {b} = {a * b}。", a * b) if zh else qa(f"Compute {a} × {b}.", f"{a} × {b} = {a * b}.", a * b)
     if kind == "count":
         if zh:
             target = rng.choice(WORDS_ZH)
             text = "".join(rng.choice(WORDS_ZH) for _ in range(rng.randint(5, 16)))
-            return chat(f"“{text}”里有几个“{target}”字？", f"{text.count(target)}个。")
+            return qa(f"“{text}”里有几个“{target}”字？", f"{text.count(target)}个。", text.count(target))
         letter = rng.choice("aeiorst")
         word = " ".join(rng.choice(WORDS_EN) for _ in range(rng.randint(2, 5)))
-        return chat(f"How many times does the letter '{letter}' appear in \"{word}\"?", f"{word.count(letter)}.")
+        return qa(f"How many times does the letter '{letter}' appear in \"{word}\"?", f"{word.count(letter)}.", word.count(letter))
     if kind == "copy":
         words = [rng.choice(WORDS_ZH if zh else WORDS_EN) for _ in range(rng.randint(3, 8))]
         text = "".join(words) if zh else " ".join(words)
-        return chat(f"请原样重复：{text}", text) if zh else chat(f"Repeat exactly: {text}", text)
+        return qa(f"请原样重复：{text}", text) if zh else qa(f"Repeat exactly: {text}", text)
     if kind == "reverse":
         items = [str(rng.randint(0, 99)) for _ in range(rng.randint(3, 7))]
-        return chat(f"把这个列表倒过来：{', '.join(items)}", ", ".join(reversed(items))) if zh else \
-            chat(f"Reverse this list: {', '.join(items)}", ", ".join(reversed(items)))
+        return qa(f"把这个列表倒过来：{', '.join(items)}", ", ".join(reversed(items))) if zh else \
+            qa(f"Reverse this list: {', '.join(items)}", ", ".join(reversed(items)))
     if kind == "json":
         name = rng.choice(["Ada", "Li Bai", "Du Fu", "Emma", "Ishmael", "Elizabeth"])
         age = rng.randint(5, 90)
         answer = json.dumps({"name": name, "age": age}, ensure_ascii=False)
-        return chat(f"把下面的信息写成 JSON：名字 {name}，年龄 {age}。", answer) if zh else \
-            chat(f"Write this as JSON with keys name and age: {name}, {age} years old.", answer)
+        return qa(f"把下面的信息写成 JSON：名字 {name}，年龄 {age}。", answer) if zh else \
+            qa(f"Write this as JSON with keys name and age: {name}, {age} years old.", answer)
     word = " ".join(rng.choice(WORDS_EN) for _ in range(rng.randint(1, 4)))
-    return chat(f"把这句英文改成大写：{word}", word.upper()) if zh else chat(f"Write in upper case: {word}", word.upper())
+    return qa(f"把这句英文改成大写：{word}", word.upper()) if zh else qa(f"Write in upper case: {word}", word.upper())
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def qa(user, assistant, answer=None):
+    """A task: the question, the assistant's reply (SFT) and the bare answer (RL's verifiers; the reply by default)."""
+    return user, assistant, assistant if answer is None else answer
+
+
+def corpus_item(rng, files):
+    return chat(*corpus_task(rng, files)[:2])
+
+
+def task_item(rng):
+    return chat(*task(rng)[:2])
+
+
+def parse_args(doc, count, kinds):
+    """The options this tool and make_rl_prompts.py share; returns (args, kinds, corpus files)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--out", required=True)
-    ap.add_argument("--count", type=int, default=20000)
+    ap.add_argument("--count", type=int, default=count)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--corpus", default=DEFAULT_CORPUS)
-    ap.add_argument("--kinds", default="corpus,tasks")
+    ap.add_argument("--kinds", default=kinds)
     ap.add_argument("--validation-share", type=float, default=0.02)
     ap.add_argument("--held-out", action="store_true", help="passages only from the held-out part of each file")
     args = ap.parse_args()
@@ -165,6 +181,11 @@ def main():
     files = load_corpus(args.corpus, args.validation_share, args.held_out) if "corpus" in kinds else {}
     if "corpus" in kinds and not files:
         raise SystemExit(f"{args.corpus}: no corpus files found (give --corpus DIR or --kinds tasks)")
+    return args, kinds, files
+
+
+def main():
+    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks")
     rng = random.Random(args.seed)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:

@@ -34,6 +34,7 @@ int run_bench(int argc, char** argv);
 int run_init(int argc, char** argv);
 int run_niah(int argc, char** argv);
 int run_sft(int argc, char** argv);
+int run_grpo(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};

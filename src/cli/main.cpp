@@ -43,6 +43,7 @@ constexpr Command kCommands[] = {
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
     {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
     {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens (also under mpirun)", true},
+    {"grpo", dsv2::cli::run_grpo, "reinforcement learning with GRPO from prompts and a reward (verifier or command)", false},
 };
 
 // One line on stderr for a failed command: the usage hint for exit code 2.

@@ -59,6 +59,14 @@ Model::Model(const std::string& dir, std::optional<DType> quantize_to, const dis
   if (quantize_to) quantize_weights_in_memory(config_, weights_, *quantize_to, quantized_);
 }
 
+Model::Model(const Config& config, const Weights& weights)
+    : config_(config), weights_(weights), plan_(ShardPlan::whole(config_)), rope_(config_) {}
+
+const Checkpoint& Model::checkpoint() const {
+  require(checkpoint_ != nullptr, "model: the weights are not from a checkpoint");
+  return *checkpoint_;
+}
+
 void Model::check_batch() const {
   for (int32_t id : batch_ids_)
     require_lazy(id >= 0 && id < config_.vocab_size, [&] {

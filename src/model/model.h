@@ -39,6 +39,11 @@ class Model {
   // This rank's share of the model split over `group` (every rank of the group
   // constructs it). Only the weights of the share are read into memory.
   Model(const std::string& dir, std::optional<DType> quantize_to, const dist::Communicator& group);
+  // A model over weights held elsewhere, used in place (views, no copy): the
+  // owner keeps them alive and may change their values between forward calls.
+  // GRPO samples from the policy it trains this way (training's float32
+  // buffers, train/train_weights.h), with no model directory written per step.
+  Model(const Config& config, const Weights& weights);
   ~Model();  // rank 0 of a split model releases its followers
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -49,7 +54,8 @@ class Model {
   // On ranks other than 0: runs the steps rank 0 takes, until rank 0's model
   // is destroyed. Returns then.
   void follow();
-  const Checkpoint& checkpoint() const { return *checkpoint_; }
+  // The files the weights come from (not for a model over weights held elsewhere).
+  const Checkpoint& checkpoint() const;
   const Weights& weights() const { return weights_; }
 
   // Runs `tokens` ids at positions cache.length()..; appends their latents to

@@ -74,40 +74,70 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
                    mut(g.input_layernorm));
 }
 
-double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
-                          float* g_head, float grad_scale, float* d_h, std::vector<double>* token_losses) {
+namespace {
+
+// The LM head over n rows, kHeadChunk rows at a time (logits never exist for
+// all rows): per row with a target (>= 0), row_gradient(row, target,
+// probabilities) turns softmax(head(h)) in place into d objective / d logits;
+// rows without one get no gradient. The result is taken into d_h and g_head
+// (d_h null: no backward; g_head null: the head is frozen).
+template <typename RowGradient>
+void head_chunks(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
+                 float* g_head, float* d_h, const RowGradient& row_gradient) {
   std::vector<float> logits(std::min(kHeadChunk, N) * V);
-  std::vector<double> chunk_losses(kHeadChunk);
-  double loss_sum = 0.0;
   for (int64_t start = 0; start < N; start += kHeadChunk) {
     const int64_t n = std::min(kHeadChunk, N - start);
     linear_forward(h + start * d, n, head, V, d, logits.data());
-    // Per row: softmax, its loss, and d loss / d logits = (softmax - onehot) · grad_scale.
     parallel_for(n, 1, [&](int64_t i0, int64_t i1) {
       for (int64_t i = i0; i < i1; ++i) {
         float* row = logits.data() + i * V;
         const int32_t target = targets[start + i];
-        softmax(row, V);
         if (target < 0) {
           std::fill(row, row + V, 0.0f);
-          chunk_losses[i] = 0.0;
           continue;
         }
-        chunk_losses[i] = -std::log(std::max(row[target], 1e-30f));
-        row[target] -= 1.0f;
-        for (int64_t v = 0; v < V; ++v) row[v] *= grad_scale;
+        softmax(row, V);
+        row_gradient(start + i, target, row);
       }
     });
-    for (int64_t i = 0; i < n; ++i) {  // in token order, whatever the thread count
-      loss_sum += chunk_losses[i];
-      if (token_losses) token_losses->push_back(chunk_losses[i]);
-    }
     if (d_h) {
       if (g_head) linear_backward_weight(logits.data(), n, h + start * d, V, d, g_head);
       linear_backward_input(logits.data(), n, head, V, d, d_h + start * d, false);
     }
   }
+}
+
+}  // namespace
+
+double head_cross_entropy(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
+                          float* g_head, float grad_scale, float* d_h, std::vector<double>* token_losses) {
+  std::vector<double> losses(N, 0.0);
+  // d loss / d logits = (softmax - onehot) · grad_scale.
+  head_chunks(h, targets, N, d, V, head, g_head, d_h, [&](int64_t r, int32_t target, float* row) {
+    losses[r] = -std::log(std::max(row[target], 1e-30f));
+    row[target] -= 1.0f;
+    for (int64_t v = 0; v < V; ++v) row[v] *= grad_scale;
+  });
+  double loss_sum = 0.0;
+  for (int64_t r = 0; r < N; ++r) {  // in token order, whatever the thread count
+    loss_sum += losses[r];
+    if (token_losses) token_losses->push_back(losses[r]);
+  }
   return loss_sum;
+}
+
+void head_token_objective(const float* h, const int32_t* targets, int64_t N, int64_t d, int64_t V, const float* head,
+                          float* g_head, float* d_h, const TokenObjective& objective, float* logp) {
+  // d J / d logits = c · (onehot − softmax) with c = d J / d log π(target); the
+  // caller's objective is maximised, the trainer minimises −J.
+  std::fill(logp, logp + N, 0.0f);
+  head_chunks(h, targets, N, d, V, head, g_head, d_h, [&](int64_t r, int32_t target, float* row) {
+    logp[r] = std::log(std::max(row[target], 1e-30f));
+    if (!d_h) return;
+    const float c = objective(r, logp[r]);
+    for (int64_t v = 0; v < V; ++v) row[v] *= c;
+    row[target] -= c;
+  });
 }
 
 }  // namespace dsv2

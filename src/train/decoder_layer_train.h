@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "model/config.h"
@@ -60,5 +61,17 @@ void decoder_layer_train_backward(const LayerContext& ctx, const LayerWeights& w
 double head_cross_entropy(const float* h, const int32_t* targets, int64_t n, int64_t d, int64_t vocab,
                           const float* head, float* g_head, float grad_scale, float* d_h,
                           std::vector<double>* token_losses);
+
+// A sum over tokens of functions of each token's log-probability (GRPO's
+// objective, train/grpo.h): given a row and log π(target) there, returns
+// d J / d log π(target) for that row. Called from several threads at once.
+using TokenObjective = std::function<float(int64_t row, float logp)>;
+
+// log π(target | row) of head(h) into logp[0, n) (0 for target -1). With a
+// gradient (d_h given): d(−J) for the objective J is written into d_h and
+// added into g_head (null: the head is frozen), a chunk of rows at a time
+// like head_cross_entropy.
+void head_token_objective(const float* h, const int32_t* targets, int64_t n, int64_t d, int64_t vocab,
+                          const float* head, float* g_head, float* d_h, const TokenObjective& objective, float* logp);
 
 }  // namespace dsv2

@@ -22,6 +22,12 @@ std::vector<ChatMessage> parse_conversation(const std::string& line) {
   const nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) throw Error("not valid JSON");
   if (!j.is_object()) throw Error("not a JSON object (expected {\"messages\": [...]})");
+  return parse_chat_messages(j);
+}
+
+}  // namespace
+
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& j) {
   if (!j.contains("messages") || !j["messages"].is_array()) throw Error("no \"messages\" list");
   std::vector<ChatMessage> messages;
   for (const auto& m : j["messages"]) {
@@ -34,6 +40,8 @@ std::vector<ChatMessage> parse_conversation(const std::string& line) {
   }
   return messages;
 }
+
+namespace {
 
 void append(SftExample& e, const std::vector<int32_t>& tokens, bool trained) {
   e.tokens.insert(e.tokens.end(), tokens.begin(), tokens.end());

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,10 @@ struct SftExample {
 // Throws Error (no file position) for a conversation that cannot be used.
 SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const Tokenizer& tokenizer,
                                  const ChatRenderer& render);
+
+// The "messages" list of a JSONL line's object, each message with string
+// "role" and "content"; throws Error (without the position, which the caller adds).
+std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& line);
 
 struct SftData {
   std::vector<SftExample> examples;

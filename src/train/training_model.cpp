@@ -103,7 +103,14 @@ StepResult TrainingModel::run(const Batch& batch, bool training, bool backward, 
   for (int32_t t : batch.targets) result.targets += t >= 0;
   if (batch.global_targets > 0) result.targets = batch.global_targets;
   require(result.targets > 0, "training batch: no targets");
-  double loss_sum = head_cross_entropy(h_final.data(), batch.targets.data(), N, d, V, f32(w.lm_head),
+  if (objective_) {  // GRPO: log-probabilities and the objective's gradient instead of cross-entropy
+    require(!batch_group_ && c.num_nextn_predict_layers == 0, "training: a token objective runs in one process, without MTP modules");
+    result.token_logprobs.resize(N);
+    head_token_objective(h_final.data(), batch.targets.data(), N, d, V, f32(w.lm_head),
+                         model_backward ? mut(g.lm_head) : nullptr, model_backward ? d_h_final.data() : nullptr,
+                         *objective_, result.token_logprobs.data());
+  }
+  double loss_sum = objective_ ? 0.0 : head_cross_entropy(h_final.data(), batch.targets.data(), N, d, V, f32(w.lm_head),
                                        model_backward ? mut(g.lm_head) : nullptr, 1.0f / static_cast<float>(result.targets),
                                        model_backward ? d_h_final.data() : nullptr,
                                        keep_token_losses ? &result.token_losses : nullptr);

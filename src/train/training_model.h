@@ -30,6 +30,7 @@ struct StepResult {
   int64_t targets = 0;
   std::vector<std::vector<int64_t>> selected;  // per MoE layer (in layer order, MTP blocks last), per expert
   std::vector<double> token_losses;            // per target of this process's share (when asked), in nats
+  std::vector<float> token_logprobs;           // with a token objective: log π(target) per row of the batch (0: no target)
   PhaseSeconds seconds;
 };
 
@@ -49,6 +50,11 @@ class TrainingModel {
   // Backward reaches only the MTP modules: the model, its embedding and head
   // included, is fixed (an MTP module trained on a frozen model).
   void set_freeze_model(bool freeze) { freeze_model_ = freeze; }
+  // Instead of next-token cross-entropy, the head computes each target's
+  // log-probability and backward differentiates −J for this objective
+  // (GRPO, train/grpo.h); null: cross-entropy again. Must outlive the runs;
+  // `loss` is then 0 and the objective's value is the caller's to compute.
+  void set_token_objective(const TokenObjective* objective) { objective_ = objective; }
 
  private:
   TrainWeights& tw_;
@@ -62,6 +68,7 @@ class TrainingModel {
   std::vector<MtpDepthActivations> mtp_acts_;
   double mtp_lambda_ = 0.3;
   bool freeze_model_ = false;
+  const TokenObjective* objective_ = nullptr;
 };
 
 }  // namespace dsv2
