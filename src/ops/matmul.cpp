@@ -86,7 +86,8 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     return;
   }
   if (tokens >= kGemmMinTokens) {
-    // Several tokens (f32, f16, float8 weights): a float32 GEMM (OpenBLAS) per panel of rows, each panel
+    // Several tokens (f32, f16, float8 weights; bf16 below kGemmBf16MinTokens):
+    // a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially
     // inside each (nested OpenMP), so panels need no synchronisation.
     parallel_for(w.rows, kPanelRows, [&](int64_t r0, int64_t r1) {
