@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -334,6 +335,58 @@ TEST(GrpoCli, ShortRunWritesMetricsAndALoadableModel) {
   Model trained(out);
   EXPECT_EQ(trained.config().vocab_size, load_config(test::fixture("v2_lite")).vocab_size);
   EXPECT_TRUE(fs::exists(out + "/tokenizer.json"));
+}
+
+// dsv2 eval --answers: the greedy completions are dsv2 generate's, the reward
+// is the command's, and the tallies are per "kind" field and in total.
+TEST(EvalAnswers, GreedyCompletionsScoredPerKind) {
+  test::TempDir dir;
+  const std::string prompts = dir.path("p.jsonl"), completions = dir.path("c.jsonl");
+  const std::vector<std::pair<std::string, std::string>> items = {
+      {"The old sailor", "a"}, {"Once upon a time", "b"}, {"1 + 1 =", "a"}, {"In the morning", "a"}, {"She said", "b"}};
+  std::string lines;
+  for (const auto& [prompt, kind] : items)
+    lines += nlohmann::json({{"prompt", prompt}, {"kind", kind}}).dump() + "\n";
+  test::write_bytes(prompts, lines);
+  // Reward 1 for kind "a", 0 for kind "b", read from the JSON line the command gets.
+  test::write_bytes(dir.path("reward.sh"), "awk '{ print ($0 ~ /\"kind\": *\"a\"/) ? 1 : 0 }'\n");
+  const auto r = test::run_dsv2("eval -m " + test::fixture("v2_lite") + " --answers " + prompts +
+                                " --max-new-tokens 6 --batch 2 --json --threads 2 --completions " + completions +
+                                " --reward-cmd 'sh " + dir.path("reward.sh") + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::map<std::string, nlohmann::json> tallies;
+  for (size_t at = 0, nl; (nl = r.out.find('\n', at)) != std::string::npos; at = nl + 1) {
+    const auto j = nlohmann::json::parse(r.out.substr(at, nl - at));
+    tallies[j["kind"].get<std::string>() + "@" + j["file"].get<std::string>()] = j;
+  }
+  ASSERT_EQ(tallies.size(), 3u) << r.out;
+  EXPECT_EQ(tallies["a@" + prompts]["items"], 3);
+  EXPECT_EQ(tallies["a@" + prompts]["accuracy"], 1.0);
+  EXPECT_EQ(tallies["b@" + prompts]["items"], 2);
+  EXPECT_EQ(tallies["b@" + prompts]["reward_mean"], 0.0);
+  EXPECT_EQ(tallies["all@total"]["items"], 5);
+  EXPECT_DOUBLE_EQ(tallies["all@total"]["accuracy"].get<double>(), 0.6);
+  // Each completion is what greedy dsv2 generate writes for its prompt (as ids).
+  const auto logged = test::json_lines(completions);
+  ASSERT_EQ(logged.size(), items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const auto ids = test::run_dsv2("tokenize -m " + test::fixture("v2_lite") + " --text '" + items[i].first + "'");
+    ASSERT_EQ(ids.exit_code, 0) << ids.err;
+    const auto g = test::run_dsv2("generate -m " + test::fixture("v2_lite") + " --ids '" + ids.out +
+                                  "' -n 6 --temperature 0 --threads 2");
+    ASSERT_EQ(g.exit_code, 0) << g.err;
+    std::string want;
+    for (int32_t t : logged[i]["tokens"].get<std::vector<int32_t>>()) want += (want.empty() ? "" : " ") + std::to_string(t);
+    EXPECT_EQ(want + "\n", g.out) << items[i].first;
+    EXPECT_EQ(logged[i]["kind"], items[i].second);
+  }
+  // Bad input and usage.
+  test::write_bytes(prompts, lines + "[1]\n");
+  const auto bad = test::run_dsv2("eval -m " + test::fixture("v2_lite") + " --answers " + prompts + " --reward format");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find(prompts + ":6: not a JSON object"), std::string::npos) << bad.err;
+  EXPECT_EQ(test::run_dsv2("eval -m " + test::fixture("v2_lite") + " --answers " + prompts + " --samples 2").exit_code, 2);
+  EXPECT_EQ(test::run_dsv2("eval -m " + test::fixture("v2_lite") + " --answers " + prompts + " --reward nope").exit_code, 2);
 }
 
 }  // namespace

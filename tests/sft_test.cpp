@@ -3,18 +3,13 @@
 // batch equal to its conversations run one by one (a leaking mask fails it);
 // the assistant-token mask on the shipped model's template; bad input; resume.
 #include <gtest/gtest.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <nlohmann/json.hpp>
-#include <thread>
 
 #include "core/error.h"
 #include "io/safetensors.h"
@@ -286,18 +281,7 @@ TEST(SftCli, KilledAndResumedEqualsUninterrupted) {
   ASSERT_GE(expected.size(), 10u);
   EXPECT_LT(expected.back(), expected.front());
 
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const std::string command = "exec " + test::dsv2_binary() + " " + sft_command(data, cut, "--checkpoint-every 3") +
-                                " 2>/dev/null >/dev/null";
-    execl("/bin/sh", "sh", "-c", command.c_str(), nullptr);
-    _exit(127);
-  }
-  for (int i = 0; i < 120000 && test::logged_losses(cut).size() < 5; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
-  kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  EXPECT_TRUE(WIFSIGNALED(status)) << "the kill should land mid-run";
+  EXPECT_TRUE(test::kill_when_logged(sft_command(data, cut, "--checkpoint-every 3"), cut, 5)) << "the kill should land mid-run";
   const auto resumed = test::run_dsv2(sft_command(data, cut, "--checkpoint-every 3 --resume"));
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   EXPECT_EQ(test::logged_losses(cut), expected);

@@ -1,9 +1,11 @@
 #include "test_util.h"
 
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cctype>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -12,6 +14,7 @@
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace dsv2::test {
 
@@ -125,9 +128,25 @@ testing::AssertionResult gradient_near(const std::string& name, const float* got
   return testing::AssertionFailure() << name << ": max |diff| " << max_diff << " over max |grad| " << max_want;
 }
 
-std::vector<nlohmann::json> logged_lines(const std::string& out_dir) {
+bool kill_when_logged(const std::string& args, const std::string& out_dir, size_t lines) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    const std::string command = "exec " + dsv2_binary() + " " + args + " 2>/dev/null >/dev/null";
+    execl("/bin/sh", "sh", "-c", command.c_str(), nullptr);
+    _exit(127);
+  }
+  for (int i = 0; i < 120000 && logged_lines(out_dir).size() < lines; ++i) std::this_thread::sleep_for(std::chrono::microseconds(500));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status);
+}
+
+std::vector<nlohmann::json> logged_lines(const std::string& out_dir) { return json_lines(out_dir + "/metrics.jsonl"); }
+
+std::vector<nlohmann::json> json_lines(const std::string& file) {
   // Only lines their newline has completed: a run may be writing the last one.
-  std::ifstream in(out_dir + "/metrics.jsonl");
+  std::ifstream in(file);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<nlohmann::json> lines;
   for (size_t start = 0, end; (end = text.find('\n', start)) != std::string::npos; start = end + 1)

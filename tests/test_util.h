@@ -60,10 +60,17 @@ Diff compare(const std::vector<float>& a, const std::vector<float>& b);
 testing::AssertionResult gradient_near(const std::string& name, const float* got, const float* want, int64_t n,
                                        double relative = 1e-4);
 
-// Every complete line of DIR/metrics.jsonl (dsv2 train and dsv2 sft), parsed;
-// safe to call while a run appends to it.
+// Every complete line of a JSON Lines file, parsed; safe to call while a run
+// appends to it.
+std::vector<nlohmann::json> json_lines(const std::string& file);
+// json_lines of DIR/metrics.jsonl (dsv2 train, sft, grpo).
 std::vector<nlohmann::json> logged_lines(const std::string& out_dir);
 // The "loss" of every line of DIR/metrics.jsonl.
 std::vector<double> logged_losses(const std::string& out_dir);
+
+// Starts `dsv2 <args>` (a training command writing into out_dir) and kills it
+// with SIGKILL once out_dir/metrics.jsonl has `lines` lines. True when the
+// kill landed mid-run (the process had not ended by itself).
+bool kill_when_logged(const std::string& args, const std::string& out_dir, size_t lines);
 
 }  // namespace dsv2::test

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Verifiable RL prompts without a download, for `dsv2 grpo` (docs/ALIGNMENT.md).
 
-Writes JSON Lines, one {"messages": [{"role": "user", "content": ...}], "answer": ...} per line, in
+Writes JSON Lines, one {"messages": [{"role": "user", "content": ...}], "answer": ..., "kind": ...} per line
+(kind: add, sub, mul, count, copy, reverse, json, upper, source, author, next_line), in
 English and Chinese, from the same generators as tools/make_sft_data.py (imported, not copied):
   tasks    arithmetic, counting letters or characters, copying, reversing a list, JSON, upper case:
            the answer is what a program computes (numbers as JSON numbers)
@@ -20,18 +21,11 @@ import random
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_sft_data import corpus_task, parse_args, task  # noqa: E402
-
-OPEN_ENDED = ("Continue this", "续写这段文字", "请接着写下去")
+from make_sft_data import OPEN_ENDED, ask_for_answer_line, corpus_task, parse_args, task  # noqa: E402
 
 
-def is_chinese(text):
-    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
-
-
-def prompt_line(question, answer):
-    ask = "\n最后一行写“答案：”和答案。" if is_chinese(question.split("\n")[0]) else '\nEnd with a line "Answer: " and the answer.'
-    return {"messages": [{"role": "user", "content": question + ask}], "answer": answer}
+def prompt_line(question, answer, kind):
+    return {"messages": [{"role": "user", "content": ask_for_answer_line(question)}], "answer": answer, "kind": kind}
 
 
 def main():
@@ -42,10 +36,10 @@ def main():
     with open(tmp, "w", encoding="utf-8") as f:
         while written < args.count:
             kind = rng.choice(kinds)
-            question, _, answer = corpus_task(rng, files) if kind == "corpus" else task(rng)
-            if question.startswith(OPEN_ENDED):
+            question, _, answer, task_kind = corpus_task(rng, files) if kind == "corpus" else task(rng)
+            if task_kind in OPEN_ENDED:
                 continue
-            f.write(json.dumps(prompt_line(question, answer), ensure_ascii=False) + "\n")
+            f.write(json.dumps(prompt_line(question, answer, task_kind), ensure_ascii=False) + "\n")
             written += 1
     os.replace(tmp, args.out)  # never a half-written file under the final name
     print(f"{written} prompts -> {args.out}")

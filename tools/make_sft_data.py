@@ -10,8 +10,10 @@ in English and Chinese, from two sources:
 Passages come from the part of each file `dsv2 train --validation-share X` trains on, or with
 --held-out only from the part it holds out (the last X of each file's bytes, cut at a line end,
 as src/train/data.cpp's validation_cut), so an evaluation set never overlaps the training text.
+--answer-line X makes that share of the checkable conversations ask for a last line "Answer: X" (as
+tools/make_rl_prompts.py's prompts do) and end their reply with it.
 Usage: python3 tools/make_sft_data.py --out sft.jsonl [--count 20000] [--seed 1] [--held-out]
-       [--validation-share 0.02] [--corpus DIR] [--kinds corpus,tasks]
+       [--validation-share 0.02] [--corpus DIR] [--kinds corpus,tasks] [--answer-line X]
 """
 import argparse
 import json
@@ -69,7 +71,7 @@ def chat(user, assistant):
 
 
 def corpus_task(rng, files):
-    """(user, assistant, answer) from the corpus; the answer is what a verifier compares."""
+    """(user, assistant, answer, kind) from the corpus; the answer is what a verifier compares."""
     name = rng.choice(sorted(files))
     lang, lines = files[name]
     i = rng.randrange(0, len(lines) - 40)
@@ -81,7 +83,7 @@ def corpus_task(rng, files):
         comma = line.find("，")
         if 0 < comma < len(line) - 1:
             first, rest = line[: comma + 1], line[comma + 1:]
-            return qa(f"请接着写下去：{first}", rest) if zh_ui else qa(f"Continue this verse: {first}", rest)
+            return (*qa(f"请接着写下去：{first}", rest), "verse") if zh_ui else (*qa(f"Continue this verse: {first}", rest), "verse")
         kind = "next_line"
     if kind == "continue":
         passage = " ".join(lines[i:i + 2])
@@ -91,23 +93,23 @@ def corpus_task(rng, files):
         else:
             cut = len(words) // 2
             head, tail = " ".join(words[:cut]), " ".join(words[cut:])
-            return qa(f"续写这段文字：{head}", tail) if zh_ui else qa(f"Continue this passage: {head}", tail)
+            return (*qa(f"续写这段文字：{head}", tail), "continue") if zh_ui else (*qa(f"Continue this passage: {head}", tail), "continue")
     if lang == "zh" and kind == "next_line" and name not in ("tang.txt", "ci.txt"):
         kind = "source"  # only the Tang and Song files head each poem with "title · author"
     if kind == "source":
         passage = " ".join(lines[i:i + 3]) if lang == "en" else "".join(lines[i:i + 2])
         en, zh = WORKS[name]
-        return qa(f"这段文字出自哪部作品？\n{passage}", f"出自{zh}。", zh) if zh_ui else \
-            qa(f"Which work is this passage from?\n{passage}", f"It is from {en}.", en)
+        return (*qa(f"这段文字出自哪部作品？\n{passage}", f"出自{zh}。", zh), "source") if zh_ui else \
+            (*qa(f"Which work is this passage from?\n{passage}", f"It is from {en}.", en), "source")
     if lang == "zh":
         # Poems are one line each under a "title · author" line: ask who wrote the poem.
         j = next((j for j in range(i, i + 38) if " · " in lines[j] and " · " not in lines[j + 1]), None)
         if j is not None:
             title, author = lines[j].rsplit(" · ", 1)
-            return qa(f"这首作品的作者是谁？题目是什么？\n{lines[j + 1]}", f"作者是{author}，题目是《{title}》。", author) \
-                if zh_ui else qa(f"Who wrote this, and what is its title?\n{lines[j + 1]}", f"{author}: {title}.", author)
-    return qa(f"下面这一行之后是哪一行？\n{lines[i]}", lines[i + 1]) if zh_ui else \
-        qa(f"What line comes after this one?\n{lines[i]}", lines[i + 1])
+            return (*qa(f"这首作品的作者是谁？题目是什么？\n{lines[j + 1]}", f"作者是{author}，题目是《{title}》。", author), "author") \
+                if zh_ui else (*qa(f"Who wrote this, and what is its title?\n{lines[j + 1]}", f"{author}: {title}.", author), "author")
+    return (*qa(f"下面这一行之后是哪一行？\n{lines[i]}", lines[i + 1]), "next_line") if zh_ui else \
+        (*qa(f"What line comes after this one?\n{lines[i]}", lines[i + 1]), "next_line")
 
 
 ZH_DIGITS = "零一二三四五六七八九"
@@ -116,9 +118,13 @@ WORDS_ZH = ["山", "水", "月", "花", "风", "云", "雪", "春", "秋", "江"
 
 
 def task(rng):
-    """(user, assistant, answer) of a generated task whose answer a program checks."""
+    """(user, assistant, answer, kind) of a generated task whose answer a program checks."""
     zh = rng.random() < 0.5
     kind = rng.choice(["add", "sub", "mul", "count", "copy", "reverse", "json", "upper"])
+    return (*task_of_kind(rng, zh, kind), kind)
+
+
+def task_of_kind(rng, zh, kind):
     a, b = rng.randint(0, 999), rng.randint(0, 999)
     if kind == "add":
         return qa(f"{a} 加 {b} 等于多少？", f"{a} + {b} = {a + b}。", a + b) if zh else qa(f"What is {a} + {b}?", f"{a} + {b} = {a + b}.", a + b)
@@ -158,17 +164,43 @@ def qa(user, assistant, answer=None):
     return user, assistant, assistant if answer is None else answer
 
 
-def corpus_item(rng, files):
-    return chat(*corpus_task(rng, files)[:2])
+def corpus_item(rng, files, answer_line=0.0):
+    return checkable_chat(rng, corpus_task(rng, files), answer_line)
 
 
-def task_item(rng):
-    return chat(*task(rng)[:2])
+def task_item(rng, answer_line=0.0):
+    return checkable_chat(rng, task(rng), answer_line)
 
 
-def parse_args(doc, count, kinds):
-    """The options this tool and make_rl_prompts.py share; returns (args, kinds, corpus files)."""
+OPEN_ENDED = ("continue", "verse")  # corpus kinds no program can check
+
+
+def is_chinese(text):
+    return any("\u4e00" <= ch <= "\u9fff" for ch in text)
+
+
+def ask_for_answer_line(question):
+    """The request for a last "Answer: X" line that `dsv2 grpo --reward exact-answer` reads (and make_rl_prompts asks)."""
+    return question + ("\n最后一行写“答案：”和答案。" if is_chinese(question.split("\n")[0]) else
+                       '\nEnd with a line "Answer: " and the answer.')
+
+
+def checkable_chat(rng, item, answer_line):
+    """A conversation; with probability answer_line (checkable kinds only) the question asks for the
+    answer line and the reply ends with it, so a fine-tuned model learns the format RL prompts ask for."""
+    question, reply, answer, kind = item
+    if answer_line > 0 and kind not in OPEN_ENDED and rng.random() < answer_line:
+        zh = is_chinese(question.split("\n")[0])
+        return chat(ask_for_answer_line(question), f"{reply}\n{'答案：' if zh else 'Answer: '}{answer}")
+    return chat(question, reply)
+
+
+def parse_args(doc, count, kinds, extra=None):
+    """The options this tool, make_rl_prompts.py and make_rm_data.py share (`extra(ap)` adds a tool's
+    own); returns (args, kinds, corpus files)."""
     ap = argparse.ArgumentParser(description=doc.split("\n")[0])
+    if extra:
+        extra(ap)
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=count)
     ap.add_argument("--seed", type=int, default=1)
@@ -185,13 +217,16 @@ def parse_args(doc, count, kinds):
 
 
 def main():
-    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks")
+    def answer_line_option(ap):
+        ap.add_argument("--answer-line", type=float, default=0.0,
+                        help="share of checkable conversations that ask for and end with an 'Answer: X' line")
+    args, kinds, files = parse_args(__doc__, 20000, "corpus,tasks", extra=answer_line_option)
     rng = random.Random(args.seed)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
         for _ in range(args.count):
             kind = rng.choice(kinds)
-            item = corpus_item(rng, files) if kind == "corpus" else task_item(rng)
+            item = corpus_item(rng, files, args.answer_line) if kind == "corpus" else task_item(rng, args.answer_line)
             f.write(json.dumps(item, ensure_ascii=False) + "\n")
     os.replace(tmp, args.out)  # never a half-written file under the final name
     print(f"{args.count} conversations -> {args.out}")

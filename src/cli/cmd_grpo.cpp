@@ -6,13 +6,14 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "runtime/chat_template.h"
+#include "runtime/reward_model.h"
 #include "train/grpo_trainer.h"
 
 namespace dsv2::cli {
 
 int run_grpo(int argc, char** argv) {
   Args args(argc, argv,
-            "dsv2 grpo -m SFT --prompts FILE.jsonl --out DIR (--reward NAME | --reward-cmd CMD) [--group G] [--steps N] "
+            "dsv2 grpo -m SFT --prompts FILE.jsonl --out DIR (--reward NAME | --reward-cmd CMD | --reward-model DIR) [--group G] [--steps N] "
             "[--lr X] [--kl-beta B] [--clip-eps E] [--max-new-tokens N] [--temperature T]\n\n"
             "Trains SFT with GRPO: per prompt G completions are sampled from the policy, scored, and the policy "
             "maximises the clipped-ratio objective with advantages (r - mean)/std within the group and a KL penalty "
@@ -23,6 +24,7 @@ int run_grpo(int argc, char** argv) {
              {"out", 'o', true, "DIR       output: the trained model and metrics.jsonl"},
              {"reward", 0, true, "NAME      built-in reward: exact-answer (the \"answer\" field) or format"},
              {"reward-cmd", 0, true, "CMD       external reward: run through /bin/sh, JSON lines in, one number per line out"},
+             {"reward-model", 0, true, "DIR       a reward model (dsv2 rm) from the same SFT model: its score of prompt + completion"},
              {"group", 'G', true, "G         completions per prompt (default 8)"},
              {"steps", 0, true, "N         steps (default 100)"},
              {"prompts-per-step", 0, true, "N         prompts per step (default 1)"},
@@ -61,15 +63,23 @@ int run_grpo(int argc, char** argv) {
   if (!(o.objective.beta >= 0)) throw UsageError("option --kl-beta: must be at least 0");
   if (!(o.objective.clip_eps > 0 && o.objective.clip_eps < 1)) throw UsageError("option --clip-eps: must be in (0, 1)");
   if (!(o.temperature > 0)) throw UsageError("option --temperature: must be positive (the objective needs sampled completions)");
-  if (args.has("reward") == args.has("reward-cmd")) throw UsageError("give one of --reward NAME and --reward-cmd CMD");
+  if (args.has("reward") + args.has("reward-cmd") + args.has("reward-model") != 1)
+    throw UsageError("give one of --reward NAME, --reward-cmd CMD and --reward-model DIR");
   std::unique_ptr<Reward> reward;
   try {
-    reward = args.has("reward") ? make_builtin_reward(args.get("reward", "")) : make_command_reward(args.get("reward-cmd", ""));
+    if (!args.has("reward-model"))
+      reward = args.has("reward") ? make_builtin_reward(args.get("reward", "")) : make_command_reward(args.get("reward-cmd", ""));
   } catch (const Error& e) {
     throw UsageError(e.what());
   }
 
   const Config config = load_config(o.model_dir);
+  if (args.has("reward-model")) {
+    const std::string rm_dir = args.get("reward-model", "");
+    if (load_config(rm_dir).vocab_size != config.vocab_size)
+      throw Error(rm_dir + ": the reward model's vocabulary is not the policy's (it reads the policy's token ids)");
+    reward = make_model_reward(rm_dir);
+  }
   if (!Tokenizer::exists_in(o.model_dir)) throw Error(o.model_dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(o.model_dir);
   const ChatRenderer render = make_chat_renderer(*tokenizer, o.model_dir + "/tokenizer_config.json");

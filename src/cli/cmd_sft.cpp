@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "cli/commands.h"
+#include "cli/fine_tuning.h"
 #include "core/error.h"
 #include "dist/parallel_layout.h"
 #include "dist/runtime.h"
@@ -35,26 +36,13 @@ std::unique_ptr<SftSetup> parse_sft_setup(const Args& args, int ranks) {
   auto setup = std::make_unique<SftSetup>();
   TrainerOptions& o = setup->options;
   const std::string base = model_dir_option(args);
-  std::vector<std::string> files = args.get_all("data");
-  for (const auto& p : args.positional()) files.push_back(p);
-  if (files.empty()) throw UsageError("no conversations: give --data FILE.jsonl...");
-  o.out_dir = args.require("out");
-  o.init_from = base;
-  o.tokenizer_dir = base;
+  const std::vector<std::string> files = data_files(args, "conversations");
+  read_fine_tuning_options(args, base, 2e-5, o);  // eval_every 0: SFT validates on --validation conversations
   const int64_t epochs = args.get_int("epochs", 2);
   o.seq_len = args.get_int("seq-len", 1024);
   o.batch_tokens = args.get_int("batch-tokens", 8192);
-  o.lr.peak = args.get_double("lr", 2e-5);
-  o.lr.kind = args.get("schedule", "cosine");
-  if (o.lr.kind != "step" && o.lr.kind != "cosine" && o.lr.kind != "constant") throw UsageError("option --schedule: cosine, constant or step");
-  o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
-  o.checkpoint_every = args.get_int("checkpoint-every", 100);
-  o.save_bf16 = args.has("save-bf16");
-  o.resume = args.has("resume");
-  o.eval_every = 0;  // dsv2 train's held-out windows are text; SFT validates on --validation conversations
   if (epochs < 1) throw UsageError("option --epochs: must be at least 1");
   if (o.seq_len < 2 || o.batch_tokens < o.seq_len) throw UsageError("need --seq-len >= 2 and --batch-tokens >= --seq-len");
-  if (!(o.lr.peak > 0)) throw UsageError("option --lr: must be positive");
 
   setup->config = load_config(base);
   const Config& config = setup->config;
@@ -87,7 +75,7 @@ std::unique_ptr<SftSetup> parse_sft_setup(const Args& args, int ranks) {
     if (o.eval_every < 1) throw UsageError("option --eval-every: must be at least 1");
   }
   o.steps = batches.steps(o.batch_tokens / o.seq_len);
-  o.lr.warmup_steps = args.get_int("warmup", o.steps * 3 / 100);
+  read_fine_tuning_warmup(args, o);
   char line[512];
   std::snprintf(line, sizeof line, "%zu conversations%s, %lld epochs: %lld sequences of %lld tokens (%.0f%% padding), "
                 "%lld steps, %lld assistant tokens in the loss",
@@ -110,25 +98,22 @@ int run_sft(int argc, char** argv) {
             "\"content\": \"...\"}, {\"role\": \"assistant\", \"content\": \"...\"}]}, rendered with BASE's chat "
             "template. Only the assistant's tokens are in the loss; conversations are packed several to a sequence, "
             "each attending only to itself.",
-            {kModelOption,
-             {"data", 'd', true, "FILE      conversations, JSON Lines (repeatable; more files may follow)"},
-             {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
-             {"epochs", 0, true, "N         passes over the data (default 2, DeepSeek-V2's)"},
-             {"lr", 0, true, "X         peak learning rate (default 2e-5)"},
-             {"warmup", 0, true, "N         warm-up steps (default 3% of the steps)"},
-             {"schedule", 0, true, "KIND      cosine (to 10%, default), constant or step"},
-             {"seq-len", 0, true, "N         tokens per packed sequence, the longest conversation (default 1024, at most "
-                                  "the model's max_position_embeddings)"},
-             {"batch-tokens", 0, true, "N         tokens per step (default 8192: 8 sequences of 1024)"},
-             {"seed", 0, true, "N         seed for the order of the conversations in each epoch (default 1)"},
-             {"validation", 0, true, "FILE      held-out conversations (repeatable): their loss on the assistant tokens is "
-                                     "logged as val_loss every --eval-every steps and at the end"},
-             {"eval-every", 0, true, "N         steps between validations (default 100; with --validation)"},
-             {"checkpoint-every", 0, true, "N         checkpoint every N steps (default 100)"},
-             {"save-bf16", 0, false, "          write the final model.safetensors in bfloat16"},
-             {"expert-parallel", 0, true, "E         under mpirun: split the routed experts over groups of E ranks (divides the ranks and the experts; default 1)"},
-             {"resume", 0, false, "          continue from the last checkpoint in --out (same command)"},
-             kThreadsOption});
+            join_options(
+                {{kModelOption,
+                  {"data", 'd', true, "FILE      conversations, JSON Lines (repeatable; more files may follow)"},
+                  {"out", 'o', true, "DIR       output: model, checkpoints, metrics.jsonl"},
+                  {"epochs", 0, true, "N         passes over the data (default 2, DeepSeek-V2's)"},
+                  {"seq-len", 0, true, "N         tokens per packed sequence, the longest conversation (default 1024, at "
+                                       "most the model's max_position_embeddings)"},
+                  {"batch-tokens", 0, true, "N         tokens per step (default 8192: 8 sequences of 1024)"},
+                  {"seed", 0, true, "N         seed for the order of the conversations in each epoch (default 1)"},
+                  {"validation", 0, true, "FILE      held-out conversations (repeatable): their loss on the assistant "
+                                          "tokens is logged as val_loss every --eval-every steps and at the end"},
+                  {"eval-every", 0, true, "N         steps between validations (default 100; with --validation)"},
+                  {"expert-parallel", 0, true, "E         under mpirun: split the routed experts over groups of E ranks "
+                                               "(divides the ranks and the experts; default 1)"}},
+                 fine_tuning_options("2e-5"),
+                 {kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   // Everything up to the first step runs on every rank and is checked on all of

@@ -299,7 +299,9 @@ int run_pretokenize(int argc, char** argv) {
 int run_eval(int argc, char** argv) {
   Args args(argc, argv,
             "dsv2 eval -m DIR FILE... [--held-out X] [--seq-len N] [--max-tokens N] [--by-position N] [--json]\n"
-            "       dsv2 eval -m DIR --task FILE.jsonl... [--limit N] [--json]",
+            "       dsv2 eval -m DIR --task FILE.jsonl... [--limit N] [--json]\n"
+            "       dsv2 eval -m DIR --answers FILE.jsonl... [--reward exact-answer|format | --reward-cmd CMD] "
+            "[--max-new-tokens N] [--samples G --temperature T] [--limit N] [--completions FILE] [--json]",
             {kModelOption,
              {"held-out", 0, true, "X         evaluate only the last X of each file, split as 'dsv2 train --validation-share X' splits it"},
              {"seq-len", 0, true, "N         tokens per evaluation window (default 256)"},
@@ -307,20 +309,33 @@ int run_eval(int argc, char** argv) {
              {"by-position", 0, true, "N         also the loss by position in the window, in buckets of N positions (long context)"},
              {"task", 0, true,
               "FILE      multiple-choice task, JSON Lines (repeatable): accuracy as lm-evaluation-harness computes it"},
-             {"limit", 0, true, "N         --task: only the first N items of each task (the harness's --limit)"},
+             {"answers", 0, true,
+              "FILE      prompts with checkable answers, JSON Lines as dsv2 grpo reads them (repeatable): completions "
+              "scored by a reward, per \"kind\" field"},
+             {"reward", 0, true, "NAME      --answers: exact-answer (default) or format"},
+             {"reward-cmd", 0, true, "CMD       --answers: score with an external command, as dsv2 grpo --reward-cmd"},
+             {"max-new-tokens", 0, true, "N         --answers: tokens per completion at most (default 64)"},
+             {"samples", 0, true, "G         --answers: completions per prompt (default 1; more need --temperature)"},
+             {"temperature", 0, true, "T         --answers: sampling temperature (default 0: greedy)"},
+             {"seed", 0, true, "N         --answers: sampling seed (default 1)"},
+             {"batch", 0, true, "N         --answers: prompts decoded together (default 16)"},
+             {"completions", 0, true, "FILE      --answers: also write every prompt, completion and reward (JSON Lines)"},
+             {"limit", 0, true, "N         --task, --answers: only the first N items of each file (the harness's --limit)"},
              {"json", 0, false, "          one JSON object per file (or task) and for the total"},
              kQuantizeOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
-  const bool tasks = args.has("task");
-  if (tasks && !args.positional().empty()) throw UsageError("give text files or --task files, not both");
-  if (!tasks && args.positional().empty()) throw UsageError("no files to evaluate");
+  const bool tasks = args.has("task"), answers = args.has("answers");
+  if ((tasks || answers) && !args.positional().empty()) throw UsageError("give text files, --task or --answers files, not several");
+  if (tasks && answers) throw UsageError("give --task or --answers files, not both");
+  if (!tasks && !answers && args.positional().empty()) throw UsageError("no files to evaluate");
   const CacheType cache_type = cache_type_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
   Model model(dir, quantize_option(args));
   if (tasks) return eval_tasks(args, model, *tokenizer, cache_type), 0;
+  if (answers) return eval_answers(args, model, *tokenizer, dir), 0;
   const int64_t seq_len = args.get_int("seq-len", 256), max_tokens = args.get_int("max-tokens", 0);
   if (seq_len < 2) throw UsageError("option --seq-len: must be at least 2");
   const int64_t vocab = model.config().vocab_size;

@@ -34,6 +34,8 @@ int run_bench(int argc, char** argv);
 int run_init(int argc, char** argv);
 int run_niah(int argc, char** argv);
 int run_sft(int argc, char** argv);
+int run_rm(int argc, char** argv);
+int run_rm_score(int argc, char** argv);
 int run_grpo(int argc, char** argv);
 
 // Options several commands share, spelled once.
@@ -88,6 +90,9 @@ std::vector<int32_t> prompt_ids(const Args& args, const Tokenizer* tokenizer);
 
 // dsv2 eval --task FILE.jsonl... [--limit N] [--json]: multiple-choice accuracy (cmd_eval_task.cpp).
 void eval_tasks(const Args& args, Model& model, const Tokenizer& tokenizer, CacheType cache_type);
+// dsv2 eval --answers FILE.jsonl... [--reward NAME | --reward-cmd CMD] [--max-new-tokens N] [--samples G
+// --temperature T] [--limit N] [--completions FILE] [--json]: accuracy on checkable answers (cmd_eval_answers.cpp).
+void eval_answers(const Args& args, Model& model, const Tokenizer& tokenizer, const std::string& model_dir);
 
 // Runs a command's set-up (options, data, model) on every rank of an mpirun
 // job and agrees on errors: one that any rank meets is reported once by rank 0

@@ -43,6 +43,8 @@ constexpr Command kCommands[] = {
     {"bench", dsv2::cli::run_bench, "prefill and decode tokens/s against the memory-bandwidth roofline", true},
     {"niah", dsv2::cli::run_niah, "needle-in-a-haystack retrieval over context lengths and depths, with a heatmap", true},
     {"sft", dsv2::cli::run_sft, "supervised fine-tuning on conversations (JSON Lines), loss on the assistant's tokens (also under mpirun)", true},
+    {"rm", dsv2::cli::run_rm, "train a reward model (scalar head, pair-wise or point-wise loss) from a fine-tuned model", false},
+    {"rm-score", dsv2::cli::run_rm_score, "a reward model's scores for JSONL pairs or completions", false},
     {"grpo", dsv2::cli::run_grpo, "reinforcement learning with GRPO from prompts and a reward (verifier or command)", false},
 };
 

@@ -147,6 +147,15 @@ Config parse_config(const std::string& json_text, const std::string& file) {
   f.get("rope_theta", c.rope_theta);
   f.get("max_position_embeddings", c.max_position_embeddings);
   f.get("tie_word_embeddings", c.tie_word_embeddings);
+  if (f.present("architectures") && j["architectures"].is_array())
+    for (const auto& a : j["architectures"])
+      if (a.is_string() && a.get<std::string>().find("ForSequenceClassification") != std::string::npos) {
+        c.num_labels = 2;  // transformers' default
+        f.get("num_labels", c.num_labels);
+        if (c.num_labels != 1)
+          f.fail("num_labels", "is " + std::to_string(c.num_labels) +
+                                   "; dsv2 reads sequence classifiers with one label (a reward model's scalar score)");
+      }
   f.get("bos_token_id", c.bos_token_id);
   if (f.present("eos_token_id")) {
     const auto& eos = j["eos_token_id"];
@@ -248,8 +257,10 @@ Config load_config(const std::string& path) {
 
 std::string config_json(const Config& c) {
   nlohmann::ordered_json j;
-  j["architectures"] = {c.model_type == "deepseek_v3" ? "DeepseekV3ForCausalLM" : "DeepseekV2ForCausalLM"};
+  const std::string family = c.model_type == "deepseek_v3" ? "DeepseekV3" : "DeepseekV2";
+  j["architectures"] = {family + (c.is_reward_model() ? "ForSequenceClassification" : "ForCausalLM")};
   j["model_type"] = c.model_type;
+  if (c.is_reward_model()) j["num_labels"] = c.num_labels;
   j["vocab_size"] = c.vocab_size;
   j["hidden_size"] = c.hidden_size;
   j["intermediate_size"] = c.intermediate_size;

@@ -58,6 +58,12 @@ struct Config {
   // rope_interleave=false means the weights were permuted for half-split rotation.
   bool rope_interleave = true;
   bool tie_word_embeddings = false;
+  // A reward model (docs/ALIGNMENT.md): config.json's architectures name
+  // DeepseekV2ForSequenceClassification (or V3's) with num_labels 1, and the
+  // checkpoint has score.weight [1, hidden_size], the scalar head on the last
+  // token's final hidden state. 0: a causal LM.
+  int64_t num_labels = 0;
+  bool is_reward_model() const { return num_labels > 0; }
   int64_t bos_token_id = -1;
   std::vector<int64_t> eos_token_ids;
 

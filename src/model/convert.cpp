@@ -39,6 +39,7 @@ DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& sh
     return name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
   };
   const bool router = ends_with(".mlp.gate.weight");
+  if (name == "score.weight") return DType::F32;  // a reward model's head: one row, and its score is the output
   // The main model's, and the copies an MTP layer carries (model.layers.<L>.embed_tokens, .shared_head.head).
   const bool embedding_or_head = ends_with("embed_tokens.weight") || name == "lm_head.weight" || ends_with(".shared_head.head.weight");
   // As DeepSeek-V3 ships: embedding, LM head and router in bfloat16, every other matrix fp8.

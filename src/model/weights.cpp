@@ -87,6 +87,9 @@ void for_each_tensor(const Config& c, Weights& w, const std::function<void(const
     visit_decoder_layer(c, l, "model.layers." + std::to_string(l) + ".", w.layers[l], visit);
   visit({"model.norm.weight", {d}, nullptr, &w.norm});
   if (!c.tie_word_embeddings) visit({"lm_head.weight", {c.vocab_size, d}, &w.lm_head});
+  // Last, so that a causal LM's tensors come first in the same order (a reward
+  // model starts from one: train/weights_io.cpp).
+  if (c.is_reward_model()) visit({"score.weight", {c.num_labels, d}, &w.score});
 }
 
 void visit_mtp_layer(const Config& c, int64_t depth, MtpLayerWeights& w,

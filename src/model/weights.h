@@ -59,6 +59,7 @@ struct Weights {
   std::vector<LayerWeights> layers;
   WeightVector norm;
   WeightMatrix lm_head;  // = embed_tokens when tie_word_embeddings
+  WeightMatrix score;    // [num_labels, d] a reward model's head (Config::num_labels > 0), else empty
   std::vector<MtpLayerWeights> mtp;  // bound by for_each_trained_tensor only
   // 1-D tensors not stored as aligned float32 are converted into here.
   std::vector<std::vector<float>> converted;

@@ -178,4 +178,30 @@ std::vector<Batch> evaluation_batches(const TokenStream& stream, int64_t seq_len
   return batches;
 }
 
+std::string plan_state(const std::string& kind, int64_t cursor, uint64_t fingerprint) {
+  return kind + " " + std::to_string(cursor) + " " + std::to_string(fingerprint);
+}
+
+int64_t plan_cursor(const std::string& state, const std::string& kind, int64_t end, uint64_t fingerprint,
+                    const std::string& command, const std::string& plan_options) {
+  std::istringstream ss(state);
+  std::string got_kind;
+  int64_t cursor = -1;
+  uint64_t got_fingerprint = 0;
+  ss >> got_kind >> cursor >> got_fingerprint;
+  if (ss.fail() || got_kind != kind || cursor < 0 || cursor > end)
+    throw Error("the checkpoint was not written by " + command + " (or its data state is corrupt)");
+  if (got_fingerprint != fingerprint)
+    throw Error("the checkpoint was made with other " + plan_options + ": resume with the same ones");
+  return cursor;
+}
+
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch) {
+  std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(epoch));
+  std::vector<size_t> order(n);
+  for (size_t i = 0; i < n; ++i) order[i] = i;
+  for (size_t i = n; i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  return order;
+}
+
 }  // namespace dsv2

@@ -69,6 +69,19 @@ class BatchSource {
   virtual void set_state(const std::string& state) = 0;
 };
 
+// For sources that follow a fixed plan (SFT's packed rows, reward pairs): the
+// state "<kind> <cursor> <fingerprint of the plan>", and its reading, which
+// checks that it was written by `kind` over the same plan (else an Error
+// naming `command` and the options that make the plan) and returns the cursor
+// (at most `end`).
+std::string plan_state(const std::string& kind, int64_t cursor, uint64_t fingerprint);
+int64_t plan_cursor(const std::string& state, const std::string& kind, int64_t end, uint64_t fingerprint,
+                    const std::string& command, const std::string& plan_options);
+
+// Epoch `epoch`'s order of n examples: Fisher-Yates with mt19937_64's raw
+// output (std::shuffle's draws are the library's own), the same on every platform.
+std::vector<size_t> epoch_order(size_t n, uint64_t seed, int64_t epoch);
+
 class BatchSampler : public BatchSource {
  public:
   // With `passkey` and passkey_share > 0, that share of the sequences are

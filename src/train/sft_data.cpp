@@ -1,12 +1,10 @@
 #include "train/sft_data.h"
 
 #include <algorithm>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
-#include <sstream>
 
 #include "core/error.h"
+#include "io/jsonl.h"
 #include "tokenizer/tokenizer.h"
 
 namespace dsv2 {
@@ -29,16 +27,7 @@ std::vector<ChatMessage> parse_conversation(const std::string& line) {
 
 std::vector<ChatMessage> parse_chat_messages(const nlohmann::json& j) {
   if (!j.contains("messages") || !j["messages"].is_array()) throw Error("no \"messages\" list");
-  std::vector<ChatMessage> messages;
-  for (const auto& m : j["messages"]) {
-    const std::string which = "message " + std::to_string(messages.size() + 1);
-    if (!m.is_object()) throw Error(which + " is not an object");
-    if (!m.contains("role") || !m["role"].is_string()) throw Error(which + " has no string \"role\"");
-    if (!m.contains("content") || !m["content"].is_string())
-      throw Error(which + " has no string \"content\" (lists of content parts are not supported)");
-    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
-  }
-  return messages;
+  return parse_message_list(j["messages"]);
 }
 
 namespace {
@@ -51,6 +40,19 @@ void append(SftExample& e, const std::vector<int32_t>& tokens, bool trained) {
 uint64_t fnv(uint64_t h, int64_t v) { return (h ^ static_cast<uint64_t>(v)) * 1099511628211ull; }
 
 }  // namespace
+
+std::vector<ChatMessage> parse_message_list(const nlohmann::json& list) {
+  std::vector<ChatMessage> messages;
+  for (const auto& m : list) {
+    const std::string which = "message " + std::to_string(messages.size() + 1);
+    if (!m.is_object()) throw Error(which + " is not an object");
+    if (!m.contains("role") || !m["role"].is_string()) throw Error(which + " has no string \"role\"");
+    if (!m.contains("content") || !m["content"].is_string())
+      throw Error(which + " has no string \"content\" (lists of content parts are not supported)");
+    messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  return messages;
+}
 
 SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const Tokenizer& tokenizer,
                                  const ChatRenderer& render) {
@@ -83,36 +85,23 @@ SftExample tokenize_conversation(const std::vector<ChatMessage>& messages, const
 SftData load_sft_files(const std::vector<std::string>& files, const Tokenizer& tokenizer, const ChatRenderer& render,
                        int64_t seq_len) {
   SftData data;
-  for (const std::string& file : files) {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw Error(file + ": cannot open");
-    std::string line;
-    for (int64_t number = 1; std::getline(in, line); ++number) {
-      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-      const std::string where = file + ":" + std::to_string(number) + ": ";
-      SftExample e;
-      try {
-        e = tokenize_conversation(parse_conversation(line), tokenizer, render);
-      } catch (const std::exception& error) {  // the template's own failures included
-        throw Error(where + error.what());
-      }
-      size_t first = 0;
-      while (first < e.trained.size() && !e.trained[first]) ++first;
-      // The token at 0 is never a target (nothing before it predicts it), and an answer may render as nothing.
-      if (std::count(e.trained.begin() + (e.trained.empty() ? 0 : 1), e.trained.end(), 1) == 0)
-        throw Error(where + "the assistant messages render as no token that follows the prompt: nothing to train on");
-      if (static_cast<int64_t>(first) >= seq_len)
-        throw Error(where + "the prompt before the first assistant answer is " + std::to_string(first) +
-                    " tokens, longer than the context (--seq-len " + std::to_string(seq_len) + ")");
-      if (static_cast<int64_t>(e.tokens.size()) > seq_len) {
-        e.tokens.resize(seq_len);
-        e.trained.resize(seq_len);
-        ++data.truncated;
-      }
-      data.examples.push_back(std::move(e));
+  for_each_jsonl_line(files, [&](const std::string& line, int64_t) {
+    SftExample e = tokenize_conversation(parse_conversation(line), tokenizer, render);
+    size_t first = 0;
+    while (first < e.trained.size() && !e.trained[first]) ++first;
+    // The token at 0 is never a target (nothing before it predicts it), and an answer may render as nothing.
+    if (std::count(e.trained.begin() + (e.trained.empty() ? 0 : 1), e.trained.end(), 1) == 0)
+      throw Error("the assistant messages render as no token that follows the prompt: nothing to train on");
+    if (static_cast<int64_t>(first) >= seq_len)
+      throw Error("the prompt before the first assistant answer is " + std::to_string(first) +
+                  " tokens, longer than the context (--seq-len " + std::to_string(seq_len) + ")");
+    if (static_cast<int64_t>(e.tokens.size()) > seq_len) {
+      e.tokens.resize(seq_len);
+      e.trained.resize(seq_len);
+      ++data.truncated;
     }
-    if (in.bad()) throw Error(file + ": read error");
-  }
+    data.examples.push_back(std::move(e));
+  });
   if (data.examples.empty()) throw Error(files.front() + (files.size() > 1 ? " and the other files" : "") + ": no conversations");
   return data;
 }
@@ -133,14 +122,8 @@ SftBatches::SftBatches(const std::vector<SftExample>& examples, int64_t seq_len,
     used = 0;
     ++rows_;
   };
-  std::vector<size_t> order(examples.size());
   for (int64_t epoch = 0; epoch < epochs; ++epoch) {
-    // Fisher-Yates with the generator's raw output (std::shuffle's draws are the
-    // library's own): the same order on every platform.
-    std::mt19937_64 rng(seed * 1000003ull + static_cast<uint64_t>(epoch));
-    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
-    for (size_t index : order) {
+    for (size_t index : epoch_order(examples.size(), seed, epoch)) {
       const SftExample& e = examples[index];
       const int64_t n = static_cast<int64_t>(e.tokens.size());
       require(n >= 1 && n <= seq_len_, "SFT batches: a conversation longer than seq_len");
@@ -184,20 +167,11 @@ Batch SftBatches::next(int64_t sequences, int64_t seq_len) {
   return b;
 }
 
-std::string SftBatches::state() const { return "sft " + std::to_string(cursor_) + " " + std::to_string(fingerprint_); }
+std::string SftBatches::state() const { return plan_state("sft", cursor_, fingerprint_); }
 
 void SftBatches::set_state(const std::string& state) {
-  std::istringstream ss(state);
-  std::string kind;
-  int64_t cursor = -1;
-  uint64_t fingerprint = 0;
-  ss >> kind >> cursor >> fingerprint;
-  if (ss.fail() || kind != "sft" || cursor < 0 || cursor > rows_)
-    throw Error("the checkpoint was not written by dsv2 sft (or its data state is corrupt)");
-  if (fingerprint != fingerprint_)
-    throw Error("the checkpoint was made with other SFT data or options (--data, --epochs, --seq-len, --seed): "
-                "resume with the same ones");
-  cursor_ = cursor;
+  cursor_ = plan_cursor(state, "sft", rows_, fingerprint_, "dsv2 sft",
+                        "SFT data or options (--data, --epochs, --seq-len, --seed)");
 }
 
 }  // namespace dsv2

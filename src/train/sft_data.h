@@ -26,6 +26,10 @@ struct SftExample {
   std::vector<uint8_t> trained;  // per token: 1 for the assistant's (a target of the loss)
 };
 
+// A JSON list of {"role": "...", "content": "..."} messages (string role and
+// content); throws Error naming the message at fault (no file position).
+std::vector<ChatMessage> parse_message_list(const nlohmann::json& list);
+
 // Renders and tokenizes one conversation. The assistant's tokens are found by
 // rendering incrementally: the template's text for the turns before an
 // assistant turn plus the generation prompt (what the model is given at

@@ -20,6 +20,9 @@ ParameterLayout parameter_layout(const Config& config, const dist::ExpertPlaceme
     info.decay = slot.shape.size() == 2;
     info.trained = info.name.find("e_score_correction_bias") == std::string::npos;
     info.mtp = info.slot >= main_tensors;
+    // A reward model's objective never reads the LM head (kept as loaded, so the
+    // directory still works as a language model; weight decay would shrink it).
+    info.frozen = config.is_reward_model() && info.name == "lm_head.weight";
     all.push_back(info);
   });
   // Two passes: the replicated tensors first, then the routed experts held here.

@@ -170,7 +170,7 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
     tw.zero_grads();
     const double mtp_lambda = o.mtp_lambda.at(static_cast<double>(state.tokens) / static_cast<double>(planned_tokens));
     model.set_mtp_lambda(mtp_lambda);
-    const StepResult r = model.run(batch, true, true);
+    const StepResult r = o.objective ? o.objective->step(model, tw, batch) : model.run(batch, true, true);
     const auto optimizer_start = Clock::now();
     zero.reduce_gradients(tw);
     const double grad_norm = clip_grad_norm(tw, o.clip, zero.owned(), &all);
@@ -226,6 +226,7 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
       line["mtp_loss"] = r.mtp_loss;
       line["mtp_lambda"] = mtp_lambda;
     }
+    if (o.objective) o.objective->add_metrics(line);
     line["ranks"] = all.size();
     line["alltoall_bytes"] = alltoall;
     line["allreduce_bytes"] = allreduce;

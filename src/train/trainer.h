@@ -13,13 +13,26 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "dist/parallel_layout.h"
 #include "train/data.h"
 #include "train/moe_train.h"
 #include "train/mtp_train.h"
 #include "train/optimizer.h"
+#include "train/training_model.h"
 
 namespace dsv2 {
+
+// A step's objective other than next-token cross-entropy (the reward model's,
+// train/reward_data.h): the forward and backward of one batch.
+class StepObjective {
+ public:
+  virtual ~StepObjective() = default;
+  virtual StepResult step(TrainingModel& model, TrainWeights& weights, const Batch& batch) = 0;
+  // The last step's own metrics, added to its metrics.jsonl line.
+  virtual void add_metrics(nlohmann::ordered_json& line) const = 0;
+};
 
 struct TrainerOptions {
   std::string out_dir;
@@ -50,6 +63,7 @@ struct TrainerOptions {
   // Held-out batches evaluated every eval_every steps instead of windows of
   // data.validation (SFT's held-out conversations, packed as for training).
   const std::vector<Batch>* validation_batches = nullptr;
+  StepObjective* objective = nullptr;  // null: next-token cross-entropy (TrainingModel::run)
 };
 
 // Trains `config` on `data` as one rank of `layout` (every rank passes the

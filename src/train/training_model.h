@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -34,6 +35,13 @@ struct StepResult {
   PhaseSeconds seconds;
 };
 
+// The MoE layers' statistics of a pass, summed into a StepResult.
+struct MoeTally {
+  int64_t layers = 0, dropped = 0, assignments = 0;
+  void add(StepResult& result, const MoeStats& stats, double alpha_sequence);
+  void finish(StepResult& result) const;  // the means over the layers
+};
+
 class TrainingModel {
  public:
   // `layout`: the job this process trains in (null: it trains alone). Batch
@@ -44,6 +52,15 @@ class TrainingModel {
   // training: token dropping on. backward: accumulate gradients of the
   // objective into weights.grads (the MTP modules run with backward only).
   StepResult run(const Batch& batch, bool training, bool backward, bool keep_token_losses = false);
+
+  // The final hidden states' own objective instead of the LM head's
+  // cross-entropy (a reward model's score, train/reward_data.h): `head` gets h
+  // [B·T, d], the states after model.norm, and returns the objective's value; with
+  // backward it also writes d objective / d h into d_h (zeroed, [B·T, d]),
+  // which is then taken back through the layers into weights.grads. loss is
+  // head's value; objective adds the MoE balance losses. MTP modules do not run.
+  using HiddenHead = std::function<double(const float* h, float* d_h)>;
+  StepResult run_hidden(const Batch& batch, bool training, bool backward, const HiddenHead& head);
 
   // λ, the MTP loss's weight in the objective (the trainer follows MtpLambda).
   void set_mtp_lambda(double lambda) { mtp_lambda_ = lambda; }
@@ -69,6 +86,14 @@ class TrainingModel {
   double mtp_lambda_ = 0.3;
   bool freeze_model_ = false;
   const TokenObjective* objective_ = nullptr;
+
+  // run's and run_hidden's common pass: embedding, layers, final norm; `head`
+  // then adds the objective on h_final [B·T, d] into the result and, when the
+  // model takes gradients, writes d objective / d h_final (else d_h_final is
+  // null); then back through the model into weights.grads.
+  using PassHead = std::function<void(const LayerContext& ctx, const float* h_final, float* d_h_final,
+                                      StepResult& result, MoeTally& tally)>;
+  StepResult pass(const Batch& batch, bool training, bool model_backward, const PassHead& head);
 };
 
 }  // namespace dsv2

@@ -14,7 +14,13 @@ namespace dsv2 {
 void load_train_weights(TrainWeights& tw, const std::string& dir) {
   const Config& c = tw.config();
   const Checkpoint checkpoint(dir);
-  Weights loaded = load_weights(c, checkpoint);  // validates names, shapes and dtypes
+  // A reward model starting from a language model (dsv2 rm): the checkpoint has
+  // no score.weight, which keeps its initial value. It is for_each_tensor's last
+  // tensor, so the others are read as a causal LM's.
+  Config stored = c;
+  const bool has_score = checkpoint.find("score.weight") != nullptr;
+  if (!has_score) stored.num_labels = 0;
+  Weights loaded = load_weights(stored, checkpoint);  // validates names, shapes and dtypes
   // MTP modules the checkpoint has (a model trained without MTP has none: those
   // modules keep the values they were initialised with).
   std::vector<bool> has_module(c.num_nextn_predict_layers);
@@ -41,7 +47,8 @@ void load_train_weights(TrainWeights& tw, const std::string& dir) {
       std::copy(slot.vector->values, slot.vector->values + slot.vector->size, dst);
     }
   };
-  for_each_tensor(c, loaded, copy);
+  for_each_tensor(stored, loaded, copy);
+  if (c.is_reward_model() && !has_score) ++i;  // score.weight: keeps its initial value
   for (int64_t k = 0; k < c.num_nextn_predict_layers; ++k)
     visit_mtp_layer(c, k, loaded.mtp[k], [&](const TensorSlot& slot) {
       if (has_module[k]) return copy(slot);
