@@ -1,6 +1,7 @@
 // GFLOP/s of the float32 GEMMs training uses (OpenBLAS through ops/gemm.h),
 // G op/s of the integer GEMM prefill runs on q8/q4 weights (matmul →
-// ops/gemm_q8.h) at DeepSeek-V2-Lite's shapes, and the machine's arithmetic
+// ops/gemm_q8.h) and the GFLOP/s of bf16 prefill (ops/gemm_bf16.h against the
+// float32 path it replaced) at DeepSeek-V2-Lite's shapes, and the machine's arithmetic
 // peaks (ops/peaks.h: float32 FMA, int8 dot product, bf16 dot product) for
 // the "share of the peak" figures. Median of 7 runs per shape.
 //   bench_gemm [threads]
@@ -13,6 +14,7 @@
 
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/gemm_bf16.h"
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
 #include "ops/matmul.h"
@@ -50,6 +52,23 @@ double quantized_matmul_gops(dsv2::DType dtype, int64_t tokens, int64_t rows, in
   w.dtype = dtype, w.rows = rows, w.cols = cols, w.data = data.data(), w.scale_inv = scales.data();
   w.block_rows = 1, w.block_cols = dsv2::kQuantBlock;
   const double s = median_seconds([&] { dsv2::matmul(x.data(), tokens, w, y.data()); });
+  return 2.0 * static_cast<double>(tokens * rows * cols) / s / 1e9;
+}
+
+// matmul of `tokens` random activations with a random rows × cols bf16 matrix, GFLOP/s, through
+// gemm_bf16 or (bf16_gemm false) the float32 path.
+double bf16_matmul_gflops(bool bf16_gemm, int64_t tokens, int64_t rows, int64_t cols) {
+  std::mt19937 rng(1);
+  std::normal_distribution<float> dist(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(tokens * cols)), y(static_cast<size_t>(tokens * rows));
+  std::vector<uint16_t> data(static_cast<size_t>(rows * cols));
+  for (auto& v : x) v = dist(rng);
+  for (auto& v : data) v = dsv2::float_to_bf16(0.05f * dist(rng));
+  dsv2::WeightMatrix w;
+  w.dtype = dsv2::DType::BF16, w.rows = rows, w.cols = cols, w.data = reinterpret_cast<const std::byte*>(data.data());
+  dsv2::use_gemm_bf16_for_prefill(bf16_gemm);
+  const double s = median_seconds([&] { dsv2::matmul(x.data(), tokens, w, y.data()); });
+  dsv2::use_gemm_bf16_for_prefill(true);
   return 2.0 * static_cast<double>(tokens * rows * cols) / s / 1e9;
 }
 
@@ -91,10 +110,18 @@ int main(int argc, char** argv) {
                   dtype == dsv2::DType::I8 ? "q8" : "q4", quantized_matmul_gops(dtype, s.m, s.n, s.k));
       first = false;
     }
+  std::printf("], \"bf16_gemm\": [");
+  first = true;
+  for (const auto& s : quantized) {
+    std::printf("%s{\"shape\": \"%s\", \"gflops\": %.1f, \"float32_path_gflops\": %.1f}", first ? "" : ", ", s.what,
+                bf16_matmul_gflops(true, s.m, s.n, s.k), bf16_matmul_gflops(false, s.m, s.n, s.k));
+    first = false;
+  }
   const dsv2::ArithmeticPeaks p = dsv2::measure_arithmetic_peaks(0.2, 5);
   std::printf("], \"int8_gemm_kernel\": \"%s\", \"fp32_fma_peak_gflops\": %.1f, \"int8_dot_peak_gops\": %.1f, "
-              "\"int8_dot_instruction\": \"%s\", \"bf16_dot_peak_gflops\": %.1f, \"simd_target\": \"%s\"}\n",
+              "\"int8_dot_instruction\": \"%s\", \"bf16_dot_peak_gflops\": %.1f, \"simd_target\": \"%s\", "
+              "\"bf16_gemm_kernel\": \"%s\"}\n",
               dsv2::gemm_q8_kernel(), p.fp32_fma_flops / 1e9, p.int8_dot_ops / 1e9, p.int8_kernel.c_str(),
-              p.bf16_dot_flops / 1e9, p.simd_target.c_str());
+              p.bf16_dot_flops / 1e9, p.simd_target.c_str(), dsv2::gemm_bf16_kernel());
   return 0;
 }

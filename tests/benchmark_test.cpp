@@ -79,6 +79,18 @@ TEST(Benchmark, JsonReportIsComplete) {
                    j["prefill_flops_per_s"].get<double>() / j["fp32_fma_peak_flops_per_s"].get<double>());
 }
 
+// bf16 weights prefill a prompt of >= kGemmBf16MinTokens through vdpbf16ps where the CPU has it:
+// their share is of the bf16 dot-product peak.
+TEST(Benchmark, Bf16PrefillIsMeasuredAgainstTheBf16Peak) {
+  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_yarn_bf16") + " --prompt 40 --gen 2 -t 1 --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  if (j["bf16_dot_peak_flops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no AVX512-BF16 here";
+  EXPECT_EQ(j["prefill_peak_kind"], "bf16 dot vdpbf16ps");
+  EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
+                   j["prefill_flops_per_s"].get<double>() / j["bf16_dot_peak_flops_per_s"].get<double>());
+}
+
 // q8 weights prefill through the integer GEMM: their share is of the int8 dot-product peak.
 TEST(Benchmark, QuantizedPrefillIsMeasuredAgainstTheInt8Peak) {
   const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --quantize q8 --prompt 8 --gen 2 -t 1 --json");

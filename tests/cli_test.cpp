@@ -58,7 +58,8 @@ TEST(Cli, LogitsFileMatchesTransformers) {
   for (const char* attn : {"naive", "absorbed"}) {
     const std::string out = dir.path(std::string("logits_") + attn);
     const auto r = run_dsv2("logits -m " + fixture("v2_yarn_bf16") + " --ids \"" + ids_text(ids) + "\" -o " + out +
-                            " --prefill " + std::to_string(ref["prefill"].get<int>()) + " --attn " + attn);
+                            " --prefill " + std::to_string(ref["prefill"].get<int>()) + " --attn " + attn +
+                            " --float32-activations");
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const auto got = test::read_f32(out);
     const auto expected = test::read_f32(fixture("v2_yarn_bf16/decode_logits.f32"));

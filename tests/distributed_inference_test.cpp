@@ -204,8 +204,11 @@ TEST(DistributedInference, ServerScoresPromptsAsOneProcess) {
   EXPECT_EQ(y["tokens"], x["tokens"]);
   ASSERT_EQ(y["token_logprobs"].size(), x["token_logprobs"].size());
   EXPECT_TRUE(y["token_logprobs"][0].is_null());
+  // bf16 prefill rounds activations to bf16 (ops/gemm_bf16.h): the ranks' float32 partial sums can tip
+  // an activation across a rounding boundary (one bf16 step, 2^-8 of it). Rounding all of them moved
+  // dsv2-mini's logits by up to 0.02 (Bf16Prefill test); a few tipped ones move far less (seen: 3.4e-4).
   for (size_t i = 1; i < x["token_logprobs"].size(); ++i)
-    EXPECT_NEAR(y["token_logprobs"][i].get<double>(), x["token_logprobs"][i].get<double>(), 1e-5) << i;
+    EXPECT_NEAR(y["token_logprobs"][i].get<double>(), x["token_logprobs"][i].get<double>(), 2e-3) << i;
 }
 
 // Rank `rank` of the job whose command line (NUL-separated) holds `marker`.

@@ -9,6 +9,8 @@
 #include "core/parallel.h"
 #include "model/model.h"
 #include "model/mtp.h"
+#include "ops/gemm_bf16.h"
+#include "ops/matmul.h"
 #include "ops/peaks.h"
 #include "runtime/benchmark.h"
 #include "runtime/speculative_bench.h"
@@ -59,12 +61,18 @@ int run_bench(int argc, char** argv) {
   const BenchResult r = run_benchmark(*model, o);
   const SpeculativeBench sb = speculative ? bench_speculative(*model, o, draft, step_runs) : SpeculativeBench{};
   // Prefill against the peak of the arithmetic it runs: the int8 dot product
-  // for q8/q4 weights (gemm_q8), float32 FMA for the rest (float32 GEMMs).
+  // for q8/q4 weights (gemm_q8), the bf16 dot product for bf16 weights where
+  // gemm_bf16's vdpbf16ps kernel runs (prompts of >= kGemmBf16MinTokens),
+  // float32 FMA for the rest (float32 GEMMs).
   const ArithmeticPeaks peaks = measure_arithmetic_peaks();
   const DType weight_type = model->weights().layers.back().self_attn.o_proj.dtype;
   const bool int8_prefill = is_block_quantized(weight_type) && peaks.int8_dot_ops > 0.0;
-  const double prefill_peak = int8_prefill ? peaks.int8_dot_ops : peaks.fp32_fma_flops;
-  const std::string prefill_peak_kind = int8_prefill ? "int8 " + peaks.int8_kernel : "fp32 fma " + peaks.simd_target;
+  const bool bf16_prefill = weight_type == DType::BF16 && o.prompt >= kGemmBf16MinTokens &&
+                            std::string(gemm_bf16_kernel()) == "avx512-bf16" && peaks.bf16_dot_flops > 0.0;
+  const double prefill_peak = int8_prefill ? peaks.int8_dot_ops : bf16_prefill ? peaks.bf16_dot_flops : peaks.fp32_fma_flops;
+  const std::string prefill_peak_kind = int8_prefill   ? "int8 " + peaks.int8_kernel
+                                        : bf16_prefill ? std::string("bf16 dot vdpbf16ps")
+                                                       : "fp32 fma " + peaks.simd_target;
   const double prefill_peak_share = r.prefill_flops_per_s / prefill_peak;
   const double acceptance[] = {0.6, 0.7, 0.8, 0.9};
   const double gb = 1e9, mib = 1024.0 * 1024.0;

@@ -5,6 +5,7 @@
 
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/gemm_bf16.h"
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
 
@@ -51,6 +52,19 @@ void rows_times(const WeightMatrix& w, int64_t first, int64_t count, const float
   for (int64_t i = 0; i < count; ++i) y[i] = row_dot(w, first + i, x, row_buffer.data());
 }
 
+// y = x·Wᵀ by a GEMM over prepared activations, the threads splitting w's rows
+// in whole panels of panel_rows. `xa` is the caller's (thread_local) buffer,
+// passed by reference so the workers read the caller's, not their own.
+template <class Activations>
+void rows_in_panels(const Activations& xa, const WeightMatrix& w, int64_t panel_rows, float* y,
+                    void (*gemm)(const Activations&, const WeightMatrix&, int64_t, int64_t, float*, int64_t)) {
+  const int64_t panels = (w.rows + panel_rows - 1) / panel_rows;
+  parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+    const int64_t r0 = p0 * panel_rows, r1 = std::min(w.rows, p1 * panel_rows);
+    gemm(xa, w, r0, r1 - r0, y + r0, w.rows);
+  });
+}
+
 }  // namespace
 
 void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
@@ -59,17 +73,21 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     // Several tokens on q8/q4 weights: the activations quantized once, then the
     // integer GEMM (ops/gemm_q8.h), threads splitting the rows in whole panels.
     thread_local Q8Activations activations_buffer;  // grow-only
-    Q8Activations& xa = activations_buffer;         // the workers below must see the caller's
-    xa.quantize(x, tokens, w.cols);
-    const int64_t panels = (w.rows + kGemmQ8PanelRows - 1) / kGemmQ8PanelRows;
-    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
-      const int64_t r0 = p0 * kGemmQ8PanelRows, r1 = std::min(w.rows, p1 * kGemmQ8PanelRows);
-      gemm_q8(xa, w, r0, r1 - r0, y + r0, w.rows);
-    });
+    activations_buffer.quantize(x, tokens, w.cols);
+    rows_in_panels(activations_buffer, w, kGemmQ8PanelRows, y, &gemm_q8);
+    return;
+  }
+  if (tokens >= kGemmBf16MinTokens && w.dtype == DType::BF16 && gemm_bf16_for_prefill()) {
+    // Several tokens on bf16 weights: the activations rounded to bf16 once per
+    // product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
+    thread_local Bf16Activations activations_buffer;  // grow-only
+    activations_buffer.round(x, tokens, w.cols);
+    rows_in_panels(activations_buffer, w, kGemmBf16PanelRows, y, &gemm_bf16);
     return;
   }
   if (tokens >= kGemmMinTokens) {
-    // Several tokens: a float32 GEMM (OpenBLAS) per panel of rows, each panel
+    // Several tokens (f32, f16, float8 weights; bf16 below kGemmBf16MinTokens):
+    // a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially
     // inside each (nested OpenMP), so panels need no synchronisation.
     parallel_for(w.rows, kPanelRows, [&](int64_t r0, int64_t r1) {

@@ -13,6 +13,15 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y);
 // GEMM beats one row kernel call per token and row (matmul, and MLA's
 // absorptions of kv_b_proj).
 constexpr int64_t kGemmMinTokens = 4;
+// From this many tokens on, bf16 weights take the bf16 GEMM (ops/gemm_bf16.h),
+// which rounds the activations to bf16. Fewer tokens (a speculative
+// verification step, a small decode batch) keep float32 activations, so that
+// their logits stay within float32 noise of one-token decoding: greedy
+// speculative decoding then reproduces plain greedy decoding, which bf16
+// rounding (2^-9 per activation) does not on the tiny test models. A prompt's
+// dense products are far above this; a routed expert of a 512-token prompt
+// gets ~48 tokens on average at V2-Lite's shapes.
+constexpr int64_t kGemmBf16MinTokens = 32;
 
 // One-token products y = W·x of several matrices in ONE parallel region, the
 // threads splitting all their rows together. Decoding a MoE layer runs its

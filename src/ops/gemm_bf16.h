@@ -1,0 +1,60 @@
+// bfloat16 GEMM for bf16 weights at prefill: y = x·Wᵀ for a batch of tokens
+// with the activations rounded to bfloat16 (round to nearest even) once per
+// product and float32 accumulation. This is what llama.cpp and ik_llama.cpp
+// do for bf16 weights (their activations are converted to the weights'
+// vec_dot type, bf16) and what `vdpbf16ps` consumes: a bf16 × bf16 product is
+// exact in float32, so the only errors are the activations' rounding (2^-9
+// relative) and the float32 summation.
+//
+// x86 with AVX512-BF16: weights repacked per call into panels of 32 rows where
+// each pair of consecutive columns of a row sits next to the same pair of the
+// other rows ([pair][row][2 values]); one 64-byte load holds a pair of 16 rows
+// and `vdpbf16ps` against a token's pair broadcast to all lanes adds both
+// products into 16 per-row float32 sums. Each output is one float32 chain over
+// the column pairs in order. Elsewhere: the same bf16-rounded activations
+// through the float32 path (rows converted to float32, OpenBLAS sgemm), so the
+// result differs between CPUs only by the float32 summation order.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "ops/weight_matrix.h"
+
+namespace dsv2 {
+
+// A batch of activation rows rounded to bfloat16, each row padded with a zero
+// to an even length (the kernel reads column pairs).
+struct Bf16Activations {
+  int64_t tokens = 0, cols = 0, ld = 0;  // ld: cols rounded up to even
+  std::vector<uint16_t> values;          // [tokens][ld]
+  // Parallel over tokens.
+  void round(const float* x, int64_t tokens, int64_t cols);
+};
+
+// y[t·ldy + i] = x_t · row(first + i) for i < count of a bf16 matrix, on the
+// calling thread (callers split rows over threads in multiples of kGemmBf16PanelRows).
+void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
+
+constexpr int64_t kGemmBf16PanelRows = 32;
+
+// Which path gemm_bf16 runs on this CPU: "avx512-bf16" or "float32-sgemm".
+const char* gemm_bf16_kernel();
+// Tests: forbid (false) or allow (true, the default where the CPU has it) the AVX512-BF16 kernel.
+void allow_gemm_bf16_avx512(bool allowed);
+
+// Whether matmul runs bf16 prefill through gemm_bf16 (the default) or through
+// the float32 path with float32 activations, as before. Only the tests that
+// hold the model's arithmetic to float32 transformers logits at 1e-4 turn it
+// off: on their tiny random models bf16 activations moved logits by up to 15%.
+void use_gemm_bf16_for_prefill(bool enabled);
+bool gemm_bf16_for_prefill();
+
+namespace reference {
+// One float32 chain per output over the column pairs in order, each pair's
+// odd column first (vdpbf16ps's order): acc = fma(w[2j+1], x[2j+1], acc);
+// acc = fma(w[2j], x[2j], acc).
+void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
+}  // namespace reference
+
+}  // namespace dsv2

@@ -1,0 +1,154 @@
+// The bf16 GEMM (ops/gemm_bf16.h) on both of its paths (the AVX512-BF16
+// kernel where this CPU has it, the float32 sgemm path always): every output
+// is a float32 sum of the exact products of bf16 weights and bf16-rounded
+// activations, so against the float64 sum S of those products it may differ
+// only by float32 summation error, |y - S| <= γ_n·Σ|products| with
+// γ_n = n·u / (1 - n·u), u = 2^-24, n = the number of terms (a bound for any
+// summation order). The scalar reference (the kernel's own order) must meet
+// it too, and the AVX512 kernel is checked against it.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/parallel.h"
+#include "ops/gemm_bf16.h"
+#include "ops/matmul.h"
+#include "ops/weight_matrix.h"
+
+namespace dsv2 {
+namespace {
+
+struct Bf16Matrix {
+  WeightMatrix w;
+  std::vector<uint16_t> data;
+};
+
+Bf16Matrix random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  Bf16Matrix m;
+  m.data.resize(static_cast<size_t>(rows * cols));
+  for (auto& v : m.data) v = float_to_bf16(dist(rng));
+  m.w.dtype = DType::BF16, m.w.rows = rows, m.w.cols = cols;
+  m.w.data = reinterpret_cast<const std::byte*>(m.data.data());
+  return m;
+}
+
+std::vector<float> random_activations(int64_t tokens, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  std::vector<float> x(static_cast<size_t>(tokens * cols));
+  for (auto& v : x) v = dist(rng);
+  return x;
+}
+
+// Checks y (tokens × count at ldy, for rows first..) against the float64 sum of
+// the bf16 products; returns how many outputs differ from `other` (same layout) in their bits.
+int64_t check_against_exact(const std::vector<float>& x, int64_t tokens, const Bf16Matrix& m, int64_t first,
+                            int64_t count, const float* y, int64_t ldy, const char* what) {
+  const int64_t cols = m.w.cols;
+  const double u = std::ldexp(1.0, -24), gamma = cols * u / (1.0 - cols * u);
+  int64_t failures = 0;
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int64_t i = 0; i < count; ++i) {
+      double sum = 0.0, magnitude = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double p = static_cast<double>(bf16_to_float(m.data[(first + i) * cols + c])) *
+                         bf16_to_float(float_to_bf16(x[t * cols + c]));
+        sum += p, magnitude += std::fabs(p);
+      }
+      const double error = std::fabs(y[t * ldy + i] - sum);
+      if (error > gamma * magnitude && failures++ < 5)
+        ADD_FAILURE() << what << ": token " << t << " row " << first + i << " of " << cols << " columns: " << y[t * ldy + i]
+                      << " vs exact " << sum << ", bound " << gamma * magnitude;
+    }
+  return failures;
+}
+
+template <class Body>
+void for_each_path(Body body) {
+  for (bool avx512 : {true, false}) {
+    allow_gemm_bf16_avx512(avx512);
+    SCOPED_TRACE(gemm_bf16_kernel());
+    body();
+  }
+  allow_gemm_bf16_avx512(true);
+}
+
+TEST(GemmBf16, RoundsActivationsToNearestEven) {
+  const float tie_down = 1.0f + std::ldexp(1.0f, -8);      // halfway between 1 and 1 + 2^-7: to the even 1
+  const float tie_up = 1.0f + 3 * std::ldexp(1.0f, -8);    // halfway between 1 + 2^-7 and 1 + 2^-6: to the even upper
+  const float above = 1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -20);
+  const std::vector<float> x = {tie_down, tie_up, above, -tie_down, 0.0f, std::numeric_limits<float>::infinity(),
+                                std::numeric_limits<float>::quiet_NaN()};
+  Bf16Activations a;
+  a.round(x.data(), 1, static_cast<int64_t>(x.size()));
+  ASSERT_EQ(a.ld, 8);
+  EXPECT_EQ(a.values[0], 0x3F80);  // 1.0
+  EXPECT_EQ(a.values[1], 0x3F82);  // 1 + 2^-6
+  EXPECT_EQ(a.values[2], 0x3F81);  // 1 + 2^-7
+  EXPECT_EQ(a.values[3], 0xBF80);
+  EXPECT_EQ(a.values[4], 0x0000);
+  EXPECT_EQ(a.values[5], 0x7F80);
+  EXPECT_TRUE(std::isnan(bf16_to_float(a.values[6])));
+  EXPECT_EQ(a.values[7], 0);  // the pad of an odd row
+}
+
+TEST(GemmBf16, MatchesExactSumWithinFloat32BoundOnEveryPath) {
+  std::vector<std::string> paths;
+  for_each_path([&] {
+    paths.push_back(gemm_bf16_kernel());
+    // odd and single columns, a block boundary (512 columns) crossed, partial panels and tiles
+    for (int64_t cols : {1, 2, 3, 17, 64, 513, 1100})
+      for (int64_t tokens : {1, 4, 7, 13})
+        for (int64_t rows : {1, 31, 33, 70}) {
+          SCOPED_TRACE(std::to_string(tokens) + " tokens × " + std::to_string(rows) + " rows × " + std::to_string(cols));
+          const Bf16Matrix m = random_matrix(rows + 3, cols, static_cast<uint32_t>(cols * 131 + rows));
+          const auto x = random_activations(tokens, cols, static_cast<uint32_t>(tokens + cols));
+          Bf16Activations a;
+          a.round(x.data(), tokens, cols);
+          // rows 3.. of the matrix into a wider output whose extra columns must stay untouched
+          const int64_t ldy = rows + 5;
+          std::vector<float> y(static_cast<size_t>(tokens * ldy), -7.0f), ref(y.size(), -7.0f);
+          gemm_bf16(a, m.w, 3, rows, y.data(), ldy);
+          reference::gemm_bf16(a, m.w, 3, rows, ref.data(), ldy);
+          EXPECT_EQ(check_against_exact(x, tokens, m, 3, rows, y.data(), ldy, "gemm_bf16"), 0);
+          EXPECT_EQ(check_against_exact(x, tokens, m, 3, rows, ref.data(), ldy, "reference"), 0);
+          for (int64_t t = 0; t < tokens; ++t)
+            for (int64_t i = rows; i < ldy; ++i) ASSERT_EQ(y[t * ldy + i], -7.0f);
+          if (std::string(gemm_bf16_kernel()) == "avx512-bf16") {
+            // one float32 chain per output over the pairs in order, as the reference: the same bits
+            // (vdpbf16ps flushes denormals, which these values are far from)
+            EXPECT_EQ(std::memcmp(y.data(), ref.data(), y.size() * sizeof(float)), 0);
+          }
+        }
+  });
+  std::printf("[ gemm_bf16 ] paths checked:");
+  for (const auto& p : paths) std::printf(" %s", p.c_str());
+  std::printf("\n");
+}
+
+TEST(GemmBf16, MatmulTakesItForBf16Batches) {
+  // matmul's threads split the rows in whole panels; every output as gemm_bf16 alone gives it
+  const int64_t tokens = kGemmBf16MinTokens + 5, rows = 200, cols = 96;
+  const Bf16Matrix m = random_matrix(rows, cols, 5);
+  const auto x = random_activations(tokens, cols, 6);
+  Bf16Activations a;
+  a.round(x.data(), tokens, cols);
+  std::vector<float> alone(static_cast<size_t>(tokens * rows)), threaded(alone.size());
+  gemm_bf16(a, m.w, 0, rows, alone.data(), rows);
+  const int threads = num_threads();
+  set_num_threads(3);
+  matmul(x.data(), tokens, m.w, threaded.data());
+  set_num_threads(threads);
+  EXPECT_EQ(std::memcmp(alone.data(), threaded.data(), alone.size() * sizeof(float)), 0);
+  EXPECT_EQ(check_against_exact(x, tokens, m, 0, rows, threaded.data(), rows, "matmul"), 0);
+}
+
+}  // namespace
+}  // namespace dsv2
