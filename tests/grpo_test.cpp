@@ -389,5 +389,31 @@ TEST(EvalAnswers, GreedyCompletionsScoredPerKind) {
   EXPECT_EQ(test::run_dsv2("eval -m " + test::fixture("v2_lite") + " --answers " + prompts + " --reward nope").exit_code, 2);
 }
 
+// The shipped chat model (models/dsv2-mini-chat, MODEL_CARD.md): it loads, renders
+// its chat template, answers counting questions in the short form GRPO left it
+// with and ends its turn; its card's finding (the most frequent answer, 0 for a
+// Chinese counting question) holds on questions whose answer is 0.
+TEST(ShippedChatModel, AnswersCountingQuestionsAsItsCardSays) {
+  test::TempDir dir;
+  const std::string prompts = dir.path("count.jsonl"), completions = dir.path("c.jsonl");
+  test::write_bytes(prompts,
+                    R"({"messages": [{"role": "user", "content": "“春鸟云鸟水”里有几个“江”字？\n最后一行写“答案：”和答案。"}], "answer": 0, "kind": "count"})" "\n"
+                    R"({"messages": [{"role": "user", "content": "“柳鸟鸟云月风月”里有几个“水”字？\n最后一行写“答案：”和答案。"}], "answer": 0, "kind": "count"})" "\n"
+                    R"({"messages": [{"role": "user", "content": "“风风山月风月”里有几个“水”字？\n最后一行写“答案：”和答案。"}], "answer": 0, "kind": "count"})" "\n"
+                    R"({"messages": [{"role": "user", "content": "How many times does the letter 't' appear in \"forest cloud cloud silver window\"?\nEnd with a line \"Answer: \" and the answer."}], "answer": 1, "kind": "count"})" "\n");
+  const auto r = test::run_dsv2("eval -m " + test::fixture("../../models/dsv2-mini-chat") + " --answers " + prompts +
+                                " --max-new-tokens 32 --json --threads 2 --completions " + completions);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto logged = test::json_lines(completions);
+  ASSERT_EQ(logged.size(), 4u);
+  int right = 0;
+  for (const auto& line : logged) {
+    EXPECT_TRUE(line["stopped"].get<bool>()) << line["completion"];
+    EXPECT_LE(line["tokens"].size(), 6u) << line["completion"];
+    right += line["reward"].get<double>() == 1.0;
+  }
+  EXPECT_GE(right, 3) << r.out;
+}
+
 }  // namespace
 }  // namespace dsv2
