@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "model/model.h"
 #include "model/mtp.h"
+#include "ops/gemm_bf16.h"
 #include "runtime/chat_template.h"
 #include "server/http_server.h"
 
@@ -75,6 +76,11 @@ int run_serve(int argc, char** argv) {
   ServerOptions options;
   set_up_on_all_ranks([&] {
     apply_thread_option(args);
+    // Continuous batching: a request must get the same tokens whatever it shares a
+    // step with. gemm_bf16 rounds activations to bf16 only for products of >= 32
+    // rows, so the server keeps float32 activations in every product (a CI run
+    // saw greedy speculative output differ from plain under concurrency).
+    use_gemm_bf16_for_prefill(false);
     dir = model_dir_option(args);
     if (!Tokenizer::exists_in(dir)) throw Error(dir + ": serving needs tokenizer.json in the model directory");
     tokenizer = Tokenizer::load(dir);

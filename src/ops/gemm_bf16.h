@@ -44,9 +44,11 @@ const char* gemm_bf16_kernel();
 void allow_gemm_bf16_avx512(bool allowed);
 
 // Whether matmul runs bf16 prefill through gemm_bf16 (the default) or through
-// the float32 path with float32 activations, as before. Only the tests that
-// hold the model's arithmetic to float32 transformers logits at 1e-4 turn it
-// off: on their tiny random models bf16 activations moved logits by up to 15%.
+// the float32 path with float32 activations, as before. The tests that hold
+// the model's arithmetic to float32 transformers logits at 1e-4 turn it off
+// (on their tiny random models bf16 activations moved logits by up to 15%),
+// and so does dsv2 serve: whether a product has >= 32 rows depends there on
+// which requests share a step, and a request's tokens must not.
 void use_gemm_bf16_for_prefill(bool enabled);
 bool gemm_bf16_for_prefill();
 
