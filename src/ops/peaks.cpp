@@ -81,7 +81,11 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) double VnniChains(int64_t
       _mm512_add_epi32(_mm512_add_epi32(_mm512_add_epi32(c0, c1), _mm512_add_epi32(c2, c3)),
                        _mm512_add_epi32(_mm512_add_epi32(c4, c5), _mm512_add_epi32(c6, c7))),
       _mm512_add_epi32(_mm512_add_epi32(c8, c9), _mm512_add_epi32(c10, c11)));
-  *sink = static_cast<float>(_mm512_reduce_add_epi32(sum));
+  // One lane is enough to keep the chains alive (_mm512_reduce_add_epi32 sums the
+  // lanes as int, which overflows: undefined behaviour that UBSan reports).
+  alignas(64) int32_t lanes[16];
+  _mm512_store_si512(lanes, sum);
+  *sink = static_cast<float>(lanes[0]);
   return 2.0 * 64 * kChains * static_cast<double>(iterations);
 }
 
