@@ -206,8 +206,13 @@ DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
       __m512i w1 = _mm512_loadu_si512(pw + j * kP * 4 + 64);
       if (!kQ4) w0 = _mm512_xor_si512(w0, flip), w1 = _mm512_xor_si512(w1, flip);
       for (int t = 0; t < T; ++t) {
-        const __m512i xb = _mm512_set1_epi32(Quad(px + t * a.cols + j * 4));
-        const __m512i rb = _mm512_set1_epi32(Quad(pr + t * a.cols + j * 4));
+        // Four activation bytes as one int32 (memcpy, not Quad(): an always-inline
+        // function of the Highway target cannot be inlined into this target for clang).
+        int32_t x4, r4;
+        std::memcpy(&x4, px + t * a.cols + j * 4, 4);
+        std::memcpy(&r4, pr + t * a.cols + j * 4, 4);
+        const __m512i xb = _mm512_set1_epi32(x4);
+        const __m512i rb = _mm512_set1_epi32(r4);
         s0[t] = _mm512_dpbusd_epi32(s0[t], w0, xb);
         s1[t] = _mm512_dpbusd_epi32(s1[t], w1, xb);
         r0[t] = _mm512_dpbusd_epi32(r0[t], w0, rb);
