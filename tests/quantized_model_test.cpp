@@ -176,9 +176,10 @@ TEST(QuantizedModel, StaysCloseToBf16OnRealText) {
     test::TempDir tmp;
     convert_model_dir(shipped_model(), tmp.path("q"), type);
     Model quantized(tmp.path("q"));
-    // Batched prefill converts rows to float32 and runs a GEMM; one-token steps
-    // quantize the activation to 8 bits and use the integer kernels. Both must
-    // stay close to bf16, and to each other.
+    // Batched prefill runs the integer GEMM (ops/gemm_q8.h: activations as two int8
+    // terms; fp8 converts rows to float32 panels); one-token steps quantize the
+    // activation to 8 bits once and use the integer row kernels. Both must stay
+    // close to bf16, and to each other.
     const auto batched = all_logits(quantized, ids, static_cast<int64_t>(ids.size()));
     const auto stepped = all_logits(quantized, ids, 1);
     const Agreement a = agreement(ref_logits, batched, vocab), b = agreement(ref_logits, stepped, vocab),
