@@ -78,16 +78,11 @@ void eval_answers(const Args& args, Model& model, const Tokenizer& tokenizer, co
     for (size_t first = 0; first < prompts.size(); first += static_cast<size_t>(per_batch)) {
       const size_t end = std::min(prompts.size(), first + static_cast<size_t>(per_batch));
       std::vector<std::vector<int32_t>> tokens;
-      for (size_t p = first; p < end; ++p) tokens.push_back(prompts[p].tokens);
+      std::vector<const RlPrompt*> batch;
+      for (size_t p = first; p < end; ++p) tokens.push_back(prompts[p].tokens), batch.push_back(&prompts[p]);
       rollout.sampling.seed = static_cast<uint64_t>(args.get_int("seed", 1)) + first * rollout.group;
       const auto completions = sample_completions(model, tokens, rollout);
-      std::vector<RewardInput> inputs;
-      for (size_t p = first; p < end; ++p)
-        for (const Completion& c : completions[p - first]) {
-          RewardInput in{&prompts[p], tokenizer.decode(c.tokens, /*skip_special_tokens=*/true), c.stopped, prompts[p].tokens};
-          in.tokens.insert(in.tokens.end(), c.tokens.begin(), c.tokens.end());
-          inputs.push_back(std::move(in));
-        }
+      const std::vector<RewardInput> inputs = reward_inputs(batch, completions, tokenizer);
       const std::vector<double> rewards = reward->score(inputs);
       for (size_t i = 0; i < inputs.size(); ++i) {
         const nlohmann::json& fields = inputs[i].prompt->fields;

@@ -97,13 +97,7 @@ void run_grpo(const GrpoOptions& o, const std::vector<RlPrompt>& prompts, const 
 
     // 2. Rewards and advantages.
     auto phase = Clock::now();
-    std::vector<RewardInput> inputs;
-    for (int64_t p = 0; p < P; ++p)
-      for (const Completion& c : completions[p]) {
-        RewardInput in{chosen[p], tokenizer.decode(c.tokens, /*skip_special_tokens=*/true), c.stopped, chosen[p]->tokens};
-        in.tokens.insert(in.tokens.end(), c.tokens.begin(), c.tokens.end());
-        inputs.push_back(std::move(in));
-      }
+    const std::vector<RewardInput> inputs = reward_inputs(chosen, completions, tokenizer);
     const std::vector<double> rewards = reward.score(inputs);
     const std::vector<double> advantages = group_advantages(rewards, G);
     const double reward_seconds = seconds_since(phase);

@@ -13,8 +13,21 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "tokenizer/tokenizer.h"
 
 namespace dsv2 {
+
+std::vector<RewardInput> reward_inputs(const std::vector<const RlPrompt*>& prompts,
+                                       const std::vector<std::vector<Completion>>& completions, const Tokenizer& tokenizer) {
+  std::vector<RewardInput> inputs;
+  for (size_t p = 0; p < prompts.size(); ++p)
+    for (const Completion& c : completions[p]) {
+      RewardInput in{prompts[p], tokenizer.decode(c.tokens, /*skip_special_tokens=*/true), c.stopped, prompts[p]->tokens};
+      in.tokens.insert(in.tokens.end(), c.tokens.begin(), c.tokens.end());
+      inputs.push_back(std::move(in));
+    }
+  return inputs;
+}
 
 namespace {
 

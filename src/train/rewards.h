@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/rollout.h"
 #include "train/rl_prompts.h"
 
 namespace dsv2 {
@@ -26,6 +27,11 @@ struct RewardInput {
   bool stopped = false;          // ended with EOS
   std::vector<int32_t> tokens;   // prompt ++ completion (what a reward model reads)
 };
+
+// The rewards' inputs for completions[p][i] of prompts[p], in that order:
+// each completion decoded without special tokens, its tokens after the prompt's.
+std::vector<RewardInput> reward_inputs(const std::vector<const RlPrompt*>& prompts,
+                                       const std::vector<std::vector<Completion>>& completions, const Tokenizer& tokenizer);
 
 class Reward {
  public:
