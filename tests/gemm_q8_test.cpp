@@ -100,6 +100,27 @@ TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
   std::printf("[ gemm_q8 ] kernels exercised: %s\n", seen.c_str());
 }
 
+// Wide rows: gemm_q8 takes the tokens in chunks that fit in L2 (32 at 4096
+// columns) and packs the rows in groups of panels (2 panels of 32 rows there),
+// each group once for every chunk: 70 tokens × 100 rows cross both boundaries
+// with partial chunks, groups, panels and tiles.
+TEST(GemmQ8, MatchesReferenceAcrossTokenChunksAndPanelGroups) {
+  for_each_target_and_kernel([&] {
+    for (DType dtype : {DType::I8, DType::U8}) {
+      const int64_t rows = 100, cols = 4096, tokens = 70;
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " on " << gemm_q8_kernel());
+      const Quantized q = quantized(dtype, rows + 3, cols, 31);
+      const auto x = random_activations(tokens, cols, 37);
+      Q8Activations xa;
+      xa.quantize(x.data(), tokens, cols);
+      std::vector<float> got(static_cast<size_t>(tokens * rows), -1.0f), want = got;
+      gemm_q8(xa, q.w, 3, rows, got.data(), rows);
+      reference::gemm_q8(xa, q.w, 3, rows, want.data(), rows);
+      ASSERT_TRUE(same_bits(got, want));
+    }
+  });
+}
+
 TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
   for (DType dtype : {DType::I8, DType::U8}) {
     const int64_t rows = 9, cols = 256, tokens = 6, blocks = cols / kQuantBlock;

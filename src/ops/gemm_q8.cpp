@@ -63,23 +63,33 @@ inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, Panel
   const int64_t blocks = w.cols / kQuantBlock;
   p.q.resize(static_cast<size_t>(blocks * kQuantBlock * kP));
   p.scales.resize(static_cast<size_t>(blocks * kP));
+  uint8_t* const q = p.q.data();
+  float* const scales = p.scales.data();
   if (rows < kP) {  // the rows past `rows` contribute zeros (their outputs are not stored)
     std::fill(p.q.begin(), p.q.end(), w.is_q4() ? 8 : 0);
     std::fill(p.scales.begin(), p.scales.end(), 0.0f);
   }
-  const size_t row_bytes = w.row_bytes();
-  const auto* base = reinterpret_cast<const uint8_t*>(w.row_data(first));
+  // Each row's bytes and scales located once: the loop below is only loads and
+  // stores (a division per row and block in row_scales() was most of its time).
+  const uint8_t* row[kP];
+  const float* row_scale[kP];
+  for (int64_t r = 0; r < rows; ++r) {
+    row[r] = reinterpret_cast<const uint8_t*>(w.row_data(first + r));
+    row_scale[r] = w.row_scales(first + r);
+  }
+  const bool q4 = w.is_q4();
+  const int64_t block_bytes = q4 ? kQuantBlock / 2 : kQuantBlock;
   // Block by block, so that the stores stay within the block's 1 KB of the panel
   // (row by row they swept the whole panel, past L1, 32 times: 22% of a q8 prefill).
   for (int64_t b = 0; b < blocks; ++b) {
-    uint8_t* out = p.q.data() + b * kQuantBlock * kP;
+    uint8_t* out = q + b * kQuantBlock * kP;
     for (int64_t r = 0; r < rows; ++r) {
+      const uint8_t* block = row[r] + b * block_bytes;
       // 32 rows read side by side are 32 streams, more than the hardware prefetchers follow
-      __builtin_prefetch(base + r * row_bytes + (b + kPrefetchBlocks) * row_bytes / blocks);
-      p.scales[b * kP + r] = w.row_scales(first + r)[b];
-      if (w.is_q4()) {
+      __builtin_prefetch(block + kPrefetchBlocks * block_bytes);
+      scales[b * kP + r] = row_scale[r][b];
+      if (q4) {
         // bytes 4j..4j+3 of the block hold columns 4j.. in their low nibbles and 16 + 4j.. in their high ones
-        const uint8_t* block = base + r * row_bytes + b * kQuantBlock / 2;
         for (int64_t j = 0; j < kQuads / 2; ++j) {
           uint32_t v;
           std::memcpy(&v, block + j * 4, 4);
@@ -88,7 +98,6 @@ inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, Panel
           std::memcpy(out + (j + kQuads / 2) * kP * 4 + r * 4, &high, 4);
         }
       } else {
-        const uint8_t* block = base + r * row_bytes + b * kQuantBlock;
         for (int64_t j = 0; j < kQuads; ++j) std::memcpy(out + j * kP * 4 + r * 4, block + j * 4, 4);
       }
     }
@@ -313,32 +322,41 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
   }
   void (*const kernels[kMaxTile + 1])(const Tile&) = {nullptr, TileKernel<1>(w->is_q4()), TileKernel<2>(w->is_q4()),
                                                       TileKernel<3>(w->is_q4()), TileKernel<4>(w->is_q4())};
-  thread_local detail::Panel panel;  // grow-only
+  thread_local std::vector<detail::Panel> panels;  // grow-only
   const int64_t blocks = w->cols / kQuantBlock;
-  // Tokens in chunks whose two activation terms fit in L2 next to a panel
-  // (~256 KB): a 512-token prompt's 2 MB of them streamed from L3 once per
-  // panel ran at half the speed of 48 tokens. Each chunk repacks the panels
-  // (one pass over the weights per chunk against >= 64 multiply-adds per weight).
+  // Tokens in chunks whose two activation terms fit in L2 (~256 KB) next to a
+  // group of panels (~256 KB): a 512-token prompt's 2 MB of them streamed from
+  // L3 once per panel ran at half the speed of 48 tokens. Each group of panels
+  // is packed once and serves every chunk (packed per chunk instead, the
+  // weights of a 512-token product were read and repacked 8 times).
   const int64_t chunk = std::max<int64_t>(kMaxTile, ((int64_t(1) << 17) / x->cols) / kMaxTile * kMaxTile);
-  for (int64_t c0 = 0; c0 < x->tokens; c0 += chunk)
-  for (int64_t p0 = 0; p0 < count; p0 += kP) {
-    const int64_t rows = std::min(kP, count - p0);
-    detail::pack_panel(*w, first + p0, rows, panel);
-    for (int64_t t0 = c0; t0 < std::min(x->tokens, c0 + chunk); t0 += kMaxTile) {
-      const int64_t tile = std::min<int64_t>(kMaxTile, std::min(x->tokens, c0 + chunk) - t0);
-      const Tile a{panel.q.data(),
-                   panel.scales.data(),
-                   x->q.data() + t0 * x->cols,
-                   x->scales.data() + t0 * blocks,
-                   x->residual.data() + t0 * x->cols,
-                   x->sums.data() + t0 * blocks,
-                   x->residual_sums.data() + t0 * blocks,
-                   x->cols,
-                   blocks,
-                   rows,
-                   y + t0 * ldy + p0,
-                   ldy};
-      kernels[tile](a);
+  const int64_t group = std::max<int64_t>(1, (int64_t(1) << 18) / (x->cols * kP));
+  if (static_cast<int64_t>(panels.size()) < group) panels.resize(static_cast<size_t>(group));
+  for (int64_t g0 = 0; g0 < count; g0 += group * kP) {
+    const int64_t group_end = std::min(count, g0 + group * kP);
+    for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i)
+      detail::pack_panel(*w, first + p0, std::min(kP, count - p0), panels[static_cast<size_t>(i)]);
+    for (int64_t c0 = 0; c0 < x->tokens; c0 += chunk) {
+      const int64_t c1 = std::min(x->tokens, c0 + chunk);
+      for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i) {
+        const detail::Panel& panel = panels[static_cast<size_t>(i)];
+        for (int64_t t0 = c0; t0 < c1; t0 += kMaxTile) {
+          const int64_t tile = std::min<int64_t>(kMaxTile, c1 - t0);
+          const Tile a{panel.q.data(),
+                       panel.scales.data(),
+                       x->q.data() + t0 * x->cols,
+                       x->scales.data() + t0 * blocks,
+                       x->residual.data() + t0 * x->cols,
+                       x->sums.data() + t0 * blocks,
+                       x->residual_sums.data() + t0 * blocks,
+                       x->cols,
+                       blocks,
+                       std::min(kP, count - p0),
+                       y + t0 * ldy + p0,
+                       ldy};
+          kernels[tile](a);
+        }
+      }
     }
   }
 }
