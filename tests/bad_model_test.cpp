@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "io/safetensors.h"
+#include "model/convert.h"
 #include "model/model.h"
 #include "test_util.h"
 
@@ -15,9 +17,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Rewrites DIR/FILE, dropping `drop` and giving `reshape` the shape `new_shape`.
+// Rewrites DIR/FILE, dropping `drop` and giving `reshape` the shape `new_shape`
+// (and, if given, the dtype `new_dtype`: the same bytes read as another type).
 void rewrite(const std::string& path, const std::string& drop, const std::string& reshape = "",
-             std::vector<int64_t> new_shape = {}) {
+             std::vector<int64_t> new_shape = {}, std::optional<DType> new_dtype = std::nullopt) {
   std::string copy = path + ".orig";
   fs::rename(path, copy);
   {
@@ -25,7 +28,8 @@ void rewrite(const std::string& path, const std::string& drop, const std::string
     std::vector<TensorToWrite> out;
     for (const auto& t : in.tensors()) {
       if (t.name == drop) continue;
-      out.push_back({t.name, t.dtype, t.name == reshape ? new_shape : t.shape, t.data, t.nbytes});
+      const bool changed = t.name == reshape;
+      out.push_back({t.name, changed && new_dtype ? *new_dtype : t.dtype, changed ? new_shape : t.shape, t.data, t.nbytes});
     }
     write_safetensors(path, out);
   }
@@ -70,6 +74,23 @@ TEST(BadModel, Fp8ScalesOfWrongShape) {
   test::copy_model("v3_fp8_yarn", dir.path("m"));
   rewrite(dir.path("m/model.safetensors"), "", "model.layers.0.self_attn.q_a_proj.weight_scale_inv", {12});
   expect_load_error(dir.path("m"), {"q_a_proj.weight_scale_inv", "must be F32 of shape [3, 4]"});
+}
+
+// q8/q4 block scales are F16 (or, in files written before issue 17, F32) of shape [rows, cols / 32].
+TEST(BadModel, QuantizedScalesOfWrongTypeOrShape) {
+  test::TempDir dir;
+  convert_model_dir(test::fixture("v2_lite"), dir.path("m"), DType::I8);
+  const std::string scale = "model.layers.0.self_attn.o_proj.weight_scale";  // [64, 64] q8: scales [64, 2]
+  rewrite(dir.path("m/model.safetensors"), "", scale, {64, 2}, DType::BF16);
+  expect_load_error(dir.path("m"), {"model.safetensors", "'" + scale + "'", "must be F16 or F32 of shape [64, 2]", "got BF16 [64, 2]"});
+
+  convert_model_dir(test::fixture("v2_lite"), dir.path("n"), DType::I8);
+  rewrite(dir.path("n/model.safetensors"), "", scale, {32, 4});
+  expect_load_error(dir.path("n"), {"'" + scale + "'", "must be F16 or F32 of shape [64, 2]", "got F16 [32, 4]"});
+
+  convert_model_dir(test::fixture("v2_lite"), dir.path("o"), DType::I8);
+  rewrite(dir.path("o/model.safetensors"), scale);
+  expect_load_error(dir.path("o"), {"quantized tensor 'model.layers.0.self_attn.o_proj.weight'", "has no '" + scale + "'"});
 }
 
 TEST(BadModel, IndexNamesATensorItsShardLacks) {

@@ -76,6 +76,37 @@ TEST(DType, F16) {
   EXPECT_TRUE(std::isnan(f16_to_float(0x7e00)));
 }
 
+// Every finite float16 code decodes to its definition, (-1)^s · 2^(e-15) · (1 + m/1024)
+// (subnormal: 2^-14 · m/1024), and float_to_f16 gives it back; values between two codes
+// round to the nearer, ties to the even code, as vcvtps2ph and torch do.
+TEST(DType, F16AllCodesAndRounding) {
+  auto defined = [](uint32_t code) {
+    const uint32_t e = (code >> 10) & 0x1f, m = code & 0x3ff;
+    const double magnitude = e == 0 ? std::ldexp(static_cast<double>(m), -24) : std::ldexp(1.0 + m / 1024.0, static_cast<int>(e) - 15);
+    return (code & 0x8000) ? -magnitude : magnitude;
+  };
+  for (uint32_t code = 0; code < 0x10000; ++code) {
+    if (((code >> 10) & 0x1f) == 0x1f) continue;  // infinities, NaN
+    const auto h = static_cast<uint16_t>(code);
+    ASSERT_EQ(static_cast<double>(f16_to_float(h)), defined(code)) << std::hex << code;
+    ASSERT_EQ(float_to_f16(f16_to_float(h)), h) << std::hex << code;
+    const uint32_t next = code + 1;
+    if ((code & 0x7fff) == 0x7bff) continue;  // the largest finite: its midpoint is below
+    const double low = defined(code), high = defined(next), mid = 0.5 * (low + high);
+    const uint16_t even = (code & 1) ? static_cast<uint16_t>(next) : h;
+    ASSERT_EQ(float_to_f16(static_cast<float>(mid)), even) << std::hex << code;
+    ASSERT_EQ(float_to_f16(std::nextafter(static_cast<float>(mid), static_cast<float>(low))), h) << std::hex << code;
+    ASSERT_EQ(float_to_f16(std::nextafter(static_cast<float>(mid), static_cast<float>(high))), static_cast<uint16_t>(next))
+        << std::hex << code;
+  }
+  EXPECT_EQ(float_to_f16(65519.99f), 0x7bff);
+  EXPECT_EQ(float_to_f16(65520.0f), 0x7c00);  // the tie above 65504 goes to infinity (even)
+  EXPECT_EQ(float_to_f16(-1e10f), 0xfc00);
+  EXPECT_EQ(float_to_f16(INFINITY), 0x7c00);
+  EXPECT_EQ(float_to_f16(0x1p-26f), 0x0000);  // below half the smallest subnormal
+  EXPECT_TRUE(std::isnan(f16_to_float(float_to_f16(NAN))));
+}
+
 TEST(DType, Names) {
   EXPECT_EQ(dtype_from_name("F8_E4M3"), DType::F8_E4M3);
   EXPECT_EQ(dtype_from_name("BF16"), DType::BF16);

@@ -25,22 +25,34 @@ struct Quantized {
   WeightMatrix w;
   std::vector<std::byte> data;
   std::vector<float> scales;
+  std::vector<uint16_t> f16_scales;
 };
 
-Quantized quantized(DType dtype, int64_t rows, int64_t cols, uint32_t seed, bool extremes = false) {
+// float16 block scales (what dsv2 writes) unless scale_dtype is F32 (older files).
+Quantized quantized(DType dtype, int64_t rows, int64_t cols, uint32_t seed, bool extremes = false,
+                    DType scale_dtype = DType::F16) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
   Quantized q;
   q.data.resize(static_cast<size_t>(rows * stored_columns(dtype, cols)));
-  q.scales.resize(static_cast<size_t>(rows * cols / kQuantBlock));
+  const bool f16 = scale_dtype == DType::F16;
+  if (f16)
+    q.f16_scales.resize(static_cast<size_t>(rows * cols / kQuantBlock));
+  else
+    q.scales.resize(static_cast<size_t>(rows * cols / kQuantBlock));
   std::vector<float> row(static_cast<size_t>(cols));
   for (int64_t r = 0; r < rows; ++r) {
     // extremes: every value at ±max of its block, so q8 rows hold ±127 and q4 rows -7/7 (and -8 on rounding)
     for (int64_t c = 0; c < cols; ++c) row[c] = extremes ? (dist(rng) < 0 ? -1.0f : 1.0f) * (1.0f + (c % 7 == 0)) : dist(rng);
-    encode_row(dtype, row.data(), cols, q.data.data() + r * stored_columns(dtype, cols),
-               q.scales.data() + r * (cols / kQuantBlock));
+    std::byte* out = q.data.data() + r * stored_columns(dtype, cols);
+    if (f16)
+      encode_row(dtype, row.data(), cols, out, q.f16_scales.data() + r * (cols / kQuantBlock));
+    else
+      encode_row(dtype, row.data(), cols, out, q.scales.data() + r * (cols / kQuantBlock));
   }
-  q.w.dtype = dtype, q.w.rows = rows, q.w.cols = cols, q.w.data = q.data.data(), q.w.scale_inv = q.scales.data();
+  q.w.dtype = dtype, q.w.rows = rows, q.w.cols = cols, q.w.data = q.data.data();
+  q.w.scale_inv = f16 ? static_cast<const void*>(q.f16_scales.data()) : q.scales.data();
+  q.w.scale_dtype = scale_dtype;
   q.w.block_rows = 1, q.w.block_cols = kQuantBlock;
   return q;
 }
@@ -76,13 +88,15 @@ TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
   for_each_target_and_kernel([&] {
     kernels.push_back(gemm_q8_kernel());
     for (DType dtype : {DType::I8, DType::U8})
+      for (DType scale_dtype : {DType::F16, DType::F32})
       for (bool extremes : {false, true})
         for (int64_t cols : {32, 96, 1024})
           for (int64_t rows : {1, 7, 32, 45, 100})
             for (int64_t tokens : {1, 3, 4, 5, 9}) {
               SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << rows << "x" << cols << ", " << tokens
-                                              << " tokens" << (extremes ? ", extremes" : ""));
-              const Quantized q = quantized(dtype, rows + 5, cols, 11 + static_cast<uint32_t>(rows), extremes);
+                                              << " tokens" << (extremes ? ", extremes" : "") << ", "
+                                              << dtype_name(scale_dtype) << " scales");
+              const Quantized q = quantized(dtype, rows + 5, cols, 11 + static_cast<uint32_t>(rows), extremes, scale_dtype);
               const auto x = random_activations(tokens, cols, 23 + static_cast<uint32_t>(tokens), extremes);
               Q8Activations xa;
               xa.quantize(x.data(), tokens, cols);

@@ -238,6 +238,163 @@ TEST(Kernels, AllZeroBlockHasZeroScale) {
   for (int8_t v : q) EXPECT_EQ(v, 0);
 }
 
+// float16 block scales (what dsv2 writes since issue 17): every q8/q4 kernel, on
+// every target, gives bit for bit what it gives with the same scales widened to
+// float32 (the scale load is all that differs), the scalar references likewise,
+// and both stay within float32 rounding of the reference.
+TEST(Kernels, F16ScalesGiveExactlyWhatTheirFloat32ValuesGive) {
+  for_each_target([] {
+    for (const int64_t n : {32, 96, 352, 2048}) {  // 1 and 3 blocks (tails only), 11 (eight and a tail), 64
+      SCOPED_TRACE(n);
+      const int64_t rows = 3, blocks = n / kQuantBlock;
+      const auto x = random_floats(n, 41), w = random_floats(n * rows, 42, 0.05f);
+      std::vector<int8_t> xq(n), q8(n * rows);
+      std::vector<uint8_t> q4(n * rows / 2);
+      std::vector<float> xs(blocks), f8(rows * blocks), f4(rows * blocks);
+      std::vector<uint16_t> h8(rows * blocks), h4(rows * blocks);
+      quantize_activation_q8(x.data(), n, xq.data(), xs.data());
+      for (int64_t r = 0; r < rows; ++r) {
+        quantize_row_q8(w.data() + r * n, n, q8.data() + r * n, h8.data() + r * blocks);
+        quantize_row_q4(w.data() + r * n, n, q4.data() + r * n / 2, h4.data() + r * blocks);
+      }
+      for (size_t b = 0; b < h8.size(); ++b) f8[b] = f16_to_float(h8[b]), f4[b] = f16_to_float(h4[b]);
+      const BlockScales s8 = BlockScales::half(h8.data()), s4 = BlockScales::half(h4.data());
+      std::vector<float> w8(n), w4(n);
+      reference::dequantize_row_q8(q8.data(), f8.data(), n, w8.data());
+      reference::dequantize_row_q4(q4.data(), f4.data(), n, w4.data());
+
+      EXPECT_EQ(dot_q8(x.data(), q8.data(), s8, n), dot_q8(x.data(), q8.data(), f8.data(), n));
+      EXPECT_EQ(dot_q4(x.data(), q4.data(), s4, n), dot_q4(x.data(), q4.data(), f4.data(), n));
+      EXPECT_EQ(dot_q8_q8(xq.data(), xs.data(), q8.data(), s8, n), dot_q8_q8(xq.data(), xs.data(), q8.data(), f8.data(), n));
+      EXPECT_EQ(dot_q8_q4(xq.data(), xs.data(), q4.data(), s4, n), dot_q8_q4(xq.data(), xs.data(), q4.data(), f4.data(), n));
+      EXPECT_EQ(reference::dot_q8(x.data(), q8.data(), s8, n), reference::dot_q8(x.data(), q8.data(), f8.data(), n));
+      EXPECT_EQ(reference::dot_q4(x.data(), q4.data(), s4, n), reference::dot_q4(x.data(), q4.data(), f4.data(), n));
+      EXPECT_EQ(reference::dot_q8_q8(xq.data(), xs.data(), q8.data(), s8, n),
+                reference::dot_q8_q8(xq.data(), xs.data(), q8.data(), f8.data(), n));
+      EXPECT_EQ(reference::dot_q8_q4(xq.data(), xs.data(), q4.data(), s4, n),
+                reference::dot_q8_q4(xq.data(), xs.data(), q4.data(), f4.data(), n));
+      EXPECT_NEAR(dot_q8(x.data(), q8.data(), s8, n), reference::dot_q8(x.data(), q8.data(), f8.data(), n),
+                  tolerance(n, abs_dot(x, w8)));
+      EXPECT_NEAR(dot_q4(x.data(), q4.data(), s4, n), reference::dot_q4(x.data(), q4.data(), f4.data(), n),
+                  tolerance(n, abs_dot(x, w4)));
+
+      std::vector<float> y16(rows), y32(rows);
+      for (const bool q4_rows : {false, true}) {
+        const auto* data = q4_rows ? reinterpret_cast<const std::byte*>(q4.data()) : reinterpret_cast<const std::byte*>(q8.data());
+        matvec_q8(xq.data(), xs.data(), data, q4_rows ? s4 : s8, n, rows, q4_rows, y16.data());
+        matvec_q8(xq.data(), xs.data(), data, q4_rows ? f4.data() : f8.data(), n, rows, q4_rows, y32.data());
+        EXPECT_EQ(y16, y32) << (q4_rows ? "q4" : "q8");
+        for (int64_t r = 0; r < rows; ++r) {
+          const float want = q4_rows ? reference::dot_q8_q4(xq.data(), xs.data(), q4.data() + r * n / 2, s4 + r * blocks, n)
+                                     : reference::dot_q8_q8(xq.data(), xs.data(), q8.data() + r * n, s8 + r * blocks, n);
+          EXPECT_NEAR(y16[r], want, 1e-4f) << r;
+        }
+      }
+
+      // Dequantization: exactly scale · q, the scale read from its float16 bits.
+      std::vector<float> got(n), want(n);
+      dequantize_row_q8(q8.data(), s8, n, got.data());
+      reference::dequantize_row_q8(q8.data(), s8, n, want.data());
+      EXPECT_EQ(got, w8);
+      EXPECT_EQ(want, w8);
+      dequantize_row_q4(q4.data(), s4, n, got.data());
+      reference::dequantize_row_q4(q4.data(), s4, n, want.data());
+      EXPECT_EQ(got, w4);
+      EXPECT_EQ(want, w4);
+    }
+  });
+}
+
+// The float16 scale is float16(max|w| / 127) (q4: / 7), q is computed against it,
+// so decoding gives exactly scale · q, within half a step of the original.
+TEST(Kernels, F16ScaleQuantizationDecodesToScaleTimesQ) {
+  const int64_t n = 4096;
+  const auto w = random_floats(n, 5, 0.03f);
+  std::vector<int8_t> q8(n);
+  std::vector<uint8_t> q4(n / 2);
+  std::vector<uint16_t> h8(n / kQuantBlock), h4(n / kQuantBlock);
+  std::vector<float> w8(n), w4(n);
+  quantize_row_q8(w.data(), n, q8.data(), h8.data());
+  quantize_row_q4(w.data(), n, q4.data(), h4.data());
+  dequantize_row_q8(q8.data(), BlockScales::half(h8.data()), n, w8.data());
+  dequantize_row_q4(q4.data(), BlockScales::half(h4.data()), n, w4.data());
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t b = i / kQuantBlock;
+    float amax = 0.0f;
+    for (int64_t j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(w[b * kQuantBlock + j]));
+    ASSERT_EQ(h8[b], float_to_f16(amax / 127.0f)) << b;
+    ASSERT_EQ(h4[b], float_to_f16(amax / 7.0f)) << b;
+    const float s8 = f16_to_float(h8[b]), s4 = f16_to_float(h4[b]);
+    const uint8_t byte = q4[b * kQuantBlock / 2 + i % (kQuantBlock / 2)];
+    const int v4 = ((i % kQuantBlock) < kQuantBlock / 2 ? byte & 0xF : byte >> 4) - 8;
+    EXPECT_EQ(w8[i], s8 * static_cast<float>(q8[i])) << i;
+    EXPECT_EQ(w4[i], s4 * static_cast<float>(v4)) << i;
+    EXPECT_EQ(q8[i], static_cast<int8_t>(std::clamp(std::lround(w[i] / s8), -127L, 127L))) << i;
+    EXPECT_LE(std::fabs(w[i] - w8[i]), 0.5f * s8 * (1 + 1e-5f)) << i;
+    EXPECT_LE(std::fabs(w[i] - w4[i]), 0.5f * s4 * (1 + 1e-5f) + (w[i] < -7.5f * s4 ? s4 : 0.0f)) << i;
+  }
+}
+
+// Scales outside float16's normal range: a block whose max|w| / 127 would be a
+// float16 subnormal (or round to 0) keeps the smallest normal scale 2^-14; one
+// past the largest finite half keeps 65504 and its values saturate at ±127
+// (q4: -8..7). q stays in range and decoding stays exact scale · q.
+TEST(Kernels, F16ScalesStayWithinFloat16Range) {
+  auto quantize_block = [](const std::vector<float>& w, std::vector<int8_t>& q8, uint16_t& h8, std::vector<uint8_t>& q4,
+                           uint16_t& h4) {
+    q8.assign(kQuantBlock, 0), q4.assign(kQuantBlock / 2, 0);
+    quantize_row_q8(w.data(), kQuantBlock, q8.data(), &h8);
+    quantize_row_q4(w.data(), kQuantBlock, q4.data(), &h4);
+  };
+  std::vector<int8_t> q8;
+  std::vector<uint8_t> q4;
+  uint16_t h8 = 0, h4 = 0;
+  for (const float amax : {1e-3f, 1e-6f, 1e-12f}) {  // amax / 127: 7.9e-6 (subnormal) ... 7.9e-15 (rounds to 0)
+    SCOPED_TRACE(amax);
+    std::vector<float> w(kQuantBlock);
+    for (int64_t j = 0; j < kQuantBlock; ++j) w[j] = amax * static_cast<float>(j - 16) / 16.0f;
+    quantize_block(w, q8, h8, q4, h4);
+    EXPECT_EQ(h8, 0x0400);  // 2^-14
+    EXPECT_EQ(f16_to_float(h8), 0x1p-14f);
+    if (amax < 7 * 0x1p-14f) EXPECT_EQ(h4, 0x0400);
+    std::vector<float> d8(kQuantBlock), d4(kQuantBlock);
+    dequantize_row_q8(q8.data(), BlockScales::half(&h8), kQuantBlock, d8.data());
+    dequantize_row_q4(q4.data(), BlockScales::half(&h4), kQuantBlock, d4.data());
+    for (int64_t j = 0; j < kQuantBlock; ++j) {
+      EXPECT_LE(std::abs(q8[j]), 127);
+      EXPECT_EQ(d8[j], 0x1p-14f * q8[j]);
+      EXPECT_LE(std::fabs(d8[j] - w[j]), 0x1p-15f) << j;  // half a step of 2^-14
+      EXPECT_LE(std::fabs(d4[j] - w[j]), 0.5f * f16_to_float(h4) * 1.0001f) << j;
+    }
+  }
+  // max|w| = 127 · 2^-14 exactly: the smallest normal is the scale itself, no clamp.
+  std::vector<float> w(kQuantBlock, 0.0f);
+  w[3] = 127 * 0x1p-14f, w[4] = -0x1p-14f;
+  quantize_block(w, q8, h8, q4, h4);
+  EXPECT_EQ(h8, 0x0400);
+  EXPECT_EQ(q8[3], 127);
+  EXPECT_EQ(q8[4], -1);
+  // Past float16: 1e9 / 127 > 65504.
+  w.assign(kQuantBlock, 0.0f);
+  w[0] = 1e9f, w[1] = -1e9f, w[2] = 5e6f, w[17] = -5e6f;
+  quantize_block(w, q8, h8, q4, h4);
+  EXPECT_EQ(h8, 0x7bff);  // 65504
+  EXPECT_EQ(h4, 0x7bff);
+  EXPECT_EQ(q8[0], 127);
+  EXPECT_EQ(q8[1], -127);
+  EXPECT_EQ(q8[2], 76);  // 5e6 / 65504 = 76.3
+  EXPECT_EQ(q8[17], -76);
+  EXPECT_EQ(q4[0], 0x0F | (0x08 << 4));  // value 0 at 7 (nibble 15), value 16 at 0 (nibble 8)
+  EXPECT_EQ(q4[1], 0x00 | (0x00 << 4));  // values 1 and 17 clamped at -8 (nibble 0)
+  // An all-zero block: scale 0, every q 0.
+  w.assign(kQuantBlock, 0.0f);
+  quantize_block(w, q8, h8, q4, h4);
+  EXPECT_EQ(h8, 0);
+  EXPECT_EQ(h4, 0);
+  for (int8_t v : q8) EXPECT_EQ(v, 0);
+  for (uint8_t v : q4) EXPECT_EQ(v, 0x88);
+}
+
 // float8 e4m3 rows with a scale per block of 128 columns (the last partial).
 TEST(Kernels, Fp8DotAndDequantizationMatchScalarReference) {
   for_each_target([] {

@@ -16,15 +16,25 @@
 namespace dsv2 {
 namespace {
 
+// A stored weight type; q8/q4 with float16 block scales (what dsv2 writes) or
+// float32 ones (older files).
+struct Stored {
+  DType dtype;
+  DType scale_dtype = DType::F16;
+};
+
 // A rows × cols matrix of random values stored as `dtype`, plus its rows
 // as the scalar reference converts them back to float32.
 struct StoredMatrix {
   std::vector<std::byte> data;
   std::vector<float> scales, dequantized;
+  std::vector<uint16_t> f16_scales;
   WeightMatrix w;
 };
 
-StoredMatrix make_matrix(DType dtype, int64_t rows, int64_t cols) {
+StoredMatrix make_matrix(Stored stored, int64_t rows, int64_t cols) {
+  const DType dtype = stored.dtype;
+  const bool f16 = stored.scale_dtype == DType::F16;
   std::mt19937 rng(11);
   std::normal_distribution<float> dist(0.0f, 0.05f);
   std::vector<float> values(static_cast<size_t>(rows * cols));
@@ -34,13 +44,24 @@ StoredMatrix make_matrix(DType dtype, int64_t rows, int64_t cols) {
   m.data.resize(static_cast<size_t>(rows) * stored_columns(dtype, cols) * dtype_size(dtype));
   m.dequantized.resize(values.size());
   const int64_t blocks = cols / kQuantBlock;
-  if (is_block_quantized(dtype)) m.scales.resize(static_cast<size_t>(rows * blocks));
+  if (is_block_quantized(dtype)) {
+    if (f16)
+      m.f16_scales.resize(static_cast<size_t>(rows * blocks));
+    else
+      m.scales.resize(static_cast<size_t>(rows * blocks));
+  }
   for (int64_t r = 0; r < rows; ++r) {
     const float* in = values.data() + r * cols;
     float* out = m.dequantized.data() + r * cols;
     std::byte* row = m.data.data() + r * stored_columns(dtype, cols) * dtype_size(dtype);
-    float* scales = m.scales.empty() ? nullptr : m.scales.data() + r * blocks;
-    encode_row(dtype, in, cols, row, scales);
+    BlockScales scales;
+    if (!m.f16_scales.empty()) {
+      encode_row(dtype, in, cols, row, m.f16_scales.data() + r * blocks);
+      scales = BlockScales::half(m.f16_scales.data() + r * blocks);
+    } else {
+      encode_row(dtype, in, cols, row, m.scales.empty() ? nullptr : m.scales.data() + r * blocks);
+      scales = m.scales.empty() ? nullptr : m.scales.data() + r * blocks;
+    }
     if (dtype == DType::F32) {
       std::memcpy(out, in, static_cast<size_t>(cols) * sizeof(float));
     } else if (dtype == DType::BF16) {
@@ -52,12 +73,15 @@ StoredMatrix make_matrix(DType dtype, int64_t rows, int64_t cols) {
     }
   }
   m.w.data = m.data.data();
-  m.w.scale_inv = m.scales.empty() ? nullptr : m.scales.data();
+  m.w.scale_inv = !m.f16_scales.empty() ? static_cast<const void*>(m.f16_scales.data())
+                 : m.scales.empty()      ? nullptr
+                                         : m.scales.data();
+  m.w.scale_dtype = m.f16_scales.empty() ? DType::F32 : DType::F16;
   m.w.block_rows = 1, m.w.block_cols = kQuantBlock;
   return m;
 }
 
-class MatmulRows : public testing::TestWithParam<DType> {};
+class MatmulRows : public testing::TestWithParam<Stored> {};
 
 TEST_P(MatmulRows, MatVecOverARowRange) {
   const int64_t rows = 10, cols = 96, first = 3, count = 5;
@@ -66,7 +90,7 @@ TEST_P(MatmulRows, MatVecOverARowRange) {
   for (int64_t c = 0; c < cols; ++c) x[c] = std::sin(0.37f * static_cast<float>(c));
   // Block-quantized rows multiply the activation rounded to q8 blocks.
   std::vector<float> x_used = x;
-  if (is_block_quantized(GetParam())) {
+  if (is_block_quantized(GetParam().dtype)) {
     std::vector<int8_t> xq(cols);
     std::vector<float> xs(cols / kQuantBlock);
     quantize_activation_q8(x.data(), cols, xq.data(), xs.data());
@@ -116,8 +140,13 @@ TEST_P(MatmulRows, FewTokensEqualOneTokenEach) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(StoredTypes, MatmulRows, testing::Values(DType::F32, DType::BF16, DType::I8, DType::U8),
-                         [](const testing::TestParamInfo<DType>& info) { return dtype_name(info.param); });
+INSTANTIATE_TEST_SUITE_P(StoredTypes, MatmulRows,
+                         testing::Values(Stored{DType::F32}, Stored{DType::BF16}, Stored{DType::I8}, Stored{DType::U8},
+                                         Stored{DType::I8, DType::F32}, Stored{DType::U8, DType::F32}),
+                         [](const testing::TestParamInfo<Stored>& info) {
+                           const bool quantized = is_block_quantized(info.param.dtype);
+                           return dtype_name(info.param.dtype) + (quantized ? "_" + dtype_name(info.param.scale_dtype) + "Scales" : "");
+                         });
 
 }  // namespace
 }  // namespace dsv2

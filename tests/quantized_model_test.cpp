@@ -6,14 +6,18 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <deque>
+#include <filesystem>
 #include <cstdio>
 #include <random>
 #include <nlohmann/json.hpp>
 
 #include "io/checkpoint.h"
+#include "io/safetensors.h"
 #include "model/convert.h"
 #include "core/parallel.h"
 #include "model/model.h"
+#include "ops/kernels.h"
 #include "ops/amx.h"
 #include "ops/gemm_bf16.h"
 #include "tokenizer/tokenizer.h"
@@ -95,19 +99,20 @@ TEST(QuantizedFormat, StoresBlocksOf32WithScalesAndKeepsOddWidthsInBf16) {
     const bool embedding_or_head = t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight";
     const TensorInfo* s = q4.find(t.name + "_scale");
     ASSERT_NE(s, nullptr) << t.name;
-    EXPECT_EQ(s->dtype, DType::F32);
+    EXPECT_EQ(s->dtype, DType::F16);  // IEEE half since issue 17 (float32 before)
     EXPECT_EQ(s->shape, (std::vector<int64_t>{rows, cols / 32})) << t.name;
     ASSERT_EQ(t.dtype, DType::F32);
     const auto* f = reinterpret_cast<const float*>(t.data);
-    const auto* scale = reinterpret_cast<const float*>(s->data);
+    const auto* scale = reinterpret_cast<const uint16_t*>(s->data);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t b = 0; b < cols / 32; ++b) {
         // Every value decodes to within half a step of the original; the step
         // is max|w| of the block over 127 (q8) or 7 (q4).
         float amax = 0.0f;
         for (int64_t j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(f[r * cols + b * 32 + j]));
-        const float step = scale[r * (cols / 32) + b];
-        EXPECT_FLOAT_EQ(step, amax / (embedding_or_head ? 127.0f : 7.0f)) << t.name;
+        const float step = f16_to_float(scale[r * (cols / 32) + b]);
+        // float16's relative rounding is at most 2^-11 (these weights' scales are normal halves)
+        EXPECT_NEAR(step, amax / (embedding_or_head ? 127.0f : 7.0f), std::ldexp(step, -11)) << t.name;
         for (int64_t j = 0; j < 32; ++j) {
           float decoded;
           if (embedding_or_head) {
@@ -128,6 +133,98 @@ TEST(QuantizedFormat, StoresBlocksOf32WithScalesAndKeepsOddWidthsInBf16) {
   EXPECT_GT(kept, 0);
   const auto config = nlohmann::json::parse(test::read_bytes(tmp.path("q4/config.json")));
   EXPECT_EQ(config["dsv2_quantization"]["type"], "q4");
+  EXPECT_EQ(config["dsv2_quantization"]["scale_dtype"], "float16");
+}
+
+// Rewrites the q8/q4 directory `dir` (converted from the float32 fixture
+// `original`) with float32 "<name>_scale" tensors, as dsv2 wrote them before
+// issue 17: each quantized matrix re-encoded from the original weights with
+// float32 scales (encode_row's float overload, which the latent cache still
+// uses). widen_only: keep the float16 file's values and scales, only widened to
+// float32 (exactly representable), for a model equal to the float16 one.
+void rewrite_with_f32_scales(const std::string& original, const std::string& dir, bool widen_only) {
+  const Checkpoint source(original);
+  const std::string path = dir + "/model.safetensors";
+  std::deque<std::vector<std::byte>> storage;  // (a deque: references to earlier entries stay valid)
+  {
+    const SafetensorsFile in(path);
+    std::vector<TensorToWrite> out;
+    for (const auto& t : in.tensors()) {
+      const bool has_scales = in.find(t.name + "_scale") != nullptr;
+      const bool is_scale = t.name.size() > 6 && t.name.substr(t.name.size() - 6) == "_scale";
+      if (!has_scales && !is_scale) {
+        out.push_back({t.name, t.dtype, t.shape, t.data, t.nbytes});
+        continue;
+      }
+      if (is_scale) continue;  // written with its matrix
+      const TensorInfo& h = *in.find(t.name + "_scale");
+      EXPECT_EQ(h.dtype, DType::F16);
+      const int64_t rows = h.shape[0], blocks = h.shape[1], cols = blocks * kQuantBlock;
+      auto& values = storage.emplace_back(t.data, t.data + t.nbytes);
+      auto& scales = storage.emplace_back(static_cast<size_t>(rows * blocks) * sizeof(float));
+      auto* f32 = reinterpret_cast<float*>(scales.data());
+      const auto* f16 = reinterpret_cast<const uint16_t*>(h.data);
+      if (widen_only) {
+        for (int64_t i = 0; i < rows * blocks; ++i) f32[i] = f16_to_float(f16[i]);
+      } else {
+        const TensorInfo* w = source.find(t.name);
+        EXPECT_TRUE(w && w->dtype == DType::F32) << t.name;
+        const auto* weights = reinterpret_cast<const float*>(w->data);
+        const size_t row_bytes = t.nbytes / static_cast<size_t>(rows);
+        for (int64_t r = 0; r < rows; ++r)
+          encode_row(t.dtype, weights + r * cols, cols, values.data() + r * row_bytes, f32 + r * blocks);
+      }
+      out.push_back({t.name, t.dtype, t.shape, values.data(), values.size()});
+      out.push_back({h.name, DType::F32, h.shape, scales.data(), scales.size()});
+    }
+    write_safetensors(path + ".new", out);
+  }
+  std::filesystem::rename(path + ".new", path);
+}
+
+// q8/q4 files written before issue 17 (float32 block scales) still load, and
+// give the logits they gave then: the fixtures are `dsv2 logits --ids
+// "<kOldFileIds>" --prefill 8` of the binary before float16 scales on
+// `dsv2 quantize --type q8|q4` of tests/fixtures/v2_lite, whose tensors
+// rewrite_with_f32_scales reproduces (the same encoding), so on the CPU that
+// made them they agree bit for bit. Prefill (8 tokens) runs the integer GEMM,
+// the 4 later tokens the one-token kernels.
+TEST(QuantizedModel, Float32ScaleFilesGiveTheLogitsTheyGaveBefore) {
+  const std::vector<int32_t> ids{0, 17, 254, 3, 99, 400, 12, 77, 300, 5, 511, 42};
+  for (const auto& [type, fixture] : {std::pair{DType::I8, "v2_lite/q8_f32_scales_logits.f32"},
+                                      std::pair{DType::U8, "v2_lite/q4_f32_scales_logits.f32"}}) {
+    SCOPED_TRACE(dtype_name(type));
+    test::TempDir tmp;
+    convert_model_dir(test::fixture("v2_lite"), tmp.path("q"), type);
+    rewrite_with_f32_scales(test::fixture("v2_lite"), tmp.path("q"), false);
+    Model model(tmp.path("q"));
+    EXPECT_EQ(model.weights().lm_head.dtype, DType::I8);
+    EXPECT_EQ(model.weights().lm_head.scale_dtype, DType::F32);
+    const auto got = all_logits(model, ids, 8);
+    const auto want = test::read_f32(test::fixture(fixture));
+    ASSERT_EQ(got.size(), want.size());
+    const test::Diff d = test::compare(got, want);
+    std::printf("[ f32 scales ] %s: max |Δlogit| %g of %g against the logits before float16 scales (%s)\n",
+                type == DType::I8 ? "q8" : "q4", d.max_abs_diff, d.max_abs_ref, got == want ? "bit for bit" : "not bit for bit");
+    EXPECT_LE(d.max_abs_diff, 1e-5f * d.max_abs_ref);
+  }
+}
+
+// The float16 and the float32 scale paths compute the same thing: a q8/q4
+// model and the same model with its float16 scales widened to float32 give
+// identical logits, bit for bit, through prefill and one-token steps.
+TEST(QuantizedModel, Float16ScalesGiveWhatTheirFloat32ValuesGive) {
+  const std::vector<int32_t> ids{0, 17, 254, 3, 99, 400, 12, 77, 300, 5, 511, 42};
+  for (DType type : {DType::I8, DType::U8}) {
+    test::TempDir tmp;
+    convert_model_dir(test::fixture("v2_lite"), tmp.path("f16"), type);
+    convert_model_dir(test::fixture("v2_lite"), tmp.path("f32"), type);
+    rewrite_with_f32_scales(test::fixture("v2_lite"), tmp.path("f32"), true);
+    Model half(tmp.path("f16")), single(tmp.path("f32"));
+    EXPECT_EQ(half.weights().lm_head.scale_dtype, DType::F16);
+    EXPECT_EQ(single.weights().lm_head.scale_dtype, DType::F32);
+    EXPECT_EQ(all_logits(half, ids, 8), all_logits(single, ids, 8)) << dtype_name(type);
+  }
 }
 
 // fp8 is DeepSeek-V3's release layout: e4m3 matrices with float32

@@ -62,17 +62,20 @@ bool dtype_is_float(DType dtype) {
          dtype == DType::BF16 || dtype == DType::F8_E4M3;
 }
 
-float f16_to_float(uint16_t bits) {
-  const uint32_t sign = (bits >> 15) & 1, exponent = (bits >> 10) & 0x1f, mantissa = bits & 0x3ff;
-  float value;
-  if (exponent == 0) {
-    value = std::ldexp(static_cast<float>(mantissa), -24);
-  } else if (exponent == 0x1f) {
-    value = mantissa ? std::numeric_limits<float>::quiet_NaN() : std::numeric_limits<float>::infinity();
-  } else {
-    value = std::ldexp(1.0f + static_cast<float>(mantissa) / 1024.0f, static_cast<int>(exponent) - 15);
+uint16_t float_to_f16(float value) {
+  uint32_t u;
+  std::memcpy(&u, &value, sizeof u);
+  const auto sign = static_cast<uint16_t>((u >> 16) & 0x8000u);
+  const uint32_t a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return static_cast<uint16_t>(sign | 0x7e00u);   // NaN
+  if (a >= 0x477ff000u) return static_cast<uint16_t>(sign | 0x7c00u);  // 65520 and up round to infinity
+  if (a < 0x38800000u) {                        // below 2^-14: subnormal steps of 2^-24 (1024 steps is 2^-14, code 0x400)
+    float magnitude;
+    std::memcpy(&magnitude, &a, sizeof magnitude);
+    return static_cast<uint16_t>(sign | static_cast<uint16_t>(std::nearbyint(magnitude * 0x1p24f)));
   }
-  return sign ? -value : value;
+  const uint32_t rounded = a + 0xfffu + ((a >> 13) & 1u);  // the 23-bit mantissa to 10 bits, ties to even
+  return static_cast<uint16_t>(sign | ((rounded >> 13) - (112u << 10)));
 }
 
 float fp8_e4m3_to_float(uint8_t bits) { return kFp8Table[bits]; }

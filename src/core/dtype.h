@@ -33,7 +33,28 @@ inline uint16_t float_to_bf16(float f) {
   return static_cast<uint16_t>(u >> 16);
 }
 
-float f16_to_float(uint16_t bits);
+// IEEE float16 (binary16) to float32: exact for every code, subnormals included.
+inline float f16_to_float(uint16_t bits) {
+  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
+  const uint32_t exponent = (bits >> 10) & 0x1fu, mantissa = bits & 0x3ffu;
+  uint32_t u;
+  if (exponent == 0) {  // zero or subnormal: mantissa · 2^-24, a normal float32
+    const float magnitude = static_cast<float>(mantissa) * 0x1p-24f;
+    std::memcpy(&u, &magnitude, sizeof u);
+    u |= sign;
+  } else if (exponent == 0x1f) {  // infinity, NaN
+    u = sign | 0x7f800000u | (mantissa << 13);
+  } else {  // rebias the exponent from 15 to 127
+    u = sign | ((exponent + 112) << 23) | (mantissa << 13);
+  }
+  float f;
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+// The nearest float16 (ties to even), as vcvtps2ph and torch round: magnitudes
+// from 65520 on become infinity, those below 2^-14 float16 subnormals.
+uint16_t float_to_f16(float value);
 // float8 e4m3fn: 1 sign, 4 exponent (bias 7), 3 mantissa bits, no infinities,
 // 0x7f/0xff are NaN. Decoded through a 256-entry table.
 float fp8_e4m3_to_float(uint8_t bits);

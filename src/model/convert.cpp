@@ -30,7 +30,7 @@ std::string config_json_for_storage(const std::string& config_text, DType target
     j["quantization_config"] = {{"activation_scheme", "dynamic"}, {"fmt", "e4m3"}, {"quant_method", "fp8"},
                                 {"weight_block_size", {kFp8Block, kFp8Block}}};
   if (is_block_quantized(target))  // informational: the loader goes by each tensor's dtype
-    j["dsv2_quantization"] = {{"type", target == DType::I8 ? "q8" : "q4"}, {"block_size", kQuantBlock}, {"scale_dtype", "float32"}};
+    j["dsv2_quantization"] = {{"type", target == DType::I8 ? "q8" : "q4"}, {"block_size", kQuantBlock}, {"scale_dtype", "float16"}};
   return j.dump(2) + "\n";
 }
 
@@ -56,7 +56,7 @@ DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& sh
 
 void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs) {
   specs.push_back({name, type, {shape[0], stored_columns(type, shape[1])}});
-  if (is_block_quantized(type)) specs.push_back({name + "_scale", DType::F32, {shape[0], shape[1] / kQuantBlock}});
+  if (is_block_quantized(type)) specs.push_back({name + "_scale", DType::F16, {shape[0], shape[1] / kQuantBlock}});
   if (type == DType::F8_E4M3)
     specs.push_back({name + "_scale_inv", DType::F32, {(shape[0] + kFp8Block - 1) / kFp8Block, (shape[1] + kFp8Block - 1) / kFp8Block}});
 }
@@ -87,13 +87,13 @@ void encode_matrix(const WeightMatrix& m, DType type, const ByteSink& append) {
   const size_t row_bytes = static_cast<size_t>(stored_columns(type, m.cols)) * dtype_size(type);
   std::vector<float> row(static_cast<size_t>(m.cols));
   std::vector<std::byte> encoded(row_bytes);
-  std::vector<float> scales(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);
+  std::vector<uint16_t> scales(is_block_quantized(type) ? static_cast<size_t>(m.rows * blocks) : 0);  // float16
   for (int64_t r = 0; r < m.rows; ++r) {
     m.dequantize_row(r, row.data());
     encode_row(type, row.data(), m.cols, encoded.data(), scales.empty() ? nullptr : scales.data() + r * blocks);
     append(encoded.data(), row_bytes);
   }
-  if (!scales.empty()) append(scales.data(), scales.size() * sizeof(float));
+  if (!scales.empty()) append(scales.data(), scales.size() * sizeof(uint16_t));
 }
 
 void quantize_weights_in_memory(const Config& config, Weights& weights, DType target,
@@ -104,7 +104,7 @@ void quantize_weights_in_memory(const Config& config, Weights& weights, DType ta
     WeightMatrix& m = *slot.matrix;
     const DType type = stored_matrix_type(slot.name, slot.shape, target);
     if (type == m.dtype) return;
-    // [values][padding to 4][float32 scales]: the scales come after all the values.
+    // [values][padding to 4][scales: float16 for q8/q4, float32 for float8]: the scales come after all the values.
     const size_t value_bytes = static_cast<size_t>(m.rows * stored_columns(type, m.cols)) * dtype_size(type);
     const size_t scales_at = (value_bytes + alignof(float) - 1) / alignof(float) * alignof(float);
     std::vector<std::byte>& bytes = storage.emplace_back();
@@ -116,7 +116,8 @@ void quantize_weights_in_memory(const Config& config, Weights& weights, DType ta
     });
     m.dtype = type;
     m.data = bytes.data();
-    m.scale_inv = bytes.size() > scales_at ? reinterpret_cast<const float*>(bytes.data() + scales_at) : nullptr;
+    m.scale_inv = bytes.size() > scales_at ? bytes.data() + scales_at : nullptr;
+    m.scale_dtype = is_block_quantized(type) ? DType::F16 : DType::F32;
     m.block_rows = type == DType::F8_E4M3 ? kFp8Block : 1;
     m.block_cols = type == DType::F8_E4M3 ? kFp8Block : kQuantBlock;
   });

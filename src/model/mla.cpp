@@ -126,8 +126,8 @@ class AmxTileProducts {
     zero_padding(rows_.data(), n, dm_.latent + dm_.rope, rows, width_);
     latents_.resize(static_cast<size_t>(k * dm_.latent));
     const WeightMatrix latents = cache.stored_latents(layer), rope_keys = cache.stored_rope_keys(layer);
-    if (latents.is_q8()) {
-      amx::q8_operands(reinterpret_cast<const int8_t*>(latents.row_data(begin)), latents.row_scales(begin), n, dm_.latent,
+    if (latents.is_q8()) {  // the cache keeps float32 block scales (latent_cache.cpp), which this reads as they are
+      amx::q8_operands(reinterpret_cast<const int8_t*>(latents.row_data(begin)), latents.row_scales(begin).f32(), n, dm_.latent,
                        k, rows_.data(), width_, latents_.data());
     } else {
       float* c = float_rows(latents, begin, n);

@@ -73,13 +73,14 @@ void write_random_matrix(SafetensorsWriter& writer, int64_t rows, int64_t cols, 
                          const std::function<void(uint64_t)>& wrote) {
   const float half_width = static_cast<float>(kInitStd * std::sqrt(3.0));  // uniform with std kInitStd
   std::vector<std::byte> buffer;
-  std::vector<float> scales;
+  std::vector<float> scales;            // float8's
+  std::vector<uint16_t> block_scales;   // q8/q4's, float16 (add_matrix_specs)
   const int64_t blocks = cols / kQuantBlock;
   if (is_block_quantized(type)) {
     // Integers uniform over the format's range, scaled to std kInitStd:
     // q8 in [-127, 127] has std sqrt((255² - 1) / 12); q4 in [-8, 7] sqrt((16² - 1) / 12).
     const double q_std = type == DType::I8 ? std::sqrt((255.0 * 255.0 - 1.0) / 12.0) : std::sqrt((16.0 * 16.0 - 1.0) / 12.0);
-    scales.assign(static_cast<size_t>(rows * blocks), static_cast<float>(kInitStd / q_std));
+    block_scales.assign(static_cast<size_t>(rows * blocks), float_to_f16(static_cast<float>(kInitStd / q_std)));
   } else if (type == DType::F8_E4M3) {  // values uniform over ±448, one scale per 128 × 128 tile
     const int64_t tiles = ((rows + kFp8Block - 1) / kFp8Block) * ((cols + kFp8Block - 1) / kFp8Block);
     scales.assign(static_cast<size_t>(tiles), half_width / 448.0f);
@@ -113,6 +114,10 @@ void write_random_matrix(SafetensorsWriter& writer, int64_t rows, int64_t cols, 
   if (!scales.empty()) {
     writer.append(scales.data(), scales.size() * sizeof(float));
     wrote(scales.size() * sizeof(float));
+  }
+  if (!block_scales.empty()) {
+    writer.append(block_scales.data(), block_scales.size() * sizeof(uint16_t));
+    wrote(block_scales.size() * sizeof(uint16_t));
   }
 }
 

@@ -184,12 +184,15 @@ void bind_tensor(const Config& config, const Checkpoint& checkpoint, const Tenso
     m.block_cols = block_quantized ? kQuantBlock : config.fp8_block_cols;
     const std::vector<int64_t> scale_shape{(m.rows + m.block_rows - 1) / m.block_rows,
                                            (m.cols + m.block_cols - 1) / m.block_cols};
-    if (s->dtype != DType::F32 || s->shape != scale_shape)
-      throw Error(*s->file + ": tensor '" + scale_name + "' must be F32 of shape " + shape_text(scale_shape) + ", got " +
-                  dtype_name(s->dtype) + " " + s->shape_string());
-    if (reinterpret_cast<uintptr_t>(s->data) % alignof(float) != 0)
-      throw Error(*s->file + ": tensor '" + scale_name + "' is not 4-byte aligned");
-    m.scale_inv = reinterpret_cast<const float*>(s->data);
+    // q8/q4 scales are float16 since issue 17; files written before hold float32 ones and still load.
+    const bool scale_dtype_ok = s->dtype == DType::F32 || (block_quantized && s->dtype == DType::F16);
+    if (!scale_dtype_ok || s->shape != scale_shape)
+      throw Error(*s->file + ": tensor '" + scale_name + "' must be " + (block_quantized ? "F16 or F32" : "F32") +
+                  " of shape " + shape_text(scale_shape) + ", got " + dtype_name(s->dtype) + " " + s->shape_string());
+    if (reinterpret_cast<uintptr_t>(s->data) % dtype_size(s->dtype) != 0)
+      throw Error(*s->file + ": tensor '" + scale_name + "' is not " + std::to_string(dtype_size(s->dtype)) + "-byte aligned");
+    m.scale_inv = s->data;
+    m.scale_dtype = s->dtype;
   }
   if (reinterpret_cast<uintptr_t>(t->data) % dtype_size(t->dtype) != 0)  // (1 for q8 and q4)
     throw Error(*t->file + ": tensor '" + slot.name + "' is not aligned to its element size");

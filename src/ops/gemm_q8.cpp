@@ -72,7 +72,7 @@ inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, Panel
   // Each row's bytes and scales located once: the loop below is only loads and
   // stores (a division per row and block in row_scales() was most of its time).
   const uint8_t* row[kP];
-  const float* row_scale[kP];
+  BlockScales row_scale[kP];  // float16 ones are widened here, as they are packed
   for (int64_t r = 0; r < rows; ++r) {
     row[r] = reinterpret_cast<const uint8_t*>(w.row_data(first + r));
     row_scale[r] = w.row_scales(first + r);
@@ -123,7 +123,7 @@ inline void gemm_q8_scalar(const Q8Activations& x, const WeightMatrix& w, int64_
                            int64_t ldy) {
   const int64_t blocks = w.cols / kQuantBlock;
   for (int64_t i = 0; i < count; ++i) {
-    const float* ws = w.row_scales(first + i);
+    const BlockScales ws = w.row_scales(first + i);
     for (int64_t t = 0; t < x.tokens; ++t) {
       const int8_t* xq = x.q.data() + t * x.cols;
       const float* xs = x.scales.data() + t * blocks;

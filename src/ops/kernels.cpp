@@ -74,17 +74,28 @@ float DotWith(const float* x, const W* w, int64_t n) {
 float DotF32(const float* x, const float* w, int64_t n) { return DotWith(x, w, n); }
 float DotBF16(const float* x, const uint16_t* w, int64_t n) { return DotWith(x, w, n); }
 
+// q8/q4 block scales as stored (ops/block_scales.h): float32, or the bits of
+// IEEE float16, read in place. The q8/q4 kernels are templates over the two,
+// instantiated for both; WithScales picks one per call (a row or a matvec).
+HWY_INLINE float ScaleAt(const float* s, int64_t b) { return s[b]; }
+HWY_INLINE float ScaleAt(const uint16_t* s, int64_t b) { return f16_to_float(s[b]); }
+
+template <class F>
+HWY_INLINE auto WithScales(BlockScales scales, const F& f) {
+  return scales.f16 ? f(scales.f16_bits()) : f(scales.f32());
+}
+
 // Σ_b scales[b]·block_dot(b) over `blocks` blocks, two in flight.
-template <class BlockDot>
-HWY_INLINE float ScaledBlockSum(const float* scales, int64_t blocks, const BlockDot& block_dot) {
+template <class S, class BlockDot>
+HWY_INLINE float ScaledBlockSum(const S* scales, int64_t blocks, const BlockDot& block_dot) {
   const FloatTag df;
   auto s0 = hn::Zero(df), s1 = hn::Zero(df);
   int64_t b = 0;
   for (; b + 2 <= blocks; b += 2) {
-    s0 = hn::MulAdd(block_dot(b), hn::Set(df, scales[b]), s0);
-    s1 = hn::MulAdd(block_dot(b + 1), hn::Set(df, scales[b + 1]), s1);
+    s0 = hn::MulAdd(block_dot(b), hn::Set(df, ScaleAt(scales, b)), s0);
+    s1 = hn::MulAdd(block_dot(b + 1), hn::Set(df, ScaleAt(scales, b + 1)), s1);
   }
-  for (; b < blocks; ++b) s0 = hn::MulAdd(block_dot(b), hn::Set(df, scales[b]), s0);
+  for (; b < blocks; ++b) s0 = hn::MulAdd(block_dot(b), hn::Set(df, ScaleAt(scales, b)), s0);
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
 }
 
@@ -100,10 +111,12 @@ HWY_INLINE hn::Vec<D> BlockDotQ8(D df, const float* x, const int8_t* q) {
   return sum;
 }
 
-float DotQ8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+float DotQ8(const float* x, const int8_t* q, BlockScales scales, int64_t n) {
   const FloatTag df;
-  return ScaledBlockSum(scales, n / kQuantBlock,
-                        [&](int64_t b) HWY_ATTR { return BlockDotQ8(df, x + b * kQuantBlock, q + b * kQuantBlock); });
+  return WithScales(scales, [&](const auto* s) HWY_ATTR {
+    return ScaledBlockSum(s, n / kQuantBlock,
+                          [&](int64_t b) HWY_ATTR { return BlockDotQ8(df, x + b * kQuantBlock, q + b * kQuantBlock); });
+  });
 }
 
 // Lanes(df) bytes of a q4 block as floats: `low` the values their low nibbles
@@ -134,10 +147,12 @@ HWY_INLINE hn::Vec<D> BlockDotQ4(D df, const float* x, const uint8_t* q) {
   return hn::Add(sum_low, sum_high);
 }
 
-float DotQ4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+float DotQ4(const float* x, const uint8_t* q, BlockScales scales, int64_t n) {
   const FloatTag df;
-  return ScaledBlockSum(scales, n / kQuantBlock,
-                        [&](int64_t b) HWY_ATTR { return BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2); });
+  return WithScales(scales, [&](const auto* s) HWY_ATTR {
+    return ScaledBlockSum(
+        s, n / kQuantBlock, [&](int64_t b) HWY_ATTR { return BlockDotQ4(df, x + b * kQuantBlock, q + b * kQuantBlock / 2); });
+  });
 }
 
 // float8 e4m3fn to float32 without a table: the 7 magnitude bits shifted into
@@ -224,26 +239,35 @@ HWY_INLINE __m256i SumLanesOfFourAvx2(__m256i a, __m256i b, __m256i c, __m256i d
   return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
 }
 
-template <class BlockDot>
-HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const float* ws, int64_t blocks, const BlockDot& block_dot,
+// Eight block scales as float32: float16 ones widened by vcvtph2ps (F16C is
+// part of Highway's AVX2 target and of every target above it).
+HWY_INLINE __m256 LoadScales8Avx2(const float* s) { return _mm256_loadu_ps(s); }
+HWY_INLINE __m256 LoadScales8Avx2(const uint16_t* s) {
+  return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+}
+
+template <class S, class BlockDot>
+HWY_INLINE float ScaledBlockSumAvx2(const float* xs, const S* ws, int64_t blocks, const BlockDot& block_dot,
                                     const void* weights, int64_t block_bytes) {
   __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
   int64_t b = 0;
   for (; b + 8 <= blocks; b += 8) {
     PrefetchAhead(static_cast<const char*>(weights) + b * block_bytes, 8 * block_bytes);
-    const __m256 d = _mm256_mul_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(xs + b));
+    const __m256 d = _mm256_mul_ps(LoadScales8Avx2(ws + b), _mm256_loadu_ps(xs + b));
     const __m256i low = SumLanesOfFourAvx2(block_dot(b), block_dot(b + 1), block_dot(b + 2), block_dot(b + 3));
     const __m256i high = SumLanesOfFourAvx2(block_dot(b + 4), block_dot(b + 5), block_dot(b + 6), block_dot(b + 7));
     acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(low), _mm256_permute2f128_ps(d, d, 0x00), acc0);
     acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(high), _mm256_permute2f128_ps(d, d, 0x11), acc1);
   }
-  for (; b < blocks; ++b) acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(b)), _mm256_set1_ps(ws[b] * xs[b]), acc0);
+  for (; b < blocks; ++b)
+    acc0 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(block_dot(b)), _mm256_set1_ps(ScaleAt(ws, b) * xs[b]), acc0);
   return SumOfLanesAvx2(_mm256_add_ps(acc0, acc1));
 }
 
 // q8 block: vpmaddubsw on |w| and sign(w)·x (|w|, |x| <= 127, so the pairwise
 // int16 sums cannot saturate), then pairs to int32.
-HWY_INLINE float DotQ8Q8Avx2(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t blocks) {
+template <class S>
+HWY_INLINE float DotQ8Q8Avx2(const int8_t* xq, const float* xs, const int8_t* wq, const S* ws, int64_t blocks) {
   const __m256i ones = _mm256_set1_epi16(1);
   return ScaledBlockSumAvx2(xs, ws, blocks, [&](int64_t k) HWY_ATTR {
     const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(wq + k * kQuantBlock));
@@ -267,16 +291,21 @@ HWY_INLINE int32_t BlockDotQ8Q4Portable(const int8_t* x, const uint8_t* w) {
   return sum;
 }
 
-float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+template <class S>
+HWY_INLINE float DotQ8Q8With(const int8_t* xq, const float* xs, const int8_t* wq, const S* ws, int64_t n) {
   const int64_t blocks = n / kQuantBlock;
 #if DSV2_AVX2_INTEGER_KERNELS
   return DotQ8Q8Avx2(xq, xs, wq, ws, blocks);
 #else
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b)
-    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
+    sum += ScaleAt(ws, b) * xs[b] * static_cast<float>(BlockDotQ8Q8Portable(xq + b * kQuantBlock, wq + b * kQuantBlock));
   return sum;
 #endif
+}
+
+float DotQ8Q8(const int8_t* xq, const float* xs, const int8_t* wq, BlockScales ws, int64_t n) {
+  return WithScales(ws, [&](const auto* s) HWY_ATTR { return DotQ8Q8With(xq, xs, wq, s, n); });
 }
 
 // offsets[b] = 8·xs[b]·Σ_j xq[b][j]: what the stored "+ 8" of q4 nibbles adds
@@ -297,8 +326,9 @@ HWY_INLINE void Q4Offsets(const int8_t* xq, const float* xs, int64_t blocks, flo
 // of a block are loaded into both 128-bit halves; shifting the upper half's
 // 32-bit lanes right by 4 brings the high nibbles down, and one mask keeps the
 // low nibble of every byte: values 0..15 below, 16..31 above, as stored.
+template <class S>
 HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const float* offsets, const uint8_t* wq,
-                                     const float* ws, int64_t blocks) {
+                                     const S* ws, int64_t blocks) {
   const __m256i mask = _mm256_set1_epi8(0x0F);
   const __m256i shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
   const __m256i ones = _mm256_set1_epi16(1);
@@ -310,17 +340,18 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
   }, wq, kQuantBlock / 2);
   __m256 offset = _mm256_setzero_ps();
   int64_t b = 0;
-  for (; b + 8 <= blocks; b += 8) offset = _mm256_fmadd_ps(_mm256_loadu_ps(ws + b), _mm256_loadu_ps(offsets + b), offset);
+  for (; b + 8 <= blocks; b += 8) offset = _mm256_fmadd_ps(LoadScales8Avx2(ws + b), _mm256_loadu_ps(offsets + b), offset);
   float tail = 0.0f;
-  for (; b < blocks; ++b) tail += ws[b] * offsets[b];
+  for (; b < blocks; ++b) tail += ScaleAt(ws, b) * offsets[b];
   return sum - SumOfLanesAvx2(offset) - tail;
 }
 #endif
 
-HWY_INLINE float DotQ8Q4Portable(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t blocks) {
+template <class S>
+HWY_INLINE float DotQ8Q4Portable(const int8_t* xq, const float* xs, const uint8_t* wq, const S* ws, int64_t blocks) {
   float sum = 0.0f;
   for (int64_t b = 0; b < blocks; ++b)
-    sum += ws[b] * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * kQuantBlock / 2));
+    sum += ScaleAt(ws, b) * xs[b] * static_cast<float>(BlockDotQ8Q4Portable(xq + b * kQuantBlock, wq + b * kQuantBlock / 2));
   return sum;
 }
 
@@ -328,8 +359,9 @@ HWY_INLINE float DotQ8Q4Portable(const int8_t* xq, const float* xs, const uint8_
 // matrix: one dispatched call per range of rows, so the row kernels inline.
 // (Two rows at a time sharing the activation loads ran at half the speed here:
 // the interleaved weight and scale streams defeat the prefetchers.)
-void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, const float* ws, int64_t n, int64_t rows,
-              bool q4, float* y) {
+template <class S>
+HWY_INLINE void MatVecQ8With(const int8_t* xq, const float* xs, const std::byte* w, const S* ws, int64_t n, int64_t rows,
+                             bool q4, float* y) {
   const int64_t blocks = n / kQuantBlock;
   const int64_t stride = q4 ? n / 2 : n;
   if (q4) {
@@ -345,11 +377,17 @@ void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, const float
 #endif
     return;
   }
-  for (int64_t r = 0; r < rows; ++r) y[r] = DotQ8Q8(xq, xs, reinterpret_cast<const int8_t*>(w + r * stride), ws + r * blocks, n);
+  for (int64_t r = 0; r < rows; ++r)
+    y[r] = DotQ8Q8With(xq, xs, reinterpret_cast<const int8_t*>(w + r * stride), ws + r * blocks, n);
+}
+
+void MatVecQ8(const int8_t* xq, const float* xs, const std::byte* w, BlockScales ws, int64_t n, int64_t rows, bool q4,
+              float* y) {
+  WithScales(ws, [&](const auto* s) HWY_ATTR { MatVecQ8With(xq, xs, w, s, n, rows, q4, y); });
 }
 
 // One q4 row is the matvec of a one-row matrix (the per-activation q4 offsets included).
-float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+float DotQ8Q4(const int8_t* xq, const float* xs, const uint8_t* wq, BlockScales ws, int64_t n) {
   float y;
   MatVecQ8(xq, xs, reinterpret_cast<const std::byte*>(wq), ws, n, 1, true, &y);
   return y;
@@ -400,24 +438,30 @@ void DequantizeBF16(const uint16_t* w, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = bf16_to_float(w[i]);
 }
 
-void DequantizeQ8(const int8_t* q, const float* scales, int64_t n, float* out) {
+template <class S>
+HWY_INLINE void DequantizeQ8With(const int8_t* q, const S* scales, int64_t n, float* out) {
   const FloatTag df;
   const hn::RebindToSigned<FloatTag> di32;
   const hn::Rebind<int8_t, FloatTag> di8;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
-    const auto scale = hn::Set(df, scales[b]);
+    const auto scale = hn::Set(df, ScaleAt(scales, b));
     for (int64_t j = b * kQuantBlock; j < (b + 1) * kQuantBlock; j += N)
       hn::StoreU(hn::Mul(scale, hn::ConvertTo(df, hn::PromoteTo(di32, hn::LoadU(di8, q + j)))), df, out + j);
   }
 }
 
-void DequantizeQ4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+void DequantizeQ8(const int8_t* q, BlockScales scales, int64_t n, float* out) {
+  WithScales(scales, [&](const auto* s) HWY_ATTR { DequantizeQ8With(q, s, n, out); });
+}
+
+template <class S>
+HWY_INLINE void DequantizeQ4With(const uint8_t* q, const S* scales, int64_t n, float* out) {
   const FloatTag df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr int64_t half = kQuantBlock / 2;
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
-    const auto scale = hn::Set(df, scales[b]);
+    const auto scale = hn::Set(df, ScaleAt(scales, b));
     for (int64_t j = 0; j < half; j += N) {
       hn::Vec<FloatTag> low, high;
       LoadQ4Values(df, q + b * half + j, low, high);
@@ -425,6 +469,10 @@ void DequantizeQ4(const uint8_t* q, const float* scales, int64_t n, float* out) 
       hn::StoreU(hn::Mul(scale, high), df, out + b * kQuantBlock + half + j);
     }
   }
+}
+
+void DequantizeQ4(const uint8_t* q, BlockScales scales, int64_t n, float* out) {
+  WithScales(scales, [&](const auto* s) HWY_ATTR { DequantizeQ4With(q, s, n, out); });
 }
 
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
@@ -454,19 +502,19 @@ HWY_EXPORT(DequantizeF8);
 
 float dot_f32(const float* x, const float* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotF32)(x, w, n); }
 float dot_bf16(const float* x, const uint16_t* w, int64_t n) { return HWY_DYNAMIC_DISPATCH(DotBF16)(x, w, n); }
-float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+float dot_q8(const float* x, const int8_t* q, BlockScales scales, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotQ8)(x, q, scales, n);
 }
-float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+float dot_q4(const float* x, const uint8_t* q, BlockScales scales, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotQ4)(x, q, scales, n);
 }
-float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, BlockScales ws, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotQ8Q8)(xq, xs, wq, ws, n);
 }
-float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, BlockScales ws, int64_t n) {
   return HWY_DYNAMIC_DISPATCH(DotQ8Q4)(xq, xs, wq, ws, n);
 }
-void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const float* ws, int64_t n, int64_t rows, bool q4,
+void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, BlockScales ws, int64_t n, int64_t rows, bool q4,
                float* y) {
   HWY_DYNAMIC_DISPATCH(MatVecQ8)(xq, xs, w, ws, n, rows, q4, y);
 }
@@ -477,10 +525,10 @@ void quantize_activation_q8_residual(const float* x, int64_t n, int8_t* q, int8_
   HWY_DYNAMIC_DISPATCH(QuantizeActivationQ8Residual)(x, n, q, residual, scales);
 }
 void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out) { HWY_DYNAMIC_DISPATCH(DequantizeBF16)(w, n, out); }
-void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
+void dequantize_row_q8(const int8_t* q, BlockScales scales, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(DequantizeQ8)(q, scales, n, out);
 }
-void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(DequantizeQ4)(q, scales, n, out);
 }
 std::string simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
@@ -506,11 +554,20 @@ void quantize_rows_fp8(const float* w, int64_t rows, int64_t n, int64_t block, u
 
 namespace {
 
-// max|w| over one block divided by the largest quantized magnitude; 0 for an all-zero block.
-float block_scale(const float* w, float q_max) {
+// max|w| over one block divided by the largest quantized magnitude, stored in
+// *out; returns the scale as stored, which q is computed against. 0 for an all-zero block.
+float store_block_scale(const float* w, float q_max, float* out) {
   float amax = 0.0f;
   for (int64_t j = 0; j < kQuantBlock; ++j) amax = std::max(amax, std::fabs(w[j]));
-  return amax / q_max;
+  return *out = amax / q_max;
+}
+// float16: rounded to nearest and kept within [kQuantScaleF16Min, kQuantScaleF16Max] (kernels.h says why).
+float store_block_scale(const float* w, float q_max, uint16_t* out) {
+  float scale;
+  store_block_scale(w, q_max, &scale);
+  if (scale > 0.0f) scale = std::clamp(f16_to_float(float_to_f16(scale)), kQuantScaleF16Min, kQuantScaleF16Max);
+  *out = float_to_f16(scale);
+  return scale;
 }
 
 int quantize_value(float w, float scale, int lo, int hi) {
@@ -518,49 +575,56 @@ int quantize_value(float w, float scale, int lo, int hi) {
   return std::clamp(static_cast<int>(std::lround(w / scale)), lo, hi);
 }
 
-}  // namespace
-
-void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales) {
+template <class S>
+void quantize_q8(const float* w, int64_t n, int8_t* q, S* scales) {
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
     const float* block = w + b * kQuantBlock;
-    scales[b] = block_scale(block, 127.0f);
+    const float scale = store_block_scale(block, 127.0f, scales + b);
     for (int64_t j = 0; j < kQuantBlock; ++j)
-      q[b * kQuantBlock + j] = static_cast<int8_t>(quantize_value(block[j], scales[b], -127, 127));
+      q[b * kQuantBlock + j] = static_cast<int8_t>(quantize_value(block[j], scale, -127, 127));
   }
 }
 
-void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales) {
+template <class S>
+void quantize_q4(const float* w, int64_t n, uint8_t* q, S* scales) {
   constexpr int64_t half = kQuantBlock / 2;
   for (int64_t b = 0; b < n / kQuantBlock; ++b) {
     const float* block = w + b * kQuantBlock;
-    scales[b] = block_scale(block, 7.0f);
+    const float scale = store_block_scale(block, 7.0f, scales + b);
     for (int64_t j = 0; j < half; ++j) {
-      const int low = quantize_value(block[j], scales[b], -8, 7) + 8;
-      const int high = quantize_value(block[j + half], scales[b], -8, 7) + 8;
+      const int low = quantize_value(block[j], scale, -8, 7) + 8;
+      const int high = quantize_value(block[j + half], scale, -8, 7) + 8;
       q[b * half + j] = static_cast<uint8_t>(low | (high << 4));
     }
   }
 }
 
+}  // namespace
+
+void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales) { quantize_q8(w, n, q, scales); }
+void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales) { quantize_q4(w, n, q, scales); }
+void quantize_row_q8(const float* w, int64_t n, int8_t* q, uint16_t* f16_scales) { quantize_q8(w, n, q, f16_scales); }
+void quantize_row_q4(const float* w, int64_t n, uint8_t* q, uint16_t* f16_scales) { quantize_q4(w, n, q, f16_scales); }
+
 namespace reference {
 
-float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n) {
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, BlockScales ws, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(xs[i / kQuantBlock]) * ws[i / kQuantBlock] * xq[i] * wq[i];
   return static_cast<float>(sum);
 }
 
-float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n) {
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, BlockScales ws, int64_t n) {
   std::vector<float> x(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) x[i] = xs[i / kQuantBlock] * static_cast<float>(xq[i]);
-  return dot_q4(x.data(), wq, ws, n);
+  return reference::dot_q4(x.data(), wq, ws, n);
 }
 
-void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out) {
+void dequantize_row_q8(const int8_t* q, BlockScales scales, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = scales[i / kQuantBlock] * static_cast<float>(q[i]);
 }
 
-void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out) {
+void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* out) {
   constexpr int64_t half = kQuantBlock / 2;
   for (int64_t b = 0; b < n / kQuantBlock; ++b)
     for (int64_t j = 0; j < half; ++j) {
@@ -582,13 +646,13 @@ float dot_bf16(const float* x, const uint16_t* w, int64_t n) {
   return static_cast<float>(sum);
 }
 
-float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n) {
+float dot_q8(const float* x, const int8_t* q, BlockScales scales, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(x[i]) * scales[i / kQuantBlock] * q[i];
   return static_cast<float>(sum);
 }
 
-float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n) {
+float dot_q4(const float* x, const uint8_t* q, BlockScales scales, int64_t n) {
   double sum = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     const int64_t b = i / kQuantBlock, j = i % kQuantBlock, half = kQuantBlock / 2;

@@ -9,8 +9,8 @@
 // in `reference`; tests compare every compiled target against it.
 //
 // Block-quantized formats (dsv2's own, documented in docs/FORMATS.md): a row is
-// split into blocks of kQuantBlock consecutive values, each with one float32
-// scale; value = scale * q.
+// split into blocks of kQuantBlock consecutive values, each with one scale,
+// float16 or float32 (BlockScales, ops/block_scales.h); value = scale * q.
 //   q8: q is int8 in [-127, 127], one byte per value.
 //   q4: q is in [-8, 7], stored as q + 8 in a nibble; in each block, byte i
 //       holds value i in its low nibble and value i + 16 in its high nibble.
@@ -21,6 +21,8 @@
 #include <string>
 #include <vector>
 
+#include "ops/block_scales.h"
+
 namespace dsv2 {
 
 constexpr int64_t kQuantBlock = 32;
@@ -28,8 +30,8 @@ constexpr int64_t kQuantBlock = 32;
 float dot_f32(const float* x, const float* w, int64_t n);
 float dot_bf16(const float* x, const uint16_t* w, int64_t n);
 // n must be a multiple of kQuantBlock; scales has n / kQuantBlock entries.
-float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
-float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
+float dot_q8(const float* x, const int8_t* q, BlockScales scales, int64_t n);
+float dot_q4(const float* x, const uint8_t* q, BlockScales scales, int64_t n);
 
 // float8 e4m3fn weights (DeepSeek-V3's release format): one float32 scale per
 // `block` consecutive values of the row (its row block's entries of
@@ -46,12 +48,12 @@ void quantize_rows_fp8(const float* w, int64_t rows, int64_t n, int64_t block, u
 // quantized like a q8 weight row (quantize_row_q8: xq, xs), then each weight
 // row costs one integer dot per block. This is what llama.cpp does; it adds
 // the activation's 8-bit rounding (<= half a step per value) to the result.
-float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n);
-float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, BlockScales ws, int64_t n);
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, BlockScales ws, int64_t n);
 // y[r] = dot_q8_q8 (or, with q4, dot_q8_q4) of the activation with each of
 // `rows` consecutive weight rows starting at w, their scales from ws (n / 32
 // per row): the batch-1 matmul of a block-quantized matrix, one call per range.
-void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, const float* ws, int64_t n, int64_t rows, bool q4,
+void matvec_q8(const int8_t* xq, const float* xs, const std::byte* w, BlockScales ws, int64_t n, int64_t rows, bool q4,
                float* y);
 // The activation side (SIMD): scale = max|x| / 127, q = nearest-even(x · 127 / max|x|).
 void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales);
@@ -61,13 +63,24 @@ void quantize_activation_q8(const float* x, int64_t n, int8_t* q, float* scales)
 void quantize_activation_q8_residual(const float* x, int64_t n, int8_t* q, int8_t* residual, float* scales);
 
 // Quantizes one row (n a multiple of kQuantBlock): scale = max|w| / 127 (q8)
-// or max|w| / 7 (q4), q = round(w / scale), clamped to the format's range.
+// or max|w| / 7 (q4), stored as float32 or (the uint16_t overloads) float16,
+// q = round(w / scale) against the scale as stored, clamped to the format's
+// range, so that scale · q is exactly the value a kernel reads. A float16
+// scale is rounded to nearest and kept within [2^-14, 65504], float16's
+// smallest normal and largest finite values: a block with max|w| below
+// 127·2^-14 (q8; 7·2^-14 for q4) keeps the step 2^-14, an absolute error no
+// larger than that of the blocks just above it, and one past 127·65504
+// saturates at ±127 steps (no real weight is that large); an all-zero block has
+// scale 0. kQuantScaleF16Min/Max name the bounds.
+constexpr float kQuantScaleF16Min = 0x1p-14f, kQuantScaleF16Max = 65504.0f;
 void quantize_row_q8(const float* w, int64_t n, int8_t* q, float* scales);
 void quantize_row_q4(const float* w, int64_t n, uint8_t* q, float* scales);
+void quantize_row_q8(const float* w, int64_t n, int8_t* q, uint16_t* f16_scales);
+void quantize_row_q4(const float* w, int64_t n, uint8_t* q, uint16_t* f16_scales);
 // Rows converted to float32 (SIMD).
 void dequantize_row_bf16(const uint16_t* w, int64_t n, float* out);
-void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
-void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
+void dequantize_row_q8(const int8_t* q, BlockScales scales, int64_t n, float* out);
+void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* out);
 
 // The SIMD target the dispatcher uses now ("AVX2", "AVX3", "SSE4", "EMU128", ...).
 std::string simd_target();
@@ -75,12 +88,12 @@ std::string simd_target();
 namespace reference {
 float dot_f32(const float* x, const float* w, int64_t n);
 float dot_bf16(const float* x, const uint16_t* w, int64_t n);
-float dot_q8(const float* x, const int8_t* q, const float* scales, int64_t n);
-float dot_q4(const float* x, const uint8_t* q, const float* scales, int64_t n);
-float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, const float* ws, int64_t n);
-float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, const float* ws, int64_t n);
-void dequantize_row_q8(const int8_t* q, const float* scales, int64_t n, float* out);
-void dequantize_row_q4(const uint8_t* q, const float* scales, int64_t n, float* out);
+float dot_q8(const float* x, const int8_t* q, BlockScales scales, int64_t n);
+float dot_q4(const float* x, const uint8_t* q, BlockScales scales, int64_t n);
+float dot_q8_q8(const int8_t* xq, const float* xs, const int8_t* wq, BlockScales ws, int64_t n);
+float dot_q8_q4(const int8_t* xq, const float* xs, const uint8_t* wq, BlockScales ws, int64_t n);
+void dequantize_row_q8(const int8_t* q, BlockScales scales, int64_t n, float* out);
+void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* out);
 float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block);
 void dequantize_row_fp8(const uint8_t* w, const float* scales, int64_t n, int64_t block, float* out);
 }  // namespace reference

@@ -36,7 +36,10 @@ void WeightMatrix::dequantize_row(int64_t r, float* out) const {
   }
 }
 
-void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, float* scales) {
+namespace {
+
+template <class S>
+void encode_row_with(DType dtype, const float* values, int64_t cols, std::byte* out, S* scales) {
   switch (dtype) {
     case DType::F32:
       std::memcpy(out, values, sizeof(float) * static_cast<size_t>(cols));
@@ -57,6 +60,15 @@ void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, 
   }
 }
 
+}  // namespace
+
+void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, float* scales) {
+  encode_row_with(dtype, values, cols, out, scales);
+}
+void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, uint16_t* f16_scales) {
+  encode_row_with(dtype, values, cols, out, f16_scales);
+}
+
 WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
   require(first >= 0 && count >= 0 && first + count <= rows, "row_slice: rows outside the matrix");
   require(first % row_granule() == 0, "row_slice: a float8 slice must start at a scale block");
@@ -67,13 +79,13 @@ WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
     return m;
   }
   m.data = row_data(first);
-  if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first) : fp8_row_scales(first);
+  if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first).data : fp8_row_scales(first);
   return m;
 }
 
 int64_t stored_matrix_bytes(DType dtype, int64_t rows, int64_t cols, int64_t fp8_block_rows, int64_t fp8_block_cols) {
   int64_t bytes = rows * stored_columns(dtype, cols) * static_cast<int64_t>(dtype_size(dtype));
-  if (is_block_quantized(dtype)) bytes += rows * (cols / kQuantBlock) * 4;
+  if (is_block_quantized(dtype)) bytes += rows * (cols / kQuantBlock) * 2;
   if (dtype == DType::F8_E4M3)
     bytes += ((rows + fp8_block_rows - 1) / fp8_block_rows) * ((cols + fp8_block_cols - 1) / fp8_block_cols) * 4;
   return bytes;
@@ -83,7 +95,7 @@ size_t WeightMatrix::bytes() const {
   size_t n = static_cast<size_t>(rows) * row_bytes();
   if (scale_inv) {  // the block scales are read too
     const int64_t block_grid = ((rows + block_rows - 1) / block_rows) * ((cols + block_cols - 1) / block_cols);
-    n += static_cast<size_t>(block_grid) * sizeof(float);
+    n += static_cast<size_t>(block_grid) * dtype_size(scale_dtype);
   }
   return n;
 }

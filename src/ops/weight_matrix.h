@@ -1,14 +1,15 @@
 // A 2-D weight in the format it was stored in, used in place from the
 // checkpoint's mapping: f32, bf16, f16, float8 e4m3 with per-block float32
 // scales (DeepSeek-V3), or dsv2's block-quantized q8 (dtype I8) and q4 (dtype
-// U8, two values per byte) with one float32 scale per 32 values of a row (see
-// ops/kernels.h). Kernels read it row by row; nothing here owns memory.
+// U8, two values per byte) with one float16 (older files: float32) scale per
+// 32 values of a row (see ops/kernels.h). Kernels read it row by row; nothing here owns memory.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
 #include "core/dtype.h"
+#include "ops/block_scales.h"
 
 namespace dsv2 {
 
@@ -22,8 +23,10 @@ struct WeightMatrix {
   int64_t rows = 0, cols = 0;
   const std::byte* data = nullptr;
   // float8, q8, q4: w[r][c] = stored[r][c] * scale_inv[r / block_rows][c / block_cols]
-  // (q8 and q4: block_rows 1, block_cols kQuantBlock)
-  const float* scale_inv = nullptr;
+  // (q8 and q4: block_rows 1, block_cols kQuantBlock), stored as scale_dtype:
+  // F32, or for q8 and q4 also F16 (what dsv2 writes; BlockScales).
+  const void* scale_inv = nullptr;
+  DType scale_dtype = DType::F32;
   int64_t block_rows = 128, block_cols = 128;
 
   bool empty() const { return data == nullptr; }
@@ -33,9 +36,15 @@ struct WeightMatrix {
   size_t row_bytes() const { return static_cast<size_t>(stored_columns(dtype, cols)) * dtype_size(dtype); }
   const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
   // Row r's block scales (q8 and q4 only).
-  const float* row_scales(int64_t r) const { return scale_inv + r * (cols / block_cols); }
+  BlockScales row_scales(int64_t r) const {
+    const BlockScales all = scale_dtype == DType::F16 ? BlockScales::half(static_cast<const uint16_t*>(scale_inv))
+                                                      : BlockScales(static_cast<const float*>(scale_inv));
+    return all + r * (cols / block_cols);
+  }
   // float8: the scales of row r's row block, one per block_cols columns (the last block may be partial).
-  const float* fp8_row_scales(int64_t r) const { return scale_inv + (r / block_rows) * ((cols + block_cols - 1) / block_cols); }
+  const float* fp8_row_scales(int64_t r) const {
+    return static_cast<const float*>(scale_inv) + (r / block_rows) * ((cols + block_cols - 1) / block_cols);
+  }
   // Writes row r, converted to float32, into out[0, cols).
   void dequantize_row(int64_t r, float* out) const;
   // Row r as float32 if it is stored so (no copy), else nullptr.
@@ -52,17 +61,19 @@ struct WeightMatrix {
 };
 
 // Bytes of a rows × cols matrix stored as `dtype`, block scales included
-// (q8/q4: one per kQuantBlock values of a row; float8: one per
-// fp8_block_rows × fp8_block_cols tile).
+// (q8/q4: one float16 per kQuantBlock values of a row, as dsv2 writes them;
+// float8: one float32 per fp8_block_rows × fp8_block_cols tile).
 int64_t stored_matrix_bytes(DType dtype, int64_t rows, int64_t cols, int64_t fp8_block_rows = 128,
                             int64_t fp8_block_cols = 128);
 
 // The inverse of WeightMatrix::dequantize_row for F32, BF16, I8 (q8) and U8
 // (q4): one row of `cols` values encoded into `out` (stored_columns(dtype,
 // cols) values) and, for q8/q4, its cols / kQuantBlock block scales into
-// `scales`. Conversion, load-time quantization and the quantized latent cache
-// all store rows through it.
+// `scales`: float32, or float16 bits with the uint16_t overload. Conversion
+// and load-time quantization store weight rows through it with float16
+// scales, the quantized latent cache its rows with float32 ones.
 void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, float* scales);
+void encode_row(DType dtype, const float* values, int64_t cols, std::byte* out, uint16_t* f16_scales);
 
 // A 1-D float32 weight (norm scales, biases): a view like WeightMatrix.
 struct WeightVector {
