@@ -21,7 +21,7 @@ constexpr int64_t kFp8Block = 128;
 // Every weight matrix the model reads is decoded to float32 and re-encoded as
 // `target`: F32, BF16, F8_E4M3 (V3's fp8 format above; embedding, LM head and
 // router stay BF16), or dsv2's block-quantized I8 (q8) / U8 (q4) with a
-// "<name>_scale" float32 tensor of one scale per 32 values (ops/kernels.h,
+// "<name>_scale" float16 tensor of one scale per 32 values (ops/kernels.h,
 // docs/FORMATS.md). Matrices whose width is not a multiple of 32 stay BF16
 // under q8/q4; under q4 the embedding and LM head are stored q8. 1-D tensors
 // (norms, the noaux_tc bias) are written as float32. float8 block scales are
@@ -43,7 +43,7 @@ void quantize_weights_in_memory(const Config& config, Weights& weights, DType ta
 // Bytes as they are produced, in safetensors order.
 using ByteSink = std::function<void(const void* data, size_t bytes)>;
 // One matrix encoded as `type`: its stored values, then (block-quantized and
-// fp8) its float32 scales.
+// fp8) its scales: float16 for q8/q4, float32 for fp8.
 void encode_matrix(const WeightMatrix& m, DType type, const ByteSink& append);
 // Throws unless `target` is a type weights can be converted to.
 void require_supported_target(DType target);
@@ -53,7 +53,7 @@ void require_supported_target(DType target);
 // (q8/q4 exceptions above);
 DType stored_matrix_type(const std::string& name, const std::vector<int64_t>& shape, DType target);
 // the tensors it is written as: "<name>" (q4: [rows, cols / 2]) and, when
-// block-quantized, "<name>_scale" [rows, cols / 32] float32;
+// block-quantized, "<name>_scale" [rows, cols / 32] float16 (older files: float32, still read);
 void add_matrix_specs(const std::string& name, const std::vector<int64_t>& shape, DType type, std::vector<TensorSpec>& specs);
 // config.json text rewritten for weights stored as `target`.
 std::string config_json_for_storage(const std::string& config_text, DType target);
