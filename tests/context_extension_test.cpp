@@ -161,6 +161,13 @@ TEST(ContextExtension, NiahReportsEveryCellAndDrawsTheHeatmap) {
       EXPECT_GE(j["accuracy"].get<double>(), 0.0);
       EXPECT_LE(j["accuracy"].get<double>(), 1.0);
       EXPECT_NEAR(j["prompt_tokens"].get<double>(), j["length"].get<double>(), 4.0);
+      // every wrong answer listed: a five-digit needle and a completion that does not start with it
+      ASSERT_EQ(j["misses"].size(), 2u - j["correct"].get<size_t>());
+      for (const auto& miss : j["misses"]) {
+        const std::string expected = miss["expected"], completion = miss["completion"];
+        EXPECT_EQ(expected.size(), 5u);
+        EXPECT_NE(completion.find_first_not_of(' ') == std::string::npos ? "" : completion.substr(completion.find_first_not_of(' '), 5), expected);
+      }
     }
   }
   EXPECT_EQ(cells, 6);

@@ -101,6 +101,12 @@ TEST(TrainResume, SigkillAnywhereThenResumeIsBitIdentical) {
   // The result is a complete model directory.
   const auto gen = test::run_dsv2("generate -m " + whole + " --prompt 'The old sailor' -n 5 --temperature 0 --ignore-eos");
   EXPECT_EQ(gen.exit_code, 0) << gen.err;
+  // So is its latest checkpoint (the tokenizer copied in with the weights).
+  std::string latest = test::read_bytes(whole + "/latest");
+  latest.erase(latest.find_last_not_of(" \n") + 1);
+  const auto from_checkpoint =
+      test::run_dsv2("generate -m " + whole + "/" + latest + " --prompt 'The old sailor' -n 5 --temperature 0 --ignore-eos");
+  EXPECT_EQ(from_checkpoint.exit_code, 0) << from_checkpoint.err;
   const auto eval = test::run_dsv2("eval -m " + whole + " --json --max-tokens 200 " + data);
   ASSERT_EQ(eval.exit_code, 0) << eval.err;
   const auto j = nlohmann::json::parse(eval.out);

@@ -76,7 +76,7 @@ int run_niah(int argc, char** argv) {
              {"trials", 0, true, "N         needles per cell, each a new number and stretch of text (default 3)"},
              {"lang", 0, true, "LANG      needle language: en (default) or zh; use a haystack of the same language"},
              {"seed", 0, true, "S         seed of the numbers and text offsets (default 1)"},
-             {"json", 0, false, "          one JSON object per cell, then a summary"},
+             {"json", 0, false, "          one JSON object per cell (with each miss: the number and the completion), then a summary"},
              {"plot", 0, true, "FILE      write the heatmap as a PNG"},
              kCacheTypeOption, kQuantizeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
@@ -119,12 +119,15 @@ int run_niah(int argc, char** argv) {
   const size_t total = o.lengths.size() * o.depths.size();
   const std::vector<NiahCell> cells = run_niah(*model, *tokenizer, haystack, o, [&](const NiahCell& cell) {
     ++done;
-    if (args.has("json"))
+    if (args.has("json")) {
+      nlohmann::json misses = nlohmann::json::array();
+      for (const auto& [expected, written] : cell.misses) misses.push_back({{"expected", expected}, {"completion", written}});
       std::printf("%s\n", nlohmann::json({{"length", cell.length}, {"depth", cell.depth}, {"trials", cell.trials},
                                           {"correct", cell.correct}, {"accuracy", cell.accuracy()},
-                                          {"prompt_tokens", cell.prompt_tokens}})
+                                          {"prompt_tokens", cell.prompt_tokens}, {"misses", misses}})
                               .dump()
                               .c_str());
+    }
     if (tty) std::fprintf(stderr, "\rniah: %zu/%zu cells", done, total);
   });
   if (tty) std::fprintf(stderr, "\n");

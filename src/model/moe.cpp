@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/parallel.h"
 #include "model/router.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
@@ -158,6 +159,101 @@ int64_t routed_few_tokens(const MoeWeights& w, int64_t d, const float* u, const 
   return static_cast<int64_t>(runs.size());
 }
 
+
+// A prompt's routed experts, in expert order, each split over the threads by
+// rows (matmul's own split): for few experts with many tokens each.
+int64_t routed_experts_split(const MoeWeights& w, int64_t d, const float* u, const ShardPlan& plan,
+                             const std::vector<int32_t>& first_assignment, const std::vector<int32_t>& slot_token,
+                             const std::vector<float>& slot_gate, float* out, Scratch& scratch) {
+  static const ShardPlan whole_expert;  // an expert is never split: it runs whole where it is held
+  int64_t routed = 0;
+  for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e) {
+    const int64_t begin = first_assignment[e], m = first_assignment[e + 1] - begin;
+    if (m == 0) continue;  // no token chose this expert: it costs nothing
+    float* inputs = scratch.get(kMlpInputs, m * d);
+    float* outputs = scratch.get(kMlpOutputs, m * d);
+    for (int64_t j = 0; j < m; ++j)
+      for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[slot_token[begin + j] * d + i];
+    mlp_forward(w.experts[e], inputs, m, outputs, scratch, whole_expert, whole_expert.dense_width);
+    for (int64_t j = 0; j < m; ++j) axpy(slot_gate[begin + j], outputs + j * d, out + slot_token[begin + j] * d, d);
+    routed += m;
+  }
+  return routed;
+}
+
+// Whether to run each routed expert whole on one thread: with many experts of
+// a few dozen tokens each (a prompt on DeepSeek-V2's 64–256 experts) every
+// product split over the threads costs fork/joins and serial gathers per
+// expert; whole experts handed to whichever thread is free keep every thread
+// busy without them. Not when few experts or one big group would leave a
+// thread idle at the end (a small model, a rank holding few experts).
+bool whole_experts_per_thread(const std::vector<int32_t>& first_assignment, const dist::ExpertPlacement& experts) {
+  const int64_t threads = num_threads();
+  if (threads <= 1) return false;
+  int64_t active = 0, largest = 0, total = 0;
+  for (int64_t e = experts.first(); e < experts.end(); ++e) {
+    const int64_t m = first_assignment[e + 1] - first_assignment[e];
+    active += m > 0, largest = std::max(largest, m), total += m;
+  }
+  return active >= 4 * threads && largest * threads * 4 <= total;
+}
+
+// The routed experts each whole on one thread (the biggest first, so that the
+// last ones to finish are small), their outputs per assignment slot; then each
+// token adds its gated outputs in expert order, as routed_experts_split does:
+// the same bits, whichever thread ran which expert.
+int64_t routed_experts_per_thread(const MoeWeights& w, int64_t d, const float* u, const ShardPlan& plan,
+                                  const std::vector<int32_t>& first_assignment, const std::vector<int32_t>& slot_token,
+                                  const std::vector<float>& slot_gate, float* out, int64_t k) {
+  static const ShardPlan whole_expert;
+  // Grow-only; the lambdas below run on other threads, so they reach these
+  // buffers through references (a thread_local named there is that thread's own).
+  thread_local std::vector<float> slot_output_buffer;  // [slot][d]
+  thread_local std::vector<int32_t> order_buffer, token_slot_buffer, token_first_buffer;
+  std::vector<float>& slot_outputs = slot_output_buffer;
+  std::vector<int32_t>& order = order_buffer;
+  std::vector<int32_t>& token_slots = token_slot_buffer;  // each token's slots, token by token
+  std::vector<int32_t>& token_first = token_first_buffer;  // where each token's start
+  const int64_t slots = first_assignment[plan.experts.end()] - first_assignment[plan.experts.first()];
+  const int64_t base = first_assignment[plan.experts.first()];
+  slot_outputs.resize(static_cast<size_t>(slots * d));
+  order.clear();
+  for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e)
+    if (first_assignment[e + 1] > first_assignment[e]) order.push_back(static_cast<int32_t>(e));
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return first_assignment[a + 1] - first_assignment[a] > first_assignment[b + 1] - first_assignment[b];
+  });
+  float* const outputs_all = slot_outputs.data();
+  parallel_for_each(static_cast<int64_t>(order.size()), [&](int64_t i0, int64_t i1) {
+    thread_local Scratch expert_scratch;  // this thread's: matmul runs on the calling thread here
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t e = order[i], begin = first_assignment[e], m = first_assignment[e + 1] - begin;
+      float* inputs = expert_scratch.get(kMlpInputs, m * d);
+      for (int64_t j = 0; j < m; ++j) std::copy(u + slot_token[begin + j] * d, u + (slot_token[begin + j] + 1) * d, inputs + j * d);
+      mlp_forward(w.experts[e], inputs, m, outputs_all + (begin - base) * d, expert_scratch, whole_expert,
+                  whole_expert.dense_width);
+    }
+  });
+  // Each token's slots in expert order: slots are numbered in expert order.
+  const int64_t tokens = static_cast<int64_t>(slot_token.size()) / k;
+  token_first.assign(tokens + 1, 0);
+  for (int64_t s = base; s < base + slots; ++s) ++token_first[slot_token[s] + 1];
+  for (int64_t t = 0; t < tokens; ++t) token_first[t + 1] += token_first[t];
+  token_slots.resize(static_cast<size_t>(slots));
+  {
+    std::vector<int32_t> next(token_first.begin(), token_first.end() - 1);
+    for (int64_t s = base; s < base + slots; ++s) token_slots[next[slot_token[s]]++] = static_cast<int32_t>(s);
+  }
+  parallel_for(tokens, std::max<int64_t>(1, kElementwiseGrain / (k * d)), [&](int64_t t0, int64_t t1) {
+    for (int64_t t = t0; t < t1; ++t)
+      for (int32_t i = token_first[t]; i < token_first[t + 1]; ++i) {
+        const int32_t s = token_slots[i];
+        axpy(slot_gate[s], outputs_all + (s - base) * d, out + t * d, d);
+      }
+  });
+  return slots;
+}
+
 }  // namespace
 
 int64_t moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_t tokens, float* out, Scratch& scratch,
@@ -201,24 +297,11 @@ int64_t moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_
   }
   for (int64_t e = n; e > 0; --e) first_assignment[e] = first_assignment[e - 1];  // undo the advancing
   first_assignment[0] = 0;
-  int64_t routed = 0;
-  if (tokens < kGemmMinTokens) {
-    routed = routed_few_tokens(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch);
-    if (plan.split()) plan.group->sum(out, tokens * d);
-    return routed;
-  }
-  static const ShardPlan whole_expert;  // an expert is never split: it runs whole where it is held
-  for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e) {
-    const int64_t begin = first_assignment[e], m = first_assignment[e + 1] - begin;
-    if (m == 0) continue;  // no token chose this expert: it costs nothing
-    float* inputs = scratch.get(kMlpInputs, m * d);
-    float* outputs = scratch.get(kMlpOutputs, m * d);
-    for (int64_t j = 0; j < m; ++j)
-      for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[slot_token[begin + j] * d + i];
-    mlp_forward(w.experts[e], inputs, m, outputs, scratch, whole_expert, whole_expert.dense_width);
-    for (int64_t j = 0; j < m; ++j) axpy(slot_gate[begin + j], outputs + j * d, out + slot_token[begin + j] * d, d);
-    routed += m;
-  }
+  const int64_t routed =
+      tokens < kGemmMinTokens ? routed_few_tokens(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch)
+      : whole_experts_per_thread(first_assignment, plan.experts)
+          ? routed_experts_per_thread(w, d, u, plan, first_assignment, slot_token, slot_gate, out, k)
+          : routed_experts_split(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch);
   if (plan.split()) plan.group->sum(out, tokens * d);
   return routed;
 }

@@ -61,7 +61,7 @@ std::vector<NiahCell> run_niah(Model& model, const Tokenizer& tokenizer, const s
     const int64_t hay_tokens = length - overhead;
     for (int depth : o.depths) {
       require(depth >= 0 && depth <= 100, "niah: depths are percentages, 0 to 100");
-      NiahCell cell{length, depth, o.trials, 0, 0};
+      NiahCell cell{length, depth, o.trials, 0, 0, {}};
       for (int trial = 0; trial < o.trials; ++trial) {
         std::mt19937_64 rng(o.seed * 1000003 + static_cast<uint64_t>(length) * 101 + depth * 7 + trial);
         const std::string number = std::to_string(10000 + rng() % 90000);
@@ -76,7 +76,11 @@ std::vector<NiahCell> run_niah(Model& model, const Tokenizer& tokenizer, const s
         const std::vector<int32_t> prompt = tokenizer.encode(text + "\n" + needle.question, {true, false});
         cache.set_length(0);
         const std::vector<int32_t> answer = generate(model, cache, prompt, 0, greedy, [](int32_t) { return true; });
-        cell.correct += leading_number(tokenizer.decode(answer, true)) == number;
+        const std::string written = tokenizer.decode(answer, true);
+        if (leading_number(written) == number)
+          ++cell.correct;
+        else
+          cell.misses.emplace_back(number, written);
         cell.prompt_tokens = static_cast<int64_t>(prompt.size());
       }
       cells.push_back(cell);

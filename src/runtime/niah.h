@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "model/latent_cache.h"
@@ -30,6 +31,8 @@ struct NiahCell {
   int depth = 0;
   int trials = 0, correct = 0;
   int64_t prompt_tokens = 0;  // of the last trial (re-tokenized around the needle: within a few tokens of length)
+  // The trials answered wrongly: the needle's number and what the model wrote.
+  std::vector<std::pair<std::string, std::string>> misses;
   double accuracy() const { return trials ? static_cast<double>(correct) / trials : 0.0; }
 };
 

@@ -53,7 +53,7 @@ void save_whole_model(const TrainWeights& tw, const dist::ParallelLayout& layout
 }
 
 void save_checkpoint(const std::string& out, const TrainWeights& tw, const AdamW& adam, const TrainingState& state,
-                     const std::string& options_json, const dist::ParallelLayout& layout) {
+                     const std::string& options_json, const dist::ParallelLayout& layout, const std::string& tokenizer_dir) {
   const dist::Communicator& all = layout.world;
   const std::string name = "checkpoint-" + std::to_string(state.step);
   const fs::path tmp = fs::path(out) / (name + ".tmp"), final_dir = fs::path(out) / name;
@@ -78,6 +78,11 @@ void save_checkpoint(const std::string& out, const TrainWeights& tw, const AdamW
                               {"expert_parallel", layout.expert_parallel()},
                               {"options", nlohmann::json::parse(options_json)}};
     write_file_atomically((tmp / "state.json").string(), j.dump(1));
+    // The tokenizer too, so that a checkpoint is a model directory every command
+    // takes (dsv2 niah -m OUT/checkpoint-N, dsv2 eval, dsv2 generate).
+    if (!tokenizer_dir.empty())
+      for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+        if (fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
   });
   dist::run_on_all_ranks(all, [&] {
     if (!all.is_root()) return;

@@ -23,9 +23,11 @@ struct TrainingState {
   std::string sampler;
 };
 
-// `options_json`: the run's options, recorded in state.json.
+// `options_json`: the run's options, recorded in state.json; `tokenizer_dir`:
+// where the tokenizer files to copy in are (empty: none).
 void save_checkpoint(const std::string& out, const TrainWeights& weights, const AdamW& adam, const TrainingState& state,
-                     const std::string& options_json, const dist::ParallelLayout& layout);
+                     const std::string& options_json, const dist::ParallelLayout& layout,
+                     const std::string& tokenizer_dir = "");
 
 // Restores weights, moments and state from OUT/latest; the checkpoint must come
 // from a job with the same number of ranks and expert parallelism.

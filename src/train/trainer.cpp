@@ -155,7 +155,7 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
 
   auto checkpoint = [&] {
     state.sampler = sampler.state();
-    save_checkpoint(o.out_dir, tw, adam, state, option_record, layout);
+    save_checkpoint(o.out_dir, tw, adam, state, option_record, layout, o.tokenizer_dir);
   };
   const int64_t full = std::max<int64_t>(1, o.batch_tokens / o.seq_len);
   auto sequences_at = [&](int64_t step) { return std::max<int64_t>(1, std::llround(full * o.ramp.share(step))); };
