@@ -6,6 +6,7 @@
 #include <string>
 
 #include "io/checkpoint.h"
+#include "model/convert.h"
 #include "model/model.h"
 #include "runtime/benchmark.h"
 #include "test_util.h"
@@ -29,7 +30,7 @@ double expected_weight_bytes(const Model& model) {
         continue;  // 1-D vectors: negligible and not counted as matrices
       if (contains(name, "layers." + std::to_string(c.num_hidden_layers) + "."))
         continue;  // V3's MTP layer is not run
-      if (name == "model.embed_tokens.weight")
+      if (name == "model.embed_tokens.weight" || name == "model.embed_tokens.weight_scale")  // (q8/q4: its scales too)
         bytes += n / static_cast<double>(c.vocab_size);
       else if (contains(name, ".mlp.experts."))
         bytes += n * static_cast<double>(c.num_experts_per_tok) / static_cast<double>(c.n_routed_experts);
@@ -46,6 +47,28 @@ TEST(Benchmark, DecodeBytesCountWhatOneTokenReads) {
     EXPECT_NEAR(b.weights, expected_weight_bytes(model), 1e-6 * b.weights) << name;
     EXPECT_EQ(b.cache, 100.0 * static_cast<double>(LatentCache::bytes_per_token(model.config()))) << name;
   }
+}
+
+// q8/q4 weights: their float16 block scales count 2 bytes each, as the headers
+// say; a matrix of an older file with float32 scales counts 4.
+TEST(Benchmark, DecodeBytesCountQuantizedScalesAsStored) {
+  test::TempDir tmp;
+  for (DType type : {DType::I8, DType::U8}) {
+    const std::string dir = tmp.path(dtype_name(type));
+    convert_model_dir(test::fixture("v2_lite"), dir, type);
+    Model model(dir);
+    ASSERT_EQ(model.weights().lm_head.scale_dtype, DType::F16);
+    const DecodeBytes b = decode_bytes_per_token(model, 1);
+    EXPECT_NEAR(b.weights, expected_weight_bytes(model), 1e-6 * b.weights) << dtype_name(type);
+  }
+  WeightMatrix m;  // 3 rows of 64 q8 values: 2 blocks a row
+  m.dtype = DType::I8, m.rows = 3, m.cols = 64, m.block_rows = 1, m.block_cols = 32;
+  const float scales[6] = {};
+  m.data = reinterpret_cast<const std::byte*>(scales), m.scale_inv = scales;
+  m.scale_dtype = DType::F32;
+  EXPECT_EQ(m.bytes(), 3u * 64 + 6 * 4);
+  m.scale_dtype = DType::F16;
+  EXPECT_EQ(m.bytes(), 3u * 64 + 6 * 2);
 }
 
 // The prefill FLOP count from the fixture's config.json numbers, worked by hand:
