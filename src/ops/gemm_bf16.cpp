@@ -88,18 +88,24 @@ void float_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first, 
 // [pair][row][2 values] (rows past `rows` and the column past cols zero).
 void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, int64_t j0, int64_t pairs, uint32_t* out) {
   if (rows < kP) std::fill(out, out + pairs * kP, 0u);
-  for (int64_t r = 0; r < rows; ++r) {
-    const auto* row = reinterpret_cast<const uint16_t*>(w.row_data(first + r));
-    const int64_t full = std::min(pairs, w.cols / 2 - j0);  // pairs with both columns inside the row
-    const char* next_block = reinterpret_cast<const char*>(row + 2 * (j0 + pairs));
-    for (int64_t j = 0; j < full; ++j) {
-      // rows read side by side are more streams than the hardware prefetchers follow:
-      // fetch this row's part of the next block while packing this one
-      if (j % 16 == 0) __builtin_prefetch(next_block + j * 4);
-      std::memcpy(out + j * kP + r, row + 2 * (j0 + j), 4);
+  const uint16_t* row[kP];
+  for (int64_t r = 0; r < rows; ++r) row[r] = reinterpret_cast<const uint16_t*>(w.row_data(first + r)) + 2 * j0;
+  const int64_t full = std::min(pairs, w.cols / 2 - j0);  // pairs with both columns inside the row
+  // 16 pairs (64 bytes) of every row at a time: their stores fill 16 lines of
+  // the panel (2 KB) that stay in L1 until complete. A whole row at a time
+  // stored into 256 lines 128 bytes apart, the panel's 32 KB over again for
+  // each row: packing took 18% of a bf16 prefill, 3/4 of the tile kernel's time.
+  constexpr int64_t kChunk = 16;
+  for (int64_t c0 = 0; c0 < full; c0 += kChunk) {
+    const int64_t c1 = std::min(full, c0 + kChunk);
+    for (int64_t r = 0; r < rows; ++r) {
+      // 32 rows read side by side are more streams than the hardware prefetchers follow
+      __builtin_prefetch(row[r] + 2 * (c0 + 4 * kChunk));
+      for (int64_t j = c0; j < c1; ++j) std::memcpy(out + j * kP + r, row[r] + 2 * j, 4);
     }
-    if (full < pairs) out[full * kP + r] = row[w.cols - 1];  // odd cols: the last column, paired with zero
   }
+  if (full < pairs)  // odd cols: the last column, paired with zero
+    for (int64_t r = 0; r < rows; ++r) out[full * kP + r] = row[r][w.cols - 1 - 2 * j0];
 }
 
 struct Tile {
