@@ -159,7 +159,6 @@ int64_t routed_few_tokens(const MoeWeights& w, int64_t d, const float* u, const 
   return static_cast<int64_t>(runs.size());
 }
 
-
 // A prompt's routed experts, in expert order, each split over the threads by
 // rows (matmul's own split): for few experts with many tokens each.
 int64_t routed_experts_split(const MoeWeights& w, int64_t d, const float* u, const ShardPlan& plan,
@@ -213,7 +212,7 @@ int64_t routed_experts_per_thread(const MoeWeights& w, int64_t d, const float* u
   std::vector<float>& slot_outputs = slot_output_buffer;
   std::vector<int32_t>& order = order_buffer;
   std::vector<int32_t>& token_slots = token_slot_buffer;  // each token's slots, token by token
-  std::vector<int32_t>& token_first = token_first_buffer;  // where each token's start
+  std::vector<int32_t>& token_first = token_first_buffer;  // where each token's slots start
   const int64_t slots = first_assignment[plan.experts.end()] - first_assignment[plan.experts.first()];
   const int64_t base = first_assignment[plan.experts.first()];
   slot_outputs.resize(static_cast<size_t>(slots * d));
