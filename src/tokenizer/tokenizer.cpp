@@ -2,6 +2,7 @@
 
 #include <filesystem>
 
+#include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/decoder.h"
@@ -87,6 +88,13 @@ Tokenizer::Tokenizer() = default;
 Tokenizer::~Tokenizer() = default;
 
 bool Tokenizer::exists_in(const std::string& dir) { return fs::is_regular_file(fs::path(dir) / "tokenizer.json"); }
+
+void Tokenizer::copy_files(const std::string& from_dir, const std::string& to_dir) {
+  for (const char* name : {"tokenizer.json", "tokenizer_config.json"}) {
+    const fs::path from = fs::path(from_dir) / name;
+    if (fs::exists(from)) write_file_atomically((fs::path(to_dir) / name).string(), read_text_file(from.string()));
+  }
+}
 
 std::unique_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
   std::unique_ptr<Tokenizer> tok(new Tokenizer());

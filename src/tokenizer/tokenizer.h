@@ -30,6 +30,10 @@ class Tokenizer {
   // optionally tokenizer_config.json). Throws Error naming the file and JSON path.
   static std::unique_ptr<Tokenizer> load(const std::string& path);
   static bool exists_in(const std::string& dir);  // DIR/tokenizer.json present
+  // Copies tokenizer.json and tokenizer_config.json, those present, from one model
+  // directory to another (each written atomically): what makes a trained or
+  // converted model directory usable by every command and by transformers.
+  static void copy_files(const std::string& from_dir, const std::string& to_dir);
   ~Tokenizer();
 
   // Any bytes are accepted; invalid UTF-8 is read as U+FFFD (as Python's errors="replace").

@@ -9,6 +9,7 @@
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
 #include "io/safetensors.h"
+#include "tokenizer/tokenizer.h"
 #include "train/weights_io.h"
 
 namespace dsv2 {
@@ -80,9 +81,7 @@ void save_checkpoint(const std::string& out, const TrainWeights& tw, const AdamW
     write_file_atomically((tmp / "state.json").string(), j.dump(1));
     // The tokenizer too, so that a checkpoint is a model directory every command
     // takes (dsv2 niah -m OUT/checkpoint-N, dsv2 eval, dsv2 generate).
-    if (!tokenizer_dir.empty())
-      for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-        if (fs::exists(fs::path(tokenizer_dir) / f)) fs::copy_file(fs::path(tokenizer_dir) / f, tmp / f);
+    if (!tokenizer_dir.empty()) Tokenizer::copy_files(tokenizer_dir, tmp.string());
   });
   dist::run_on_all_ranks(all, [&] {
     if (!all.is_root()) return;

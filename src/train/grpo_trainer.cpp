@@ -12,7 +12,6 @@
 #include <random>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
 #include "model/model.h"
 #include "runtime/rollout.h"
 #include "tokenizer/tokenizer.h"
@@ -31,10 +30,7 @@ double seconds_since(Clock::time_point start) { return std::chrono::duration<dou
 
 void write_model(const TrainWeights& policy, const GrpoOptions& o) {
   save_model_dir(policy, o.out_dir, o.save_bf16);
-  for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-    const fs::path src = fs::path(o.model_dir) / f;
-    if (fs::exists(src)) write_file_atomically((fs::path(o.out_dir) / f).string(), read_text_file(src.string()));
-  }
+  Tokenizer::copy_files(o.model_dir, o.out_dir);
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "dist/runtime.h"
 #include "io/atomic_file.h"
 #include "io/checkpoint.h"
+#include "tokenizer/tokenizer.h"
 #include "train/checkpoints.h"
 #include "train/training_model.h"
 #include "train/weights_io.h"
@@ -268,11 +269,7 @@ double train(const Config& config, const TokenData& data, const TrainerOptions& 
   checkpoint();
   save_whole_model(tw, layout, o.out_dir, o.save_bf16);
   dist::run_on_all_ranks(all, [&] {
-    if (!root || o.tokenizer_dir.empty()) return;
-    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) {
-      const fs::path src = fs::path(o.tokenizer_dir) / f;
-      if (fs::exists(src)) write_file_atomically((fs::path(o.out_dir) / f).string(), read_text_file(src.string()));
-    }
+    if (root && !o.tokenizer_dir.empty()) Tokenizer::copy_files(o.tokenizer_dir, o.out_dir);
   });
   return last_val;
 }
