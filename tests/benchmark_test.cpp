@@ -80,8 +80,39 @@ TEST(Benchmark, PrefillFlopsFromTheConfig) {
   const double attention = 64.0 * 4 * 24 /*q_proj*/ + 64.0 * 40 /*kv_a*/ + 32.0 * 4 * 32 /*kv_b*/ + 4.0 * 16 * 64 /*o*/;
   const double dense = 3.0 * 64 * 96, moe = 8.0 * 64 + 3.0 * 64 * 48 + 3.0 * 3.0 * 64 * 24;
   const double per_token = 3 * attention + dense + 2 * moe;
-  const double p = 10, core = 3.0 * 4 * (2 * 32 + 8) * p * (p + 1) / 2;
-  EXPECT_NEAR(prefill_flops(model, 10), 2.0 * (per_token * p + 512.0 * 64 + core), 1e-9 * prefill_flops(model, 10));
+  const double p = 10, absorbed = 3.0 * 4 * (2 * 32 + 8) * p * (p + 1) / 2, naive = 3.0 * 4 * (16 + 8 + 16) * p * (p + 1) / 2;
+  const double a = prefill_flops(model, 10, AttentionPath::kAbsorbed), n = prefill_flops(model, 10, AttentionPath::kNaive);
+  EXPECT_NEAR(a, 2.0 * (per_token * p + 512.0 * 64 + absorbed), 1e-9 * a);
+  EXPECT_NEAR(n, 2.0 * (per_token * p + 512.0 * 64 + naive), 1e-9 * n);
+}
+
+// Which MLA form a call takes, counted by hand for DeepSeek-V2-Lite's shapes
+// (d_c 512, d_n 128, d_R 64, d_v 128; per head and query or position:
+// absorbing 2·512·128, expanding 512·256; per pair 1088 absorbed, 320 naive).
+TEST(Benchmark, AttentionPathIsTheOneWithFewerMultiplyAdds) {
+  Config c;
+  c.kv_lora_rank = 512, c.qk_nope_head_dim = 128, c.qk_rope_head_dim = 64, c.v_head_dim = 128;
+  c.num_hidden_layers = 1, c.num_attention_heads = 16, c.max_position_embeddings = 8192;
+  LatentCache cache(c, 8192);
+  const auto path = [&](int64_t cached, int64_t tokens) {
+    cache.set_length(cached);
+    return choose_attention_path(c, {SequenceSpan{&cache, 0, tokens}});
+  };
+  // From an empty cache: naive 131072·T + 320·T(T+1)/2 < absorbed 131072·T + 1088·T(T+1)/2 once T >= 1
+  // (one token: 131072 + 320 against 131072 + 1088).
+  EXPECT_EQ(path(0, 1), AttentionPath::kNaive);
+  EXPECT_EQ(path(0, 512), AttentionPath::kNaive);
+  // Decoding after 100 cached: naive 101·131072 + 101·320 against 131072 + 101·1088.
+  EXPECT_EQ(path(100, 1), AttentionPath::kAbsorbed);
+  // A chunk of T after N cached: naive iff (N + T)·131072 + 320·P < T·131072 + 1088·P, P = T·N + T(T+1)/2.
+  // N = 4000, T = 300: 563.6M + 398.4M = 962.0M against 39.3M + 1354.7M = 1394.0M -> naive.
+  EXPECT_EQ(path(4000, 300), AttentionPath::kNaive);
+  // N = 4000, T = 100: 537.4M + 129.6M = 667.0M against 13.1M + 440.7M = 453.8M -> absorbed.
+  EXPECT_EQ(path(4000, 100), AttentionPath::kAbsorbed);
+  // Past 1 GiB of expanded keys and values (16 heads · 256 floats = 16 KiB a position: 65536 positions) absorbed.
+  LatentCache long_cache(c, 70000);
+  EXPECT_EQ(choose_attention_path(c, {SequenceSpan{&long_cache, 0, 65536}}), AttentionPath::kNaive);
+  EXPECT_EQ(choose_attention_path(c, {SequenceSpan{&long_cache, 0, 65537}}), AttentionPath::kAbsorbed);
 }
 
 TEST(Benchmark, JsonReportIsComplete) {

@@ -325,9 +325,9 @@ TEST(Bf16Prefill, AgreesWithFloat32ActivationsOnRealText) {
 
 // Long contexts: the absorbed path attends in tiles of 128 cached positions
 // with an online softmax, and a decoding row's positions are split over the
-// threads and merged; prefill masks tiles per row. The naive path (one plain
-// softmax over the whole expanded cache, itself checked against transformers)
-// must give the same logits at every position.
+// threads and merged; prefill masks tiles per row. The naive path (the cache
+// expanded into per-head keys and values, tiles of 64 rows of one head; itself
+// checked against transformers) must give the same logits at every position.
 TEST(LongContext, TiledAbsorbedAttentionMatchesNaive) {
   Model model(shipped_model());
   const int64_t vocab = model.config().vocab_size, total = 560, prefill = 530;

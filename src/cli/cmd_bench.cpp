@@ -18,7 +18,7 @@
 namespace dsv2::cli {
 
 int run_bench(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--cache-type TYPE] [--threads N] [--json] "
+  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--attn auto|naive|absorbed] [--cache-type TYPE] [--threads N] [--json] "
             "[--speculative mtp [--draft N] [--step-runs N]]\n\n"
             "With --speculative mtp: greedy tokens/s with and without MTP drafts, and the medians of N alternated\n"
             "runs of a 1-token decoding step, a verification step (1 + draft tokens) and one MTP draft row after the\n"
@@ -28,6 +28,7 @@ int run_bench(int argc, char** argv) {
              {"gen", 'n', true, "N         tokens decoded one at a time (default 32)"},
              {"ctx", 'c', true, "N         decode after this many cached tokens; those past the prompt are random latents (default: the prompt)"},
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
+             {"attn", 0, true, "PATH      MLA form of the prefill: auto (default: fewer multiply-adds), naive or absorbed; decoding is absorbed"},
              {"json", 0, false, "          print one JSON object instead of a table"},
              kSpeculativeOption, kDraftOption,
              {"step-runs", 0, true, "N         with --speculative: alternated runs of each step timed (default 9)"},
@@ -44,6 +45,7 @@ int run_bench(int argc, char** argv) {
     o.context = args.get_int("ctx", 0);
     o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
     o.cache_type = cache_type_option(args);
+    o.prefill_path = parse_attention_path(args.get("attn", "auto"));
     if (o.prompt < 1 || o.prompt > (1 << 20)) throw UsageError("option --prompt: must be between 1 and 1048576");
     if (o.generate < 1 || o.generate > 100000) throw UsageError("option --gen: must be between 1 and 100000");
     if (o.context < 0 || o.context > (1 << 20)) throw UsageError("option --ctx: must be between 0 and 1048576");
@@ -84,6 +86,7 @@ int run_bench(int argc, char** argv) {
                               {"cache_type", cache_type_name(o.cache_type)},
                               {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                               {"prefill_flops_per_s", r.prefill_flops_per_s},
+                              {"prefill_attention", r.prefill_path == AttentionPath::kNaive ? "naive" : "absorbed"},
                               {"decode_tokens_per_s", r.decode_tokens_per_s},
                               {"weight_bytes_per_token", r.bytes_per_token.weights},
                               {"cache_bytes_per_token", r.bytes_per_token.cache},
@@ -121,8 +124,8 @@ int run_bench(int argc, char** argv) {
     return 0;
   }
   std::printf("threads          %d\n", num_threads());
-  std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s\n", (long long)r.prompt_tokens,
-              r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9);
+  std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s (%s attention)\n", (long long)r.prompt_tokens,
+              r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9, r.prefill_path == AttentionPath::kNaive ? "naive" : "absorbed");
   std::printf("prefill vs peak  %.1f%% of %.1f G/s (%s; fp32 fma %.1f, int8 %.1f, bf16 dot %.1f G/s measured)\n",
               100.0 * prefill_peak_share, prefill_peak / 1e9, prefill_peak_kind.c_str(), peaks.fp32_fma_flops / 1e9,
               peaks.int8_dot_ops / 1e9, peaks.bf16_dot_flops / 1e9);

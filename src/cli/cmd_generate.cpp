@@ -57,7 +57,7 @@ int run_generate(int argc, char** argv) {
     options.max_tokens = n;
     options.sampling = parse_sampling(args, generate_defaults());
     options.ignore_stop = args.has("ignore-eos");
-    options.path = parse_attention_path(args.get("attn", "absorbed"));
+    options.path = parse_attention_path(args.get("attn", "auto"));
     speculative = speculative_option(args);
     speculative_options.draft = draft_option(args);
     if (speculative) check_speculative_sampling(options.sampling);

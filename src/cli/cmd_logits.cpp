@@ -12,7 +12,7 @@
 namespace dsv2::cli {
 
 int run_logits(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 logits -m DIR (--ids \"1 2 3 ...\" | --prompt TEXT) -o FILE [--prefill N] [--attn naive|absorbed] [--float32-activations]",
+  Args args(argc, argv, "dsv2 logits -m DIR (--ids \"1 2 3 ...\" | --prompt TEXT) -o FILE [--prefill N] [--attn auto|naive|absorbed] [--float32-activations]",
             {kModelOption,
              {"ids", 0, true, "\"IDS\"     input token ids, separated by spaces or commas"},
              {"prompt", 'p', true, "TEXT      input text, encoded with the model's tokenizer (BOS included)"},
@@ -37,7 +37,7 @@ int run_logits(int argc, char** argv) {
     prefill = args.get_int("prefill", static_cast<int64_t>(ids.size()));
     if (prefill < 1 || prefill > static_cast<int64_t>(ids.size()))
       throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(ids.size()) + ")");
-    path = parse_attention_path(args.get("attn", "absorbed"));
+    path = parse_attention_path(args.get("attn", "auto"));
     use_gemm_bf16_for_prefill(!args.has("float32-activations"));
     cache_type_option(args);
     model = load_model(args, dir);

@@ -40,7 +40,7 @@ int run_grpo(int argc, char** argv);
 
 // Options several commands share, spelled once.
 inline const OptionSpec kModelOption{"model", 'm', true, "DIR       Hugging Face model directory"};
-inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      attention path: absorbed (default) or naive"};
+inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      MLA form: auto (default: per call, the one with fewer multiply-adds), absorbed or naive"};
 inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
 inline const OptionSpec kQuantizeOption{"quantize", 0, true,
                                         "TYPE      re-encode the weights at load time: bf16, q8, q4 or fp8 (as dsv2 quantize)"};

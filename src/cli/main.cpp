@@ -82,7 +82,8 @@ namespace dsv2::cli {
 AttentionPath parse_attention_path(const std::string& value) {
   if (value == "naive") return AttentionPath::kNaive;
   if (value == "absorbed") return AttentionPath::kAbsorbed;
-  throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed");
+  if (value == "auto") return AttentionPath::kAuto;
+  throw UsageError("option --attn: '" + value + "' is not one of naive, absorbed, auto");
 }
 
 bool speculative_option(const Args& args) {

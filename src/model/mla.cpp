@@ -32,41 +32,92 @@ struct Dims {
         latent(c.kv_lora_rank), qk(c.qk_head_dim()) {}
 };
 
-// softmax over scores[0..n) then out = Σ_s p_s · rows[s], rows `stride` apart.
-void attend(float* scores, int64_t n, const float* rows, int64_t stride, int64_t width, float* out) {
-  softmax(scores, n);
-  for (int64_t i = 0; i < width; ++i) out[i] = 0.0f;
-  for (int64_t s = 0; s < n; ++s) axpy(scores[s], rows + s * stride, out, width);
-}
-
 // Where one batch row sits: its position and its sequence's cache.
 struct RowContext {
   int64_t position;
   LatentCache* cache;
 };
 
-// Naive path: k_nope and v for every cached position of each sequence, [k_nope ; v] per head (eq. 10-11).
+// Cached positions per tile of both paths: 128 rows of [c_kv ; k_R] converted
+// to float32 fill about 300 KB, which stays in a core's L2.
+constexpr int64_t kTile = 128;
+
+// One tile's step of the online softmax (the FlashAttention recurrence) for
+// `queries` query vectors, `per_row` of them per batch row (all heads of a row
+// on the absorbed path, one head on the naive one): S [queries, n] holds the
+// tile's scaled scores and becomes the unnormalised probabilities exp(S - m)
+// (0 where masked); the running max m, sum l and the weighted sum out
+// [queries, width] are rescaled to the new max. Query i's row sees
+// `first_visible + i / per_row` of the tile's n positions (causal mask).
+void online_softmax_step(float* S, int64_t queries, int64_t n, int64_t per_row, int64_t first_visible, float* max,
+                         float* sum, float* out, int64_t width) {
+  for (int64_t i = 0; i < queries; ++i) {
+    float* row = S + i * n;
+    const int64_t visible = std::clamp<int64_t>(first_visible + i / per_row, 0, n);
+    if (visible == 0) {
+      // The row sees none of this tile (an earlier row of a block that straddles
+      // tiles): its state is unchanged, and its weights must be 0, not -inf, for
+      // the P·V product that follows (-inf · v is NaN or -inf).
+      std::fill(row, row + n, 0.0f);
+      continue;
+    }
+    std::fill(row + visible, row + n, -std::numeric_limits<float>::infinity());
+    const float tile_max = max_value(row, visible), new_max = std::max(max[i], tile_max);
+    const float rescale = std::exp(max[i] - new_max);  // 0 on the first tile (max = -inf)
+    if (rescale != 1.0f) {
+      sum[i] *= rescale;
+      for (int64_t c = 0; c < width; ++c) out[i * width + c] *= rescale;
+    }
+    max[i] = new_max;
+    sum[i] += exp_shifted_sum(row, visible, new_max);
+    std::fill(row + visible, row + n, 0.0f);
+  }
+}
+
+// Naive path (eq. 10-11, 16-18): every cached c_kv of a sequence expanded once
+// through kv_b_proj into [k_nope ; v] per head (one GEMM), then per head and
+// block of rows, tiles of positions as two small GEMMs each, S = Q_nope·K_nopeᵀ
+// + Q_R·K_Rᵀ and out += P·V, with the online softmax in between. Per query and
+// position this is d_n + d_R + d_v multiply-adds against the absorbed path's
+// 2·d_c + d_R, so long prompts take it (choose_attention_path).
 void attention_naive(const Dims& dm, const AttentionWeights& w, const float* q, const std::vector<SequenceSpan>& spans,
                      int64_t layer, float scale, float* heads_out, Scratch& scratch) {
-  const int64_t kv_width = dm.heads * (dm.nope + dm.v);
+  constexpr int64_t kRowsPerBlock = 64;
+  const int64_t per_head = dm.nope + dm.v, kv_width = dm.heads * per_head;
   std::vector<float> converted;
   for (const SequenceSpan& span : spans) {
     const int64_t start = span.cache->length(), total = start + span.tokens;
     const LatentCache::Rows cached = span.cache->read(layer, 0, total, converted);
     float* kv = scratch.get(kExpandedKv, total * kv_width);
     matmul(cached.latents, total, w.kv_b_proj, kv);
-    parallel_for(span.tokens * dm.heads, 1, [&](int64_t begin, int64_t end) {
-      std::vector<float> scores(total);
+    const int64_t blocks = (span.tokens + kRowsPerBlock - 1) / kRowsPerBlock;
+    parallel_for(dm.heads * blocks, 1, [&](int64_t begin, int64_t end) {
+      thread_local std::vector<float> scores, state;  // grow-only
+      scores.resize(static_cast<size_t>(kRowsPerBlock * kTile));
+      state.resize(static_cast<size_t>(kRowsPerBlock * (dm.v + 2)));
       for (int64_t job = begin; job < end; ++job) {
-        const int64_t t = job / dm.heads, h = job % dm.heads, visible = start + t + 1, row = span.first_row + t;
-        const float* q_nope = q + (row * dm.heads + h) * dm.qk;
-        const float* q_rope = q_nope + dm.nope;
-        for (int64_t s = 0; s < visible; ++s) {
-          const float* k_nope = kv + s * kv_width + h * (dm.nope + dm.v);
-          scores[s] = (dot(q_nope, k_nope, dm.nope) + dot(q_rope, cached.rope_keys + s * dm.rope, dm.rope)) * scale;  // eq. 16-18
+        const int64_t h = job / blocks, t0 = job % blocks * kRowsPerBlock;
+        const int64_t rows = std::min(kRowsPerBlock, span.tokens - t0), first_row = span.first_row + t0;
+        float *max = state.data(), *sum = max + rows, *out = sum + rows;
+        std::fill(max, max + rows, -std::numeric_limits<float>::infinity());
+        std::fill(sum, sum + rows, 0.0f);
+        std::fill(out, out + rows * dm.v, 0.0f);
+        const float* q_nope = q + (first_row * dm.heads + h) * dm.qk;  // rows n_h·d_qk apart
+        const int64_t q_stride = dm.heads * dm.qk, visible_end = start + t0 + rows;
+        for (int64_t s0 = 0; s0 < visible_end; s0 += kTile) {
+          const int64_t n = std::min(kTile, visible_end - s0);
+          const float* k_nope = kv + s0 * kv_width + h * per_head;
+          float* S = scores.data();
+          gemm(false, true, rows, n, dm.nope, scale, q_nope, q_stride, k_nope, kv_width, 0.0f, S, n);
+          gemm(false, true, rows, n, dm.rope, scale, q_nope + dm.nope, q_stride, cached.rope_keys + s0 * dm.rope, dm.rope,
+               1.0f, S, n);
+          online_softmax_step(S, rows, n, 1, start + t0 + 1 - s0, max, sum, out, dm.v);
+          gemm(false, false, rows, dm.v, n, 1.0f, S, n, k_nope + dm.nope, kv_width, 1.0f, out, dm.v);
         }
-        attend(scores.data(), visible, kv + h * (dm.nope + dm.v) + dm.nope, kv_width, dm.v,
-               heads_out + (row * dm.heads + h) * dm.v);
+        for (int64_t r = 0; r < rows; ++r) {
+          float* o = heads_out + ((first_row + r) * dm.heads + h) * dm.v;
+          for (int64_t c = 0; c < dm.v; ++c) o[c] = out[r * dm.v + c] / sum[r];
+        }
       }
     });
   }
@@ -81,10 +132,6 @@ const float* head_rows(const WeightMatrix& kv_b_proj, int64_t first, int64_t cou
   for (int64_t i = 0; i < count; ++i) kv_b_proj.dequantize_row(first + i, converted.data() + i * kv_b_proj.cols);
   return converted.data();
 }
-
-// Cached positions per tile of the absorbed path: 128 rows of [c_kv ; k_R]
-// converted to float32 fill about 300 KB, which stays in a core's L2.
-constexpr int64_t kTile = 128;
 
 // A block of consecutive rows of one sequence (all their heads: `queries` =
 // rows·n_h query vectors) against cached positions [begin, end): the
@@ -216,27 +263,7 @@ void attend_tiles(const Dims& dm, const float* q_lat, const float* q, const std:
       gemm(false, true, queries, n, dm.latent, scale, ql, dm.latent, tile.latents, dm.latent, 0.0f, S, n);
       gemm(false, true, queries, n, dm.rope, scale, q_rope, dm.qk, tile.rope_keys, dm.rope, 1.0f, S, n);
     }
-    for (int64_t i = 0; i < queries; ++i) {
-      float* row = S + i * n;
-      const int64_t visible = std::clamp<int64_t>(first_position + i / dm.heads + 1 - s0, 0, n);  // causal mask
-      if (visible == 0) {
-        // The row sees none of this tile (an earlier row of a block that straddles
-        // tiles): its state is unchanged, and its weights must be 0, not -inf, for
-        // the P·C product below (-inf · c is NaN or -inf).
-        std::fill(row, row + n, 0.0f);
-        continue;
-      }
-      std::fill(row + visible, row + n, -std::numeric_limits<float>::infinity());
-      const float tile_max = max_value(row, visible), new_max = std::max(work.max[i], tile_max);
-      const float rescale = std::exp(work.max[i] - new_max);  // 0 on the first tile (max = -inf)
-      if (rescale != 1.0f) {
-        work.sum[i] *= rescale;
-        for (int64_t c = 0; c < dm.latent; ++c) work.out[i * dm.latent + c] *= rescale;
-      }
-      work.max[i] = new_max;
-      work.sum[i] += exp_shifted_sum(row, visible, new_max);
-      std::fill(row + visible, row + n, 0.0f);
-    }
+    online_softmax_step(S, queries, n, dm.heads, first_position + 1 - s0, work.max, work.sum, work.out, dm.latent);
     if (amx_products) amx_products->accumulate(n, S, work.out);
     else gemm(false, false, queries, dm.latent, n, 1.0f, S, n, tile.latents, dm.latent, 1.0f, work.out, dm.latent);
   }
@@ -347,10 +374,28 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
 
 }  // namespace
 
+AttentionPath choose_attention_path(const Config& c, const std::vector<SequenceSpan>& spans) {
+  const double d_c = static_cast<double>(c.kv_lora_rank), d_n = static_cast<double>(c.qk_nope_head_dim),
+               d_r = static_cast<double>(c.qk_rope_head_dim), d_v = static_cast<double>(c.v_head_dim);
+  // The naive form holds one sequence's expanded keys and values at a time, in float32.
+  constexpr double kMaxExpandedBytes = double(int64_t(1) << 30);
+  double naive = 0.0, absorbed = 0.0;  // per head
+  for (const SequenceSpan& span : spans) {
+    const double start = static_cast<double>(span.cache->length()), tokens = static_cast<double>(span.tokens);
+    if ((start + tokens) * static_cast<double>(c.num_attention_heads) * (d_n + d_v) * sizeof(float) > kMaxExpandedBytes)
+      return AttentionPath::kAbsorbed;
+    const double pairs = tokens * start + tokens * (tokens + 1.0) / 2.0;  // (query, visible position) pairs
+    naive += (start + tokens) * d_c * (d_n + d_v) + pairs * (d_n + d_r + d_v);
+    absorbed += tokens * d_c * (d_n + d_v) + pairs * (2.0 * d_c + d_r);
+  }
+  return naive < absorbed ? AttentionPath::kNaive : AttentionPath::kAbsorbed;
+}
+
 void mla_forward(const Config& c, const AttentionWeights& w, const Rope& rope, int64_t layer, const float* h,
                  int64_t rows, const std::vector<SequenceSpan>& spans, AttentionPath path, float* out, Scratch& scratch,
                  const ShardPlan& plan) {
   const Dims dm(c, plan.heads.count(plan.rank));
+  if (path == AttentionPath::kAuto) path = choose_attention_path(c, spans);  // before the caches grow
   const float eps = static_cast<float>(c.rms_norm_eps);
   thread_local std::vector<RowContext> row_contexts;  // grow-only: no allocation per step
   std::vector<RowContext>& context = row_contexts;

@@ -57,14 +57,16 @@ DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheTyp
   return b;
 }
 
-double prefill_flops(const Model& model, int64_t prompt) {
+double prefill_flops(const Model& model, int64_t prompt, AttentionPath path) {
   const Config& c = model.config();
   // kv_b_proj counts once: absorbed attention folds W_UK into the query and
-  // W_UV into the output, one use of each row per token.
+  // W_UV into the output, naive attention expands each position once.
   const double per_token = per_token_layer_sum(model, elements);
   const double p = static_cast<double>(prompt);
+  const int64_t per_pair = path == AttentionPath::kNaive ? c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim
+                                                          : 2 * c.kv_lora_rank + c.qk_rope_head_dim;
   const double attention = static_cast<double>(c.num_hidden_layers * c.num_attention_heads) *
-                           static_cast<double>(2 * c.kv_lora_rank + c.qk_rope_head_dim) * p * (p + 1.0) / 2.0;
+                           static_cast<double>(per_pair) * p * (p + 1.0) / 2.0;
   return 2.0 * (per_token * p + elements(model.weights().lm_head) + attention);
 }
 
@@ -111,11 +113,13 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
   r.generated_tokens = o.generate;
   r.context = context;
 
+  r.prefill_path = o.prefill_path != AttentionPath::kAuto ? o.prefill_path
+                                                            : choose_attention_path(c, {SequenceSpan{&cache, 0, o.prompt}});
   auto start = Clock::now();
-  model.forward(ids.data(), o.prompt, cache, AttentionPath::kAbsorbed, logits.data(), true);
+  model.forward(ids.data(), o.prompt, cache, r.prefill_path, logits.data(), true);
   const double prefill_seconds = seconds_since(start);
   r.prefill_tokens_per_s = static_cast<double>(o.prompt) / prefill_seconds;
-  r.prefill_flops_per_s = prefill_flops(model, o.prompt) / prefill_seconds;
+  r.prefill_flops_per_s = prefill_flops(model, o.prompt, r.prefill_path) / prefill_seconds;
   // Cached positions past the prompt hold random latents: attention costs the
   // same whatever the values, and running a large model over thousands of
   // tokens first would take far longer than the measurement.

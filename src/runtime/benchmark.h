@@ -24,10 +24,11 @@ DecodeBytes decode_bytes_per_token(const Model& model, int64_t context, CacheTyp
 
 // Floating-point operations of prefilling `prompt` tokens: 2 per weight a token
 // multiplies with (routed experts: k of n on average; the LM head for the last
-// token only, as generation needs), plus absorbed attention: folding W_UK and
-// W_UV, and per head and visible position the scores (d_c + d_R) and the
-// weighted latent sum (d_c).
-double prefill_flops(const Model& model, int64_t prompt);
+// token only, as generation needs; kv_b_proj once, as W_UK and W_UV folded into
+// the queries and outputs or as each position's expansion), plus per head and
+// visible position the scores and the weighted sum: d_c + d_R and d_c absorbed,
+// d_n + d_R and d_v naive. `path`: kNaive or kAbsorbed, as the prefill ran.
+double prefill_flops(const Model& model, int64_t prompt, AttentionPath path);
 
 // Best-of-3 read bandwidth over a buffer much larger than the caches, with the
 // current thread count (bytes/s).
@@ -36,12 +37,14 @@ double measure_read_bandwidth(int64_t bytes = int64_t(512) << 20);
 struct BenchOptions {
   int64_t prompt = 128, generate = 32, context = 0;  // context: decode after this many cached tokens
   CacheType cache_type = CacheType::kF32;
+  AttentionPath prefill_path = AttentionPath::kAuto;  // decoding is absorbed
   uint64_t seed = 1;
 };
 struct BenchResult {
   int64_t prompt_tokens = 0, generated_tokens = 0, context = 0;
   double prefill_tokens_per_s = 0.0, decode_tokens_per_s = 0.0;  // decode: median per-token time
   double prefill_flops_per_s = 0.0;
+  AttentionPath prefill_path = AttentionPath::kAbsorbed;  // the form the prefill took
   double bandwidth_bytes_per_s = 0.0, roofline_tokens_per_s = 0.0, roofline_share = 0.0;
   DecodeBytes bytes_per_token;
   int64_t peak_rss_bytes = 0;

@@ -16,7 +16,7 @@ struct GenerationOptions {
   SamplingOptions sampling;
   std::vector<int64_t> stop_ids;  // generation ends after one of these (it is reported, then stops)
   bool ignore_stop = false;
-  AttentionPath path = AttentionPath::kAbsorbed;
+  AttentionPath path = AttentionPath::kAuto;
 };
 
 // `cache` may already hold a prefix of `prompt` (tokens of an earlier turn):
