@@ -12,14 +12,14 @@
 namespace dsv2::cli {
 
 int run_logits(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 logits -m DIR (--ids \"1 2 3 ...\" | --prompt TEXT) -o FILE [--prefill N] [--attn auto|naive|absorbed] [--float32-activations]",
+  Args args(argc, argv, "dsv2 logits -m DIR (--ids \"1 2 3 ...\" | --prompt TEXT) -o FILE [--prefill N] [--attn absorbed|naive|auto] [--float32-activations]",
             {kModelOption,
              {"ids", 0, true, "\"IDS\"     input token ids, separated by spaces or commas"},
              {"prompt", 'p', true, "TEXT      input text, encoded with the model's tokenizer (BOS included)"},
              {"special", 0, false, "          recognise special-token text in --prompt"},
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
-             kAttnOption,
+             {"attn", 0, true, "PATH      MLA form: absorbed (default: the server's, so its echoed logprobs equal these), naive or auto"},
              {"float32-activations", 0, false, "          bf16 weights' prefill in float32 as references compute (default: bf16 activations, as generation)"},
              kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
@@ -37,7 +37,7 @@ int run_logits(int argc, char** argv) {
     prefill = args.get_int("prefill", static_cast<int64_t>(ids.size()));
     if (prefill < 1 || prefill > static_cast<int64_t>(ids.size()))
       throw UsageError("option --prefill: must be between 1 and the number of ids (" + std::to_string(ids.size()) + ")");
-    path = parse_attention_path(args.get("attn", "auto"));
+    path = parse_attention_path(args.get("attn", "absorbed"));
     use_gemm_bf16_for_prefill(!args.has("float32-activations"));
     cache_type_option(args);
     model = load_model(args, dir);
