@@ -76,6 +76,7 @@ int run_bench(int argc, char** argv) {
                                         : bf16_prefill ? std::string("bf16 dot vdpbf16ps")
                                                        : "fp32 fma " + peaks.simd_target;
   const double prefill_peak_share = r.prefill_flops_per_s / prefill_peak;
+  const char* prefill_form = r.prefill_path == AttentionPath::kNaive ? "naive" : "absorbed";
   const double acceptance[] = {0.6, 0.7, 0.8, 0.9};
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {
@@ -86,7 +87,7 @@ int run_bench(int argc, char** argv) {
                               {"cache_type", cache_type_name(o.cache_type)},
                               {"prefill_tokens_per_s", r.prefill_tokens_per_s},
                               {"prefill_flops_per_s", r.prefill_flops_per_s},
-                              {"prefill_attention", r.prefill_path == AttentionPath::kNaive ? "naive" : "absorbed"},
+                              {"prefill_attention", prefill_form},
                               {"decode_tokens_per_s", r.decode_tokens_per_s},
                               {"weight_bytes_per_token", r.bytes_per_token.weights},
                               {"cache_bytes_per_token", r.bytes_per_token.cache},
@@ -125,7 +126,7 @@ int run_bench(int argc, char** argv) {
   }
   std::printf("threads          %d\n", num_threads());
   std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s (%s attention)\n", (long long)r.prompt_tokens,
-              r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9, r.prefill_path == AttentionPath::kNaive ? "naive" : "absorbed");
+              r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9, prefill_form);
   std::printf("prefill vs peak  %.1f%% of %.1f G/s (%s; fp32 fma %.1f, int8 %.1f, bf16 dot %.1f G/s measured)\n",
               100.0 * prefill_peak_share, prefill_peak / 1e9, prefill_peak_kind.c_str(), peaks.fp32_fma_flops / 1e9,
               peaks.int8_dot_ops / 1e9, peaks.bf16_dot_flops / 1e9);

@@ -374,9 +374,16 @@ void attention_absorbed(const Dims& dm, const AttentionWeights& w, const float* 
 
 }  // namespace
 
+int64_t multiply_adds_per_pair(const Config& c, AttentionPath path) {
+  return path == AttentionPath::kNaive ? c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim
+                                       : 2 * c.kv_lora_rank + c.qk_rope_head_dim;
+}
+
 AttentionPath choose_attention_path(const Config& c, const std::vector<SequenceSpan>& spans) {
   const double d_c = static_cast<double>(c.kv_lora_rank), d_n = static_cast<double>(c.qk_nope_head_dim),
-               d_r = static_cast<double>(c.qk_rope_head_dim), d_v = static_cast<double>(c.v_head_dim);
+               d_v = static_cast<double>(c.v_head_dim);
+  const double naive_pair = static_cast<double>(multiply_adds_per_pair(c, AttentionPath::kNaive)),
+               absorbed_pair = static_cast<double>(multiply_adds_per_pair(c, AttentionPath::kAbsorbed));
   // The naive form holds one sequence's expanded keys and values at a time, in float32.
   constexpr double kMaxExpandedBytes = double(int64_t(1) << 30);
   double naive = 0.0, absorbed = 0.0;  // per head
@@ -385,8 +392,8 @@ AttentionPath choose_attention_path(const Config& c, const std::vector<SequenceS
     if ((start + tokens) * static_cast<double>(c.num_attention_heads) * (d_n + d_v) * sizeof(float) > kMaxExpandedBytes)
       return AttentionPath::kAbsorbed;
     const double pairs = tokens * start + tokens * (tokens + 1.0) / 2.0;  // (query, visible position) pairs
-    naive += (start + tokens) * d_c * (d_n + d_v) + pairs * (d_n + d_r + d_v);
-    absorbed += tokens * d_c * (d_n + d_v) + pairs * (2.0 * d_c + d_r);
+    naive += (start + tokens) * d_c * (d_n + d_v) + pairs * naive_pair;
+    absorbed += tokens * d_c * (d_n + d_v) + pairs * absorbed_pair;
   }
   return naive < absorbed ? AttentionPath::kNaive : AttentionPath::kAbsorbed;
 }

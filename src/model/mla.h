@@ -38,6 +38,10 @@ struct SequenceSpan {
 // (V2-Lite: 64K positions; V2's 128 heads: 8K).
 AttentionPath choose_attention_path(const Config& config, const std::vector<SequenceSpan>& spans);
 
+// Multiply-adds per head for one (query, visible position) pair, scores and
+// weighted sum: 2·d_c + d_R absorbed, d_n + d_R + d_v naive (path not kAuto).
+int64_t multiply_adds_per_pair(const Config& config, AttentionPath path);
+
 // h: [rows, hidden] (already normalised). Every token attends causally to its
 // sequence's cached tokens and to those before it in its span. Its c_kv and
 // k_R are written into its cache, whose rows must be reserved (the caller

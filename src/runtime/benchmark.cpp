@@ -63,10 +63,8 @@ double prefill_flops(const Model& model, int64_t prompt, AttentionPath path) {
   // W_UV into the output, naive attention expands each position once.
   const double per_token = per_token_layer_sum(model, elements);
   const double p = static_cast<double>(prompt);
-  const int64_t per_pair = path == AttentionPath::kNaive ? c.qk_nope_head_dim + c.qk_rope_head_dim + c.v_head_dim
-                                                          : 2 * c.kv_lora_rank + c.qk_rope_head_dim;
   const double attention = static_cast<double>(c.num_hidden_layers * c.num_attention_heads) *
-                           static_cast<double>(per_pair) * p * (p + 1.0) / 2.0;
+                           static_cast<double>(multiply_adds_per_pair(c, path)) * p * (p + 1.0) / 2.0;
   return 2.0 * (per_token * p + elements(model.weights().lm_head) + attention);
 }
 
