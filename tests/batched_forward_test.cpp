@@ -67,6 +67,23 @@ TEST_P(BatchedForward, MatchesEachSequenceAlone) {
   }
 }
 
+// Asking for the last row's logits only skips the last layer's FFN for the
+// other rows (Model::forward); that row's logits stay those of the full run.
+TEST_P(BatchedForward, LastRowLogitsAreThoseOfTheFullRun) {
+  for (const char* name : {"v2_lite", "v3_fp8_yarn"}) {
+    Model model(test::fixture(name));
+    const int64_t vocab = model.config().vocab_size;
+    const std::vector<int32_t> ids = {5, 9, 17, 3, 8, 2, 11, 40, 41, 7, 60, 7};
+    const std::vector<float> all = alone(model, ids);
+    LatentCache cache(model.config(), 64);
+    std::vector<float> last(vocab);
+    model.forward(ids.data(), static_cast<int64_t>(ids.size()), cache, GetParam(), last.data(), true);
+    const auto diff = test::compare(last, std::vector<float>(all.end() - vocab, all.end()));
+    EXPECT_LE(diff.max_abs_diff, 1e-5f * diff.max_abs_ref) << name;
+    EXPECT_EQ(cache.length(), static_cast<int64_t>(ids.size()));
+  }
+}
+
 // A prompt prefilled after a cached prefix (a chat's earlier turns, the
 // server's prefix reuse) gets the logits of the whole prompt prefilled at once,
 // whatever the prefix length: the rows then start off the absorbed attention's

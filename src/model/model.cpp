@@ -32,6 +32,18 @@ void prefault_share(const Config& config, Weights& w) {
   if (config.tie_word_embeddings) prefault_matrix(w.lm_head);  // this rank's rows of the shared table
 }
 
+// Moves each span's last row to the front of x, span after span (rows only
+// move forward, so in place), and returns how many there are.
+int64_t keep_last_rows(const std::vector<SequenceSpan>& spans, int64_t d, float* x) {
+  int64_t kept = 0;
+  for (const SequenceSpan& span : spans) {
+    const float* row = x + (span.first_row + span.tokens - 1) * d;
+    if (row != x + kept * d) std::copy(row, row + d, x + kept * d);
+    ++kept;
+  }
+  return kept;
+}
+
 }  // namespace
 
 Model::Model(const std::string& dir, std::optional<DType> quantize_to)
@@ -81,12 +93,17 @@ void Model::check_batch() const {
 
 void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
                     bool last_only, float* hidden) {
+  forward_tokens(ids, tokens, cache, path, logits, last_only, hidden, last_only && !hidden);
+}
+
+void Model::forward_tokens(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
+                           bool last_only, float* hidden, bool last_row_only) {
   require(tokens > 0, "forward: no tokens");
   batch_ids_.assign(ids, ids + tokens);
   spans_.assign({SequenceSpan{&cache, 0, tokens}});
   check_batch();
-  if (plan_.split() && !is_follower()) announce(0, path, last_only);
-  const float* x = run_layers(path);
+  if (plan_.split() && !is_follower()) announce(0, path, (last_only ? kLastOnly : 0) | (last_row_only ? kLastRowsOnly : 0));
+  const float* x = run_layers(path, last_row_only);
   const int64_t d = config_.hidden_size, first = last_only ? tokens - 1 : 0;
   const float eps = static_cast<float>(config_.rms_norm_eps);
   if (hidden) {  // every row, for the MTP module's prefill, even when only the last row's logits are wanted
@@ -94,11 +111,16 @@ void Model::forward(const int32_t* ids, int64_t tokens, LatentCache& cache, Atte
     return lm_head(hidden + first * d, tokens - first, logits);
   }
   float* normed = activations_.get(kNormed, tokens * d);
-  rmsnorm(x + first * d, weights_.norm.data(), eps, tokens - first, d, normed);
+  rmsnorm(last_row_only ? x : x + first * d, weights_.norm.data(), eps, tokens - first, d, normed);
   lm_head(normed, tokens - first, logits);
 }
 
 void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden) {
+  forward_chunks(chunks, path, logits, hidden, hidden == nullptr);
+}
+
+void Model::forward_chunks(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden,
+                           bool last_rows_only) {
   require(!chunks.empty(), "forward: no sequences");
   batch_ids_.clear();
   spans_.clear();
@@ -109,11 +131,15 @@ void Model::forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, 
     batch_ids_.insert(batch_ids_.end(), c.ids, c.ids + c.tokens);
   }
   check_batch();
-  if (plan_.split() && !is_follower()) announce(1, path, true);
-  const float* x = run_layers(path);
+  if (plan_.split() && !is_follower()) announce(1, path, last_rows_only ? kLastRowsOnly : 0);
+  const float* x = run_layers(path, last_rows_only);
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(spans_.size());
   const float eps = static_cast<float>(config_.rms_norm_eps);
   float* last = activations_.get(kNormed, n * d);  // the last row of each sequence, normalised
+  if (last_rows_only) {
+    rmsnorm(x, weights_.norm.data(), eps, n, d, last);
+    return lm_head(last, n, logits);
+  }
   if (hidden) rmsnorm(x, weights_.norm.data(), eps, static_cast<int64_t>(batch_ids_.size()), d, hidden);
   for (int64_t i = 0; i < n; ++i) {
     const int64_t row = spans_[i].first_row + spans_[i].tokens - 1;
@@ -138,7 +164,7 @@ void Model::fill_random_latents(LatentCache& cache, int64_t begin, int64_t end, 
   if (plan_.split() && !is_follower()) {
     batch_ids_.clear();
     spans_.assign({SequenceSpan{&cache, 0, end - begin}});
-    announce(2, AttentionPath::kAbsorbed, false, begin, seed);  // (kFill)
+    announce(2, AttentionPath::kAbsorbed, 0, begin, seed);  // (kFill)
   }
   fill_latents(cache, begin, end, seed);
 }
@@ -157,9 +183,10 @@ void Model::fill_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_
   cache.set_length(end);
 }
 
-float* Model::run_layers(AttentionPath path) {
+float* Model::run_layers(AttentionPath path, bool last_rows_only) {
   const Config& c = config_;
-  const int64_t d = c.hidden_size, rows = static_cast<int64_t>(batch_ids_.size());
+  const int64_t d = c.hidden_size;
+  int64_t rows = static_cast<int64_t>(batch_ids_.size());
   for (const SequenceSpan& span : spans_) span.cache->reserve(span.cache->length() + span.tokens);
 
   float* x = activations_.get(kResidual, rows * d);
@@ -173,6 +200,7 @@ float* Model::run_layers(AttentionPath path) {
     rmsnorm(x, layer.input_layernorm.data(), eps, rows, d, normed);
     mla_forward(c, layer.self_attn, rope_, l, normed, rows, spans_, path, block_out, attention_scratch_, plan_);
     for (int64_t i = 0; i < rows * d; ++i) x[i] += block_out[i];
+    if (last_rows_only && l == c.num_hidden_layers - 1) rows = keep_last_rows(spans_, d, x);
 
     rmsnorm(x, layer.post_attention_layernorm.data(), eps, rows, d, normed);
     if (layer.is_moe) {

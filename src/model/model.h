@@ -78,6 +78,10 @@ class Model {
     LatentCache* cache;
   };
   void forward_batch(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden = nullptr);
+  // Both skip the last layer's FFN for the rows whose logits nobody reads
+  // (every row but each sequence's last, unless `hidden` or all logits are
+  // asked for): the latents of those rows are in the cache by then, and
+  // nothing else reads their output. llama.cpp prunes its graph the same way.
 
   // Positions [begin, end) of every layer of `cache` get random latents from
   // `seed` (benchmarks' stand-in for a long prefill); the cache's length
@@ -119,13 +123,23 @@ class Model {
   // too small) before any rank starts it.
   void check_batch() const;
   // Runs the layers over rows of batch_ids_ grouped in spans_; leaves the final
-  // hidden states in the residual slot and advances every cache.
-  float* run_layers(AttentionPath path);
+  // hidden states in the residual slot and advances every cache. With
+  // last_rows_only the last layer's FFN runs for each span's last row alone,
+  // and those rows come first in the slot, span after span.
+  float* run_layers(AttentionPath path, bool last_rows_only);
+  // forward and forward_batch with the choice of rows for the last layer's FFN
+  // explicit: the followers of a split model take rank 0's.
+  void forward_tokens(const int32_t* ids, int64_t tokens, LatentCache& cache, AttentionPath path, float* logits,
+                      bool last_only, float* hidden, bool last_row_only);
+  void forward_chunks(const std::vector<Chunk>& chunks, AttentionPath path, float* logits, float* hidden,
+                      bool last_rows_only);
   // logits = lm_head(rows): on rank 0 only when the LM head is split.
   void lm_head(const float* rows, int64_t count, float* logits);
   // Rank 0 of a split model: tells the followers which step comes (the batch
   // in batch_ids_ and spans_).
-  void announce(int op, AttentionPath path, bool last_only, int64_t fill_begin = 0, uint64_t fill_seed = 0);
+  // `rows`: kLastOnly (logits of the last row only) | kLastRowsOnly (run_layers' choice).
+  enum RowFlags : int64_t { kLastOnly = 1, kLastRowsOnly = 2 };
+  void announce(int op, AttentionPath path, int64_t rows, int64_t fill_begin = 0, uint64_t fill_seed = 0);
   void fill_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed);
 };
 

@@ -24,7 +24,7 @@ struct ChunkRecord {
 
 struct StepHeader {
   int32_t op, path;
-  int64_t last_only, chunks, ids, released, fill_begin;
+  int64_t rows, chunks, ids, released, fill_begin;  // rows: Model::RowFlags
   uint64_t fill_seed;
 };
 
@@ -64,9 +64,9 @@ struct Model::Step {
   }
 };
 
-void Model::announce(int op, AttentionPath path, bool last_only, int64_t fill_begin, uint64_t fill_seed) {
+void Model::announce(int op, AttentionPath path, int64_t rows, int64_t fill_begin, uint64_t fill_seed) {
   Step step;
-  step.header = {op, static_cast<int32_t>(path), last_only, static_cast<int64_t>(spans_.size()),
+  step.header = {op, static_cast<int32_t>(path), rows, static_cast<int64_t>(spans_.size()),
                  static_cast<int64_t>(batch_ids_.size()), 0, fill_begin, fill_seed};
   for (const SequenceSpan& span : spans_) {
     const LatentCache& cache = *span.cache;
@@ -105,10 +105,11 @@ void Model::follow() {
     const auto path = static_cast<AttentionPath>(step.header.path);
     switch (step.header.op) {
       case kForward:
-        forward(chunks[0].ids, chunks[0].tokens, *chunks[0].cache, path, nullptr, step.header.last_only != 0);
+        forward_tokens(chunks[0].ids, chunks[0].tokens, *chunks[0].cache, path, nullptr, (step.header.rows & kLastOnly) != 0,
+                       nullptr, (step.header.rows & kLastRowsOnly) != 0);
         break;
       case kForwardBatch:
-        forward_batch(chunks, path, nullptr);
+        forward_chunks(chunks, path, nullptr, nullptr, (step.header.rows & kLastRowsOnly) != 0);
         break;
       case kFill:
         fill_latents(*chunks[0].cache, step.header.fill_begin, step.header.fill_begin + chunks[0].tokens,
@@ -126,7 +127,7 @@ void Model::follow() {
 std::vector<Model::RankReport> Model::rank_reports() {
   if (plan_.split() && !is_follower()) {
     batch_ids_.clear(), spans_.clear();
-    announce(kReport, AttentionPath::kAbsorbed, false);
+    announce(kReport, AttentionPath::kAbsorbed, 0);
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);

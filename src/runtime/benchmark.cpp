@@ -16,26 +16,28 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// Σ measure(W) over the transformer layers' matrices one token passes through:
-// attention, the dense MLP or router + shared experts + k/n of the routed ones.
+// Σ measure(W) over the matrices of a layer's FFN one token passes through:
+// the dense MLP, or router + shared experts + k/n of the routed ones.
 // measure is bytes as stored (decoding) or rows·cols (multiply-adds).
 template <class Measure>
-double per_token_layer_sum(const Model& model, const Measure& measure) {
-  const Config& c = model.config();
+double ffn_sum(const Config& c, const LayerWeights& layer, const Measure& measure) {
   const auto mlp = [&](const MlpWeights& m) { return measure(m.gate_proj) + measure(m.up_proj) + measure(m.down_proj); };
+  if (!layer.is_moe) return mlp(layer.mlp);
+  double routed = 0.0;
+  for (const MlpWeights& e : layer.moe.experts) routed += mlp(e);
+  return measure(layer.moe.gate) + mlp(layer.moe.shared_experts) +
+         routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
+}
+
+// The same over every transformer layer, attention and FFN.
+template <class Measure>
+double per_token_layer_sum(const Model& model, const Measure& measure) {
   double sum = 0.0;
   for (const LayerWeights& layer : model.weights().layers) {
     const AttentionWeights& a = layer.self_attn;
     for (const WeightMatrix* m : {&a.q_proj, &a.q_a_proj, &a.q_b_proj, &a.kv_a_proj_with_mqa, &a.kv_b_proj, &a.o_proj})
       sum += measure(*m);
-    if (!layer.is_moe) {
-      sum += mlp(layer.mlp);
-      continue;
-    }
-    double routed = 0.0;
-    for (const MlpWeights& e : layer.moe.experts) routed += mlp(e);
-    sum += measure(layer.moe.gate) + mlp(layer.moe.shared_experts) +
-           routed / static_cast<double>(c.n_routed_experts) * static_cast<double>(c.num_experts_per_tok);
+    sum += ffn_sum(model.config(), layer, measure);
   }
   return sum;
 }
@@ -62,10 +64,12 @@ double prefill_flops(const Model& model, int64_t prompt, AttentionPath path) {
   // kv_b_proj counts once: absorbed attention folds W_UK into the query and
   // W_UV into the output, naive attention expands each position once.
   const double per_token = per_token_layer_sum(model, elements);
+  // Only the last token's logits are read, so the last layer's FFN runs for it alone (Model::forward).
+  const double last_ffn = ffn_sum(c, model.weights().layers.back(), elements);
   const double p = static_cast<double>(prompt);
   const double attention = static_cast<double>(c.num_hidden_layers * c.num_attention_heads) *
                            static_cast<double>(multiply_adds_per_pair(c, path)) * p * (p + 1.0) / 2.0;
-  return 2.0 * (per_token * p + elements(model.weights().lm_head) + attention);
+  return 2.0 * (per_token * p - last_ffn * (p - 1.0) + elements(model.weights().lm_head) + attention);
 }
 
 double measure_read_bandwidth(int64_t bytes) {
