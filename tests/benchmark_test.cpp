@@ -1,8 +1,9 @@
 // dsv2 bench: the bytes a decoded token reads, counted independently from the
 // checkpoint's tensor headers, and the command's JSON report.
 #include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "io/checkpoint.h"
@@ -124,6 +125,7 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["generated_tokens"], 4);
   EXPECT_EQ(j["context"], 20);
   EXPECT_EQ(j["threads"], 1);
+  EXPECT_EQ(j["activation_terms"], 2);
   for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
                           "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes",
                           "fp32_fma_peak_flops_per_s", "prefill_peak_share"})
@@ -148,9 +150,11 @@ TEST(Benchmark, Bf16PrefillIsMeasuredAgainstTheBf16Peak) {
 
 // q8 weights prefill through the integer GEMM: their share is of the int8 dot-product peak.
 TEST(Benchmark, QuantizedPrefillIsMeasuredAgainstTheInt8Peak) {
-  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --quantize q8 --prompt 8 --gen 2 -t 1 --json");
+  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") +
+                                " --quantize q8 --activation-terms 1 --prompt 8 --gen 2 -t 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["activation_terms"], 1);
   if (j["int8_dot_peak_ops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no int8 dot-product instruction measured here";
   EXPECT_EQ(j["prefill_peak_kind"].get<std::string>().rfind("int8 ", 0), 0u) << j["prefill_peak_kind"];
   EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
@@ -161,6 +165,10 @@ TEST(Benchmark, BadOptionsFailWithOneLine) {
   const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --gen 0");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--gen"), std::string::npos) << r.err;
+  const auto terms = test::run_dsv2("bench -m " + test::fixture("v2_lite") + " --activation-terms 3");
+  EXPECT_EQ(terms.exit_code, 2);
+  EXPECT_NE(terms.err.find("--activation-terms: must be 1 or 2"), std::string::npos) << terms.err;
+  EXPECT_EQ(std::count(terms.err.begin(), terms.err.end(), '\n'), 1) << terms.err;
 }
 
 }  // namespace

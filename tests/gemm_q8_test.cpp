@@ -7,11 +7,13 @@
 #include <gtest/gtest.h>
 #include <hwy/targets.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 #include <vector>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
@@ -87,6 +89,7 @@ TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
   std::vector<std::string> kernels;
   for_each_target_and_kernel([&] {
     kernels.push_back(gemm_q8_kernel());
+    for (int terms : {2, 1})
     for (DType dtype : {DType::I8, DType::U8})
       for (DType scale_dtype : {DType::F16, DType::F32})
       for (bool extremes : {false, true})
@@ -95,11 +98,11 @@ TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
             for (int64_t tokens : {1, 3, 4, 5, 9}) {
               SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << rows << "x" << cols << ", " << tokens
                                               << " tokens" << (extremes ? ", extremes" : "") << ", "
-                                              << dtype_name(scale_dtype) << " scales");
+                                              << dtype_name(scale_dtype) << " scales, " << terms << " term(s)");
               const Quantized q = quantized(dtype, rows + 5, cols, 11 + static_cast<uint32_t>(rows), extremes, scale_dtype);
               const auto x = random_activations(tokens, cols, 23 + static_cast<uint32_t>(tokens), extremes);
               Q8Activations xa;
-              xa.quantize(x.data(), tokens, cols);
+              xa.quantize(x.data(), tokens, cols, terms);
               // rows [3, 3 + rows) of the matrix, into a wider output (ldy > rows)
               const int64_t ldy = rows + 2;
               std::vector<float> got(static_cast<size_t>(tokens * ldy), -1.0f), want = got;
@@ -120,13 +123,14 @@ TEST(GemmQ8, MatchesReferenceBitForBitOnEveryTarget) {
 // with partial chunks, groups, panels and tiles.
 TEST(GemmQ8, MatchesReferenceAcrossTokenChunksAndPanelGroups) {
   for_each_target_and_kernel([&] {
+    for (int terms : {2, 1})
     for (DType dtype : {DType::I8, DType::U8}) {
       const int64_t rows = 100, cols = 4096, tokens = 70;
-      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " on " << gemm_q8_kernel());
+      SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " on " << gemm_q8_kernel() << ", " << terms << " term(s)");
       const Quantized q = quantized(dtype, rows + 3, cols, 31);
       const auto x = random_activations(tokens, cols, 37);
       Q8Activations xa;
-      xa.quantize(x.data(), tokens, cols);
+      xa.quantize(x.data(), tokens, cols, terms);
       std::vector<float> got(static_cast<size_t>(tokens * rows), -1.0f), want = got;
       gemm_q8(xa, q.w, 3, rows, got.data(), rows);
       reference::gemm_q8(xa, q.w, 3, rows, want.data(), rows);
@@ -135,42 +139,70 @@ TEST(GemmQ8, MatchesReferenceAcrossTokenChunksAndPanelGroups) {
   });
 }
 
+// reference::gemm_q8 of xa against every row of w is, in double precision,
+// Σ_c w[c]·xs·(q + residual/256) (the residual 0 with one term).
+void expect_reference_is_the_product(const Q8Activations& xa, const WeightMatrix& w) {
+  const int64_t rows = w.rows, cols = w.cols, tokens = xa.tokens, blocks = cols / kQuantBlock;
+  std::vector<float> y(static_cast<size_t>(tokens * rows)), w_row(static_cast<size_t>(cols));
+  reference::gemm_q8(xa, w, 0, rows, y.data(), rows);
+  for (int64_t r = 0; r < rows; ++r) {
+    w.dequantize_row(r, w_row.data());
+    for (int64_t t = 0; t < tokens; ++t) {
+      double want = 0.0, magnitude = 0.0;
+      for (int64_t c = 0; c < cols; ++c) {
+        const double residual = xa.terms == 2 ? xa.residual[t * cols + c] / 256.0 : 0.0;
+        const double term = static_cast<double>(w_row[c]) * xa.scales[t * blocks + c / kQuantBlock] *
+                            (xa.q[t * cols + c] + residual);
+        want += term, magnitude += std::fabs(term);
+      }
+      // per block: the int32 sum's conversion, the product by xs, the fma (and w_row's own scale product)
+      EXPECT_NEAR(y[t * rows + r], want, 5.0 * blocks * std::ldexp(1.0, -24) * magnitude + 1e-6);
+    }
+  }
+}
+
+// Two terms: x ≈ xs·(q + residual/256) with the block sums the kernels start
+// from; one term: the activations of the one-token path (quantize_activation_q8).
+// Either way the reference is the scaled integer product.
 TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
+  for (int terms : {2, 1})
   for (DType dtype : {DType::I8, DType::U8}) {
     const int64_t rows = 9, cols = 256, tokens = 6, blocks = cols / kQuantBlock;
     const Quantized q = quantized(dtype, rows, cols, 5);
     const auto x = random_activations(tokens, cols, 7);
     Q8Activations xa;
-    xa.quantize(x.data(), tokens, cols);
-    for (int64_t t = 0; t < tokens; ++t)
+    xa.quantize(x.data(), tokens, cols, terms);
+    std::vector<int8_t> one_q(static_cast<size_t>(cols));
+    std::vector<float> one_s(static_cast<size_t>(blocks));
+    for (int64_t t = 0; t < tokens; ++t) {
+      quantize_activation_q8(x.data() + t * cols, cols, one_q.data(), one_s.data());
+      ASSERT_TRUE(std::equal(one_q.begin(), one_q.end(), xa.q.begin() + t * cols));  // q is that of one token either way
+      ASSERT_TRUE(std::equal(one_s.begin(), one_s.end(), xa.scales.begin() + t * blocks));
       for (int64_t b = 0; b < blocks; ++b) {
         int32_t s = 0, rs = 0;
         const float scale = xa.scales[t * blocks + b];
         for (int64_t j = 0; j < kQuantBlock; ++j) {
           const int64_t at = t * cols + b * kQuantBlock + j;
-          s += xa.q[at], rs += xa.residual[at];
+          s += xa.q[at];
+          if (terms == 1) continue;
+          rs += xa.residual[at];
           // the two terms leave at most about half a residual step (a whole one where the residual was clamped)
           EXPECT_LE(std::fabs(x[at] - scale * (xa.q[at] + xa.residual[at] / 256.0)), scale / 256.0 + 1e-6 * std::fabs(x[at]));
         }
         ASSERT_EQ(xa.sums[t * blocks + b], s);
-        ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
-      }
-    std::vector<float> y(static_cast<size_t>(tokens * rows)), w_row(static_cast<size_t>(cols));
-    reference::gemm_q8(xa, q.w, 0, rows, y.data(), rows);
-    for (int64_t r = 0; r < rows; ++r) {
-      q.w.dequantize_row(r, w_row.data());
-      for (int64_t t = 0; t < tokens; ++t) {
-        double want = 0.0, magnitude = 0.0;
-        for (int64_t c = 0; c < cols; ++c) {
-          const double term = static_cast<double>(w_row[c]) * xa.scales[t * blocks + c / kQuantBlock] *
-                              (xa.q[t * cols + c] + xa.residual[t * cols + c] / 256.0);
-          want += term, magnitude += std::fabs(term);
-        }
-        // per block: the int32 sum's conversion, the product by xs, the fma (and w_row's own scale product)
-        EXPECT_NEAR(y[t * rows + r], want, 5.0 * blocks * std::ldexp(1.0, -24) * magnitude + 1e-6);
+        if (terms == 2) ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
       }
     }
+    if (terms == 1) EXPECT_TRUE(xa.residual.empty() && xa.residual_sums.empty());
+    expect_reference_is_the_product(xa, q.w);
   }
+}
+
+TEST(GemmQ8, TermsOtherThanOneOrTwoAreErrors) {
+  Q8Activations xa;
+  const std::vector<float> x(32, 1.0f);
+  EXPECT_THROW(xa.quantize(x.data(), 1, 32, 3), Error);
+  EXPECT_THROW(set_gemm_q8_activation_terms(0), Error);
 }
 
 // matmul of several tokens on q8/q4 weights is the integer GEMM of the quantized tokens.
@@ -181,11 +213,15 @@ TEST(GemmQ8, MatmulOfSeveralTokensTakesIt) {
     const auto x = random_activations(tokens, cols, 4);
     std::vector<float> got(static_cast<size_t>(tokens * rows)), want = got;
     set_num_threads(2);
-    matmul(x.data(), tokens, q.w, got.data());
-    Q8Activations xa;
-    xa.quantize(x.data(), tokens, cols);
-    reference::gemm_q8(xa, q.w, 0, rows, want.data(), rows);
-    EXPECT_TRUE(same_bits(got, want));
+    for (int terms : {2, 1}) {
+      set_gemm_q8_activation_terms(terms);
+      matmul(x.data(), tokens, q.w, got.data());
+      Q8Activations xa;
+      xa.quantize(x.data(), tokens, cols, terms);
+      reference::gemm_q8(xa, q.w, 0, rows, want.data(), rows);
+      EXPECT_TRUE(same_bits(got, want)) << terms << " term(s)";
+    }
+    set_gemm_q8_activation_terms(2);
   }
 }
 

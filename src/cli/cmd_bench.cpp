@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/mtp.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_q8.h"
 #include "ops/matmul.h"
 #include "ops/peaks.h"
 #include "runtime/benchmark.h"
@@ -32,7 +33,7 @@ int run_bench(int argc, char** argv) {
              {"json", 0, false, "          print one JSON object instead of a table"},
              kSpeculativeOption, kDraftOption,
              {"step-runs", 0, true, "N         with --speculative: alternated runs of each step timed (default 9)"},
-             kQuantizeOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
+             kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   BenchOptions o;
   std::unique_ptr<Model> model;
@@ -81,6 +82,7 @@ int run_bench(int argc, char** argv) {
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {
     nlohmann::json j = {{"threads", num_threads()},
+                        {"activation_terms", gemm_q8_activation_terms()},
                               {"prompt_tokens", r.prompt_tokens},
                               {"generated_tokens", r.generated_tokens},
                               {"context", r.context},

@@ -322,7 +322,7 @@ int run_eval(int argc, char** argv) {
              {"completions", 0, true, "FILE      --answers: also write every prompt, completion and reward (JSON Lines)"},
              {"limit", 0, true, "N         --task, --answers: only the first N items of each file (the harness's --limit)"},
              {"json", 0, false, "          one JSON object per file (or task) and for the total"},
-             kQuantizeOption, kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -333,6 +333,7 @@ int run_eval(int argc, char** argv) {
   const CacheType cache_type = cache_type_option(args);
   if (!Tokenizer::exists_in(dir)) throw Error(dir + ": no tokenizer.json in the model directory");
   const auto tokenizer = Tokenizer::load(dir);
+  apply_activation_terms_option(args);
   Model model(dir, quantize_option(args));
   if (tasks) return eval_tasks(args, model, *tokenizer, cache_type), 0;
   if (answers) return eval_answers(args, model, *tokenizer, dir), 0;

@@ -44,6 +44,10 @@ inline const OptionSpec kAttnOption{"attn", 0, true, "PATH      MLA form: auto (
 inline const OptionSpec kThreadsOption{"threads", 't', true, "N         worker threads (default: all cores)"};
 inline const OptionSpec kQuantizeOption{"quantize", 0, true,
                                         "TYPE      re-encode the weights at load time: bf16, q8, q4 or fp8 (as dsv2 quantize)"};
+inline const OptionSpec kActivationTermsOption{
+    "activation-terms", 0, true,
+    "N         q8/q4 weights: int8 terms per activation in a prompt's products: 2 (default; logits as close to bf16 as "
+    "float32 activations keep them) or 1 (as llama.cpp: half the integer work)"};
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 inline const OptionSpec kExpertParallelOption{
@@ -78,6 +82,8 @@ int64_t draft_option(const Args& args);
 void check_speculative_sampling(const SamplingOptions& sampling);
 // --quantize TYPE, if given.
 std::optional<DType> quantize_option(const Args& args);
+// --activation-terms 1|2, if given: set for the whole process (set_gemm_q8_activation_terms).
+void apply_activation_terms_option(const Args& args);
 // --cache-type f32|q8|q4 (default f32).
 CacheType cache_type_option(const Args& args);
 // bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8); errors name --option.

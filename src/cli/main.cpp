@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "dist/runtime.h"
+#include "ops/gemm_q8.h"
 #include "runtime/speculative.h"
 
 namespace {
@@ -115,6 +116,13 @@ std::optional<DType> quantize_option(const Args& args) {
   return parse_weight_type("quantize", args.get("quantize"));
 }
 
+void apply_activation_terms_option(const Args& args) {
+  if (!args.has("activation-terms")) return;
+  const long long terms = args.get_int("activation-terms", 2);
+  if (terms != 1 && terms != 2) throw UsageError("option --activation-terms: must be 1 or 2");
+  set_gemm_q8_activation_terms(static_cast<int>(terms));
+}
+
 CacheType cache_type_option(const Args& args) {
   try {
     return parse_cache_type(args.get("cache-type", "f32"));
@@ -191,6 +199,7 @@ std::unique_ptr<Model> load_model(const Args& args, const std::string& dir) {
     throw UsageError("option --expert-parallel: inference splits the model over all " + std::to_string(world.size()) +
                      " rank(s), so it must be " + std::to_string(world.size()) +
                      (world.size() == 1 ? " (start dsv2 under mpirun -np N to split it)" : ""));
+  apply_activation_terms_option(args);
   if (world.size() == 1) return std::make_unique<Model>(dir, quantize_option(args));
   return std::make_unique<Model>(dir, quantize_option(args), world);
 }

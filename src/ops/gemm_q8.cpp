@@ -18,6 +18,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "core/error.h"
 #include "core/parallel.h"
 #include "ops/kernels.h"
 
@@ -39,6 +40,7 @@ constexpr int64_t kQuads = kQuantBlock / 4;  // groups of 4 columns in a block
 constexpr int kMaxTile = 4;
 
 std::atomic<bool> vnni_allowed{true};
+std::atomic<int> activation_terms{2};
 
 bool cpu_has_vnni() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -127,11 +129,11 @@ inline void gemm_q8_scalar(const Q8Activations& x, const WeightMatrix& w, int64_
     for (int64_t t = 0; t < x.tokens; ++t) {
       const int8_t* xq = x.q.data() + t * x.cols;
       const float* xs = x.scales.data() + t * blocks;
-      const int8_t* xr = x.residual.data() + t * x.cols;
+      const int8_t* xr = x.terms == 2 ? x.residual.data() + t * x.cols : nullptr;
       float acc = 0.0f;
       for (int64_t b = 0; b < blocks; ++b) {
         const int32_t sum = block_dot(w, first + i, b, xq + b * kQuantBlock) * kResidualSteps +
-                            block_dot(w, first + i, b, xr + b * kQuantBlock);
+                            (xr ? block_dot(w, first + i, b, xr + b * kQuantBlock) : 0);
         acc = std::fma(static_cast<float>(sum) * (xs[b] * kResidualScale), ws[b], acc);
       }
       y[t * ldy + i] = acc;
@@ -192,7 +194,7 @@ HWY_INLINE int32_t Quad(const int8_t* p) {
 // ... too and is not compiled by default.)
 #define DSV2_VNNI_ATTR __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
 
-template <int T, bool kQ4>
+template <int T, bool kQ4, bool kTwoTerms>
 DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
   // Unsigned weights: q4's nibbles (value + 8) as stored; q8's values + 128
   // (an XOR of the sign bit). Each block's sums start at -bias·Σ_j xq.
@@ -204,11 +206,11 @@ DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
     __m512i s0[T], s1[T], r0[T], r1[T];  // sums with the quantized values, with the residuals
     for (int t = 0; t < T; ++t) {
       s0[t] = s1[t] = _mm512_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
-      r0[t] = r1[t] = _mm512_set1_epi32(-bias * a.rsum[t * a.blocks + b]);
+      if (kTwoTerms) r0[t] = r1[t] = _mm512_set1_epi32(-bias * a.rsum[t * a.blocks + b]);
     }
     const uint8_t* pw = a.pq + b * kQuantBlock * kP;
     const int8_t* px = a.xq + b * kQuantBlock;
-    const int8_t* pr = a.xr + b * kQuantBlock;
+    const int8_t* pr = kTwoTerms ? a.xr + b * kQuantBlock : nullptr;
 #pragma GCC unroll 8
     for (int64_t j = 0; j < kQuads; ++j) {
       __m512i w0 = _mm512_loadu_si512(pw + j * kP * 4);
@@ -217,22 +219,26 @@ DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
       for (int t = 0; t < T; ++t) {
         // Four activation bytes as one int32 (memcpy, not Quad(): an always-inline
         // function of the Highway target cannot be inlined into this target for clang).
-        int32_t x4, r4;
+        int32_t x4;
         std::memcpy(&x4, px + t * a.cols + j * 4, 4);
-        std::memcpy(&r4, pr + t * a.cols + j * 4, 4);
         const __m512i xb = _mm512_set1_epi32(x4);
-        const __m512i rb = _mm512_set1_epi32(r4);
         s0[t] = _mm512_dpbusd_epi32(s0[t], w0, xb);
         s1[t] = _mm512_dpbusd_epi32(s1[t], w1, xb);
-        r0[t] = _mm512_dpbusd_epi32(r0[t], w0, rb);
-        r1[t] = _mm512_dpbusd_epi32(r1[t], w1, rb);
+        if (kTwoTerms) {
+          int32_t r4;
+          std::memcpy(&r4, pr + t * a.cols + j * 4, 4);
+          const __m512i rb = _mm512_set1_epi32(r4);
+          r0[t] = _mm512_dpbusd_epi32(r0[t], w0, rb);
+          r1[t] = _mm512_dpbusd_epi32(r1[t], w1, rb);
+        }
       }
     }
     const __m512 ws0 = _mm512_loadu_ps(a.ps + b * kP), ws1 = _mm512_loadu_ps(a.ps + b * kP + 16);
     for (int t = 0; t < T; ++t) {
-      const __m512 xs = _mm512_set1_ps(a.xs[t * a.blocks + b] * kResidualScale);
-      const __m512i c0 = _mm512_add_epi32(_mm512_slli_epi32(s0[t], 8), r0[t]);
-      const __m512i c1 = _mm512_add_epi32(_mm512_slli_epi32(s1[t], 8), r1[t]);
+      // (one term: float(S)·xs is float(256·S)·(xs/256) bit for bit, the reference's form)
+      const __m512 xs = _mm512_set1_ps(kTwoTerms ? a.xs[t * a.blocks + b] * kResidualScale : a.xs[t * a.blocks + b]);
+      const __m512i c0 = kTwoTerms ? _mm512_add_epi32(_mm512_slli_epi32(s0[t], 8), r0[t]) : s0[t];
+      const __m512i c1 = kTwoTerms ? _mm512_add_epi32(_mm512_slli_epi32(s1[t], 8), r1[t]) : s1[t];
       f0[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c0), xs), ws0, f0[t]);
       f1[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(c1), xs), ws1, f1[t]);
     }
@@ -252,7 +258,7 @@ DSV2_VNNI_ATTR void TileVnni(const Tile& a) {
 // (<= 15) pair with the int8 activations as they are (|pair| <= 2·15·127); q8
 // goes as |w| × sign(w)·x (|pair| <= 2·127·127 < 32767), without a bias. The
 // panel is done 8 rows (one ymm) at a time.
-template <int T, bool kQ4>
+template <int T, bool kQ4, bool kTwoTerms>
 void TileAvx2(const Tile& a) {
   const __m256i ones = _mm256_set1_epi16(1);
   constexpr int32_t bias = kQ4 ? 8 : 0;
@@ -263,28 +269,31 @@ void TileAvx2(const Tile& a) {
       __m256i s[T], r[T];
       for (int t = 0; t < T; ++t) {
         s[t] = _mm256_set1_epi32(-bias * a.xsum[t * a.blocks + b]);
-        r[t] = _mm256_set1_epi32(-bias * a.rsum[t * a.blocks + b]);
+        r[t] = kTwoTerms ? _mm256_set1_epi32(-bias * a.rsum[t * a.blocks + b]) : _mm256_setzero_si256();
       }
       const uint8_t* pw = a.pq + b * kQuantBlock * kP + r8 * 4;
       const int8_t* px = a.xq + b * kQuantBlock;
-      const int8_t* pr = a.xr + b * kQuantBlock;
+      const int8_t* pr = kTwoTerms ? a.xr + b * kQuantBlock : nullptr;
       for (int64_t j = 0; j < kQuads; ++j) {
         const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(pw + j * kP * 4));
         const __m256i uw = kQ4 ? w : _mm256_sign_epi8(w, w);
         for (int t = 0; t < T; ++t) {
           const __m256i xb = _mm256_set1_epi32(Quad(px + t * a.cols + j * 4));
-          const __m256i rb = _mm256_set1_epi32(Quad(pr + t * a.cols + j * 4));
           const __m256i sx = kQ4 ? xb : _mm256_sign_epi8(xb, w);
-          const __m256i sr = kQ4 ? rb : _mm256_sign_epi8(rb, w);
           s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sx), ones));
-          r[t] = _mm256_add_epi32(r[t], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sr), ones));
+          if (kTwoTerms) {
+            const __m256i rb = _mm256_set1_epi32(Quad(pr + t * a.cols + j * 4));
+            const __m256i sr = kQ4 ? rb : _mm256_sign_epi8(rb, w);
+            r[t] = _mm256_add_epi32(r[t], _mm256_madd_epi16(_mm256_maddubs_epi16(uw, sr), ones));
+          }
         }
       }
       const __m256 ws = _mm256_loadu_ps(a.ps + b * kP + r8);
-      for (int t = 0; t < T; ++t)
-        f[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(s[t], 8), r[t])),
-                                             _mm256_set1_ps(a.xs[t * a.blocks + b] * kResidualScale)),
-                               ws, f[t]);
+      for (int t = 0; t < T; ++t) {
+        const __m256i c = kTwoTerms ? _mm256_add_epi32(_mm256_slli_epi32(s[t], 8), r[t]) : s[t];
+        const float xs = kTwoTerms ? a.xs[t * a.blocks + b] * kResidualScale : a.xs[t * a.blocks + b];
+        f[t] = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(c), _mm256_set1_ps(xs)), ws, f[t]);
+      }
     }
     const int64_t n = std::min<int64_t>(8, a.rows - r8);
     for (int t = 0; t < T; ++t) {
@@ -302,29 +311,33 @@ void TileAvx2(const Tile& a) {
 
 // The tile kernel for T tokens at this target (nullptr: none, use the portable loop).
 template <int T>
-void (*TileKernel(bool q4))(const Tile&) {
+void (*TileKernel(bool q4, bool two_terms))(const Tile&) {
 #if DSV2_GEMM_Q8_VNNI
-  if (detail::vnni_allowed.load(std::memory_order_relaxed) && detail::cpu_has_vnni())
-    return q4 ? &TileVnni<T, true> : &TileVnni<T, false>;
+  if (detail::vnni_allowed.load(std::memory_order_relaxed) && detail::cpu_has_vnni()) {
+    if (two_terms) return q4 ? &TileVnni<T, true, true> : &TileVnni<T, false, true>;
+    return q4 ? &TileVnni<T, true, false> : &TileVnni<T, false, false>;
+  }
 #endif
 #if DSV2_GEMM_Q8_AVX2
-  return q4 ? &TileAvx2<T, true> : &TileAvx2<T, false>;
+  if (two_terms) return q4 ? &TileAvx2<T, true, true> : &TileAvx2<T, false, true>;
+  return q4 ? &TileAvx2<T, true, false> : &TileAvx2<T, false, false>;
 #else
-  (void)q4;
+  (void)q4, (void)two_terms;
   return nullptr;
 #endif
 }
 
 void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_t count, float* y, int64_t ldy) {
-  if (TileKernel<1>(w->is_q4()) == nullptr) {
+  const bool q4 = w->is_q4(), two = x->terms == 2;
+  if (TileKernel<1>(q4, two) == nullptr) {
     detail::gemm_q8_scalar(*x, *w, first, count, y, ldy);
     return;
   }
-  void (*const kernels[kMaxTile + 1])(const Tile&) = {nullptr, TileKernel<1>(w->is_q4()), TileKernel<2>(w->is_q4()),
-                                                      TileKernel<3>(w->is_q4()), TileKernel<4>(w->is_q4())};
+  void (*const kernels[kMaxTile + 1])(const Tile&) = {nullptr, TileKernel<1>(q4, two), TileKernel<2>(q4, two),
+                                                      TileKernel<3>(q4, two), TileKernel<4>(q4, two)};
   thread_local std::vector<detail::Panel> panels;  // grow-only
   const int64_t blocks = w->cols / kQuantBlock;
-  // Tokens in chunks whose two activation terms fit in L2 (~256 KB) next to a
+  // Tokens in chunks whose activation terms fit in L2 (~256 KB) next to a
   // group of panels (~256 KB): a 512-token prompt's 2 MB of them streamed from
   // L3 once per panel ran at half the speed of 48 tokens. Each group of panels
   // is packed once and serves every chunk (packed per chunk instead, the
@@ -346,9 +359,9 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
                        panel.scales.data(),
                        x->q.data() + t0 * x->cols,
                        x->scales.data() + t0 * blocks,
-                       x->residual.data() + t0 * x->cols,
+                       two ? x->residual.data() + t0 * x->cols : nullptr,
                        x->sums.data() + t0 * blocks,
-                       x->residual_sums.data() + t0 * blocks,
+                       two ? x->residual_sums.data() + t0 * blocks : nullptr,
                        x->cols,
                        blocks,
                        std::min(kP, count - p0),
@@ -382,25 +395,31 @@ namespace dsv2 {
 HWY_EXPORT(GemmQ8);
 HWY_EXPORT(KernelName);
 
-void Q8Activations::quantize(const float* x, int64_t n_tokens, int64_t n_cols) {
-  tokens = n_tokens, cols = n_cols;
+void Q8Activations::quantize(const float* x, int64_t n_tokens, int64_t n_cols, int n_terms) {
+  require(n_terms == 1 || n_terms == 2, "gemm_q8: activations take 1 or 2 int8 terms");
+  tokens = n_tokens, cols = n_cols, terms = n_terms;
   const int64_t blocks = cols / kQuantBlock;
+  const bool two = terms == 2;
   q.resize(static_cast<size_t>(tokens * cols));
   scales.resize(static_cast<size_t>(tokens * blocks));
   sums.resize(static_cast<size_t>(tokens * blocks));
-  residual.resize(static_cast<size_t>(tokens * cols));
-  residual_sums.resize(static_cast<size_t>(tokens * blocks));
+  residual.resize(two ? static_cast<size_t>(tokens * cols) : 0);
+  residual_sums.resize(two ? static_cast<size_t>(tokens * blocks) : 0);
   // ~0.35 ns a value on one core: a second thread pays off only for large batches
   // (a parallel region costs microseconds, milliseconds on a loaded machine).
   parallel_for(tokens, std::max<int64_t>(1, (int64_t(1) << 19) / std::max<int64_t>(cols, 1)), [&](int64_t t0, int64_t t1) {
     for (int64_t t = t0; t < t1; ++t) {
-      quantize_activation_q8_residual(x + t * cols, cols, q.data() + t * cols, residual.data() + t * cols,
-                                      scales.data() + t * blocks);
+      if (two)
+        quantize_activation_q8_residual(x + t * cols, cols, q.data() + t * cols, residual.data() + t * cols,
+                                        scales.data() + t * blocks);
+      else
+        quantize_activation_q8(x + t * cols, cols, q.data() + t * cols, scales.data() + t * blocks);
       for (int64_t b = 0; b < blocks; ++b) {
         const int64_t at = t * cols + b * kQuantBlock;
         int32_t s = 0, rs = 0;
-        for (int64_t j = 0; j < kQuantBlock; ++j) s += q[at + j], rs += residual[at + j];
-        sums[t * blocks + b] = s, residual_sums[t * blocks + b] = rs;
+        for (int64_t j = 0; j < kQuantBlock; ++j) s += q[at + j], rs += two ? residual[at + j] : 0;
+        sums[t * blocks + b] = s;
+        if (two) residual_sums[t * blocks + b] = rs;
       }
     }
   });
@@ -413,6 +432,12 @@ void gemm_q8(const Q8Activations& x, const WeightMatrix& w, int64_t first, int64
 const char* gemm_q8_kernel() { return HWY_DYNAMIC_DISPATCH(KernelName)(); }
 
 void allow_gemm_q8_vnni(bool allowed) { gemm_q8_detail::vnni_allowed.store(allowed); }
+
+void set_gemm_q8_activation_terms(int terms) {
+  require(terms == 1 || terms == 2, "gemm_q8: activations take 1 or 2 int8 terms");
+  gemm_q8_detail::activation_terms.store(terms);
+}
+int gemm_q8_activation_terms() { return gemm_q8_detail::activation_terms.load(); }
 
 namespace reference {
 void gemm_q8(const Q8Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy) {

@@ -5,7 +5,8 @@
 // int32 sum; only the float32 scale accumulation rounds, in a fixed order:
 //   acc = 0; for each block b:
 //     acc = fma(float(256·Σ_j wq·xq + Σ_j wq·xr) · (xs[t][b] / 256), ws[r][b], acc)
-// (xq, xr: the two int8 terms of the activation, see Q8Activations)
+// (xq, xr: the two int8 terms of the activation, see Q8Activations; with one
+// term xr is 0, and the kernels' float(Σ_j wq·xq)·xs[t][b] is the same float)
 // so every SIMD target gives the same bits as reference::gemm_q8.
 //
 // x86: AVX512-VNNI `vpdpbusd` where the CPU has it (weights as the unsigned
@@ -28,16 +29,27 @@ namespace dsv2 {
 // prefill logits of dsv2-mini drifted twice as far from bf16 (mean KL 0.00010
 // against 0.00005 with float32 activations); the second term brings the
 // activation error down to s/512 for twice the integer multiply-adds.
+//
+// With terms = 1 the residual is left out (empty vectors): the activations are
+// those of the one-token path and llama.cpp's, for half the multiply-adds.
 struct Q8Activations {
   int64_t tokens = 0, cols = 0;
+  int terms = 2;
   std::vector<int8_t> q;               // [tokens][cols]
-  std::vector<int8_t> residual;        // [tokens][cols]
+  std::vector<int8_t> residual;        // [tokens][cols] (terms 2)
   std::vector<float> scales;           // [tokens][cols / kQuantBlock]
   std::vector<int32_t> sums;           // [tokens][cols / kQuantBlock]: Σ_j q over the block
-  std::vector<int32_t> residual_sums;  // likewise Σ_j residual
-  // cols must be a multiple of kQuantBlock. Parallel over tokens.
-  void quantize(const float* x, int64_t tokens, int64_t cols);
+  std::vector<int32_t> residual_sums;  // likewise Σ_j residual (terms 2)
+  // cols must be a multiple of kQuantBlock; terms 1 or 2. Parallel over tokens.
+  void quantize(const float* x, int64_t tokens, int64_t cols, int terms = 2);
 };
+
+// How many int8 terms matmul gives each activation value of a q8/q4 prefill
+// product (process-wide; 2 unless set): 2 keeps the prefill logits as close to
+// the bf16 model as float32 activations do (dsv2-mini's q8 mean KL 0.00005,
+// 0.00010 with one term), 1 is what llama.cpp does and halves the GEMM's work.
+void set_gemm_q8_activation_terms(int terms);
+int gemm_q8_activation_terms();
 
 // y[t·ldy + i] = x_t · row(first + i) for i < count, on the calling thread
 // (callers split rows over threads in multiples of kGemmQ8PanelRows).

@@ -73,7 +73,7 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     // Several tokens on q8/q4 weights: the activations quantized once, then the
     // integer GEMM (ops/gemm_q8.h), threads splitting the rows in whole panels.
     thread_local Q8Activations activations_buffer;  // grow-only
-    activations_buffer.quantize(x, tokens, w.cols);
+    activations_buffer.quantize(x, tokens, w.cols, gemm_q8_activation_terms());
     rows_in_panels(activations_buffer, w, kGemmQ8PanelRows, y, &gemm_q8);
     return;
   }
