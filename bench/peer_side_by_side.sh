@@ -7,6 +7,8 @@
 # (written next to it as BF16_DIR-q8, BF16_DIR-q4 when missing). ik runs with
 # -rtr 0 and -rtr 1 (rows repacked at load) and the better median of the two is
 # its figure. Runs alternate between the engines, ROUNDS (3) rounds, medians.
+# dsv2's q8/q4 run twice: with its default two int8 terms per activation and
+# with --activation-terms 1 (llama.cpp's one term; rows "q8 1t", "q4 1t").
 #
 # Usage: bash bench/peer_side_by_side.sh IK_BUILD_DIR BF16_DIR BF16.gguf Q8_0.gguf Q4_0.gguf
 #   IK_BUILD_DIR  an ik_llama.cpp CMake build with bin/llama-bench
@@ -35,8 +37,11 @@ out=$(mktemp)
 for round in $(seq "$rounds"); do
   for t in bf16 q8 q4; do
     cat "${dsv2_dir[$t]}/model.safetensors" "${gguf[$t]}" >/dev/null
-    $dsv2 bench -m "${dsv2_dir[$t]}" --prompt "$prompt" --gen "$gen" --threads 2 --json |
-      python3 -c 'import json,sys; j=json.load(sys.stdin); print(sys.argv[1], "dsv2", j["prefill_tokens_per_s"], j["decode_tokens_per_s"])' "$t" >>"$out"
+    for terms in 2 1; do
+      [[ $t == bf16 && $terms == 1 ]] && continue
+      $dsv2 bench -m "${dsv2_dir[$t]}" --prompt "$prompt" --gen "$gen" --threads 2 --activation-terms $terms --json |
+        python3 -c 'import json,sys; j=json.load(sys.stdin); print(sys.argv[1], "dsv2-" + sys.argv[2], j["prefill_tokens_per_s"], j["decode_tokens_per_s"])' "$t" "$terms" >>"$out"
+    done
     for rtr in 0 1; do
       "$ik/bin/llama-bench" -m "${gguf[$t]}" -t 2 -mla 3 -fa 1 -fmoe 1 -rtr $rtr -p "$prompt" -n "$gen" -r 1 -o json 2>/dev/null |
         python3 -c '
@@ -51,15 +56,17 @@ done
 python3 - "$out" "$prompt" "$gen" <<'PY'
 import statistics as st, sys
 rows = [l.split() for l in open(sys.argv[1])]
-print(f"median of {len(rows) // 9} rounds; prefill {sys.argv[2]} tokens, decode {sys.argv[3]} tokens, 2 threads;"
+print(f"median of {len(rows) // 11} rounds; prefill {sys.argv[2]} tokens, decode {sys.argv[3]} tokens, 2 threads;"
       " ik: the better of -rtr 0 / -rtr 1 (which one in brackets)")
 print(f"{'weights':8} {'dsv2 prefill':>13} {'ik prefill':>15} {'ratio':>6}   {'dsv2 decode':>12} {'ik decode':>14} {'ratio':>6}")
 for t in ("bf16", "q8", "q4"):
     med = lambda eng, i: st.median(float(r[i]) for r in rows if r[0] == t and r[1] == eng)
     def ik(i):
         return max((med(f"ik-rtr{r}", i), r) for r in (0, 1))
-    dp, dd = med("dsv2", 2), med("dsv2", 3)
     (ip, ipr), (idd, idr) = ik(2), ik(3)
-    print(f"{t:8} {dp:13.1f} {ip:11.1f} [{ipr}] {dp / ip:6.2f}   {dd:12.2f} {idd:10.2f} [{idr}] {dd / idd:6.2f}")
+    for terms in ("2",) if t == "bf16" else ("2", "1"):
+        dp, dd = med("dsv2-" + terms, 2), med("dsv2-" + terms, 3)
+        name = t if terms == "2" else t + " 1t"
+        print(f"{name:8} {dp:13.1f} {ip:11.1f} [{ipr}] {dp / ip:6.2f}   {dd:12.2f} {idd:10.2f} [{idr}] {dd / idd:6.2f}")
 PY
 rm -f "$out"

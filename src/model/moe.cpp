@@ -19,12 +19,12 @@ namespace {
 enum Slot : size_t { kGate, kUp, kMlpInputs, kMlpOutputs, kRouterLogits, kSharedOut, kAllActivations, kDownRows };
 
 // silu(gate·x) ⊙ up·x for the rows of gate_proj and up_proj that w holds: [tokens, w.gate_proj.rows].
-const float* mlp_activations(const MlpWeights& w, const float* x, int64_t tokens, Scratch& scratch) {
+const float* mlp_activations(const MlpWeights& w, const float* x, int64_t tokens, Scratch& scratch, int64_t step_rows) {
   const int64_t width = w.gate_proj.rows;
   float* gate = scratch.get(kGate, tokens * width);
   float* up = scratch.get(kUp, tokens * width);
-  matmul(x, tokens, w.gate_proj, gate);
-  matmul(x, tokens, w.up_proj, up);
+  matmul(x, tokens, w.gate_proj, gate, step_rows);
+  matmul(x, tokens, w.up_proj, up, step_rows);
   silu_mul(gate, up, tokens * width);
   return gate;
 }
@@ -34,7 +34,7 @@ const float* mlp_activations(const MlpWeights& w, const float* x, int64_t tokens
 // rows_out: [tokens, plan.hidden.count(rank)].
 void mlp_rows(const MlpWeights& w, const float* x, int64_t tokens, float* rows_out, Scratch& scratch, const ShardPlan& plan,
               const Split& width) {
-  const float* mine = mlp_activations(w, x, tokens, scratch);
+  const float* mine = mlp_activations(w, x, tokens, scratch, 0);
   float* all = scratch.get(kAllActivations, tokens * width.total());
   plan.group->gather_columns(mine, tokens, width.bounds, all);
   matmul(all, tokens, w.down_proj, rows_out);
@@ -49,14 +49,14 @@ void place_columns(const float* rows, int64_t tokens, int64_t first, int64_t wid
 }  // namespace
 
 void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, Scratch& scratch, const ShardPlan& plan,
-                 const Split& width) {
+                 const Split& width, int64_t step_rows) {
   if (plan.split()) {
     float* rows = scratch.get(kDownRows, tokens * plan.hidden.count(plan.rank));
     mlp_rows(w, x, tokens, rows, scratch, plan, width);
     plan.group->gather_columns(rows, tokens, plan.hidden.bounds, out);
     return;
   }
-  matmul(mlp_activations(w, x, tokens, scratch), tokens, w.down_proj, out);
+  matmul(mlp_activations(w, x, tokens, scratch, step_rows), tokens, w.down_proj, out, step_rows);
 }
 
 namespace {
@@ -163,7 +163,7 @@ int64_t routed_few_tokens(const MoeWeights& w, int64_t d, const float* u, const 
 // rows (matmul's own split): for few experts with many tokens each.
 int64_t routed_experts_split(const MoeWeights& w, int64_t d, const float* u, const ShardPlan& plan,
                              const std::vector<int32_t>& first_assignment, const std::vector<int32_t>& slot_token,
-                             const std::vector<float>& slot_gate, float* out, Scratch& scratch) {
+                             const std::vector<float>& slot_gate, float* out, Scratch& scratch, int64_t tokens) {
   static const ShardPlan whole_expert;  // an expert is never split: it runs whole where it is held
   int64_t routed = 0;
   for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e) {
@@ -173,7 +173,7 @@ int64_t routed_experts_split(const MoeWeights& w, int64_t d, const float* u, con
     float* outputs = scratch.get(kMlpOutputs, m * d);
     for (int64_t j = 0; j < m; ++j)
       for (int64_t i = 0; i < d; ++i) inputs[j * d + i] = u[slot_token[begin + j] * d + i];
-    mlp_forward(w.experts[e], inputs, m, outputs, scratch, whole_expert, whole_expert.dense_width);
+    mlp_forward(w.experts[e], inputs, m, outputs, scratch, whole_expert, whole_expert.dense_width, tokens);
     for (int64_t j = 0; j < m; ++j) axpy(slot_gate[begin + j], outputs + j * d, out + slot_token[begin + j] * d, d);
     routed += m;
   }
@@ -215,6 +215,7 @@ int64_t routed_experts_per_thread(const MoeWeights& w, int64_t d, const float* u
   std::vector<int32_t>& token_first = token_first_buffer;  // where each token's slots start
   const int64_t slots = first_assignment[plan.experts.end()] - first_assignment[plan.experts.first()];
   const int64_t base = first_assignment[plan.experts.first()];
+  const int64_t tokens = static_cast<int64_t>(slot_token.size()) / k;
   slot_outputs.resize(static_cast<size_t>(slots * d));
   order.clear();
   for (int64_t e = plan.experts.first(); e < plan.experts.end(); ++e)
@@ -230,11 +231,10 @@ int64_t routed_experts_per_thread(const MoeWeights& w, int64_t d, const float* u
       float* inputs = expert_scratch.get(kMlpInputs, m * d);
       for (int64_t j = 0; j < m; ++j) std::copy(u + slot_token[begin + j] * d, u + (slot_token[begin + j] + 1) * d, inputs + j * d);
       mlp_forward(w.experts[e], inputs, m, outputs_all + (begin - base) * d, expert_scratch, whole_expert,
-                  whole_expert.dense_width);
+                  whole_expert.dense_width, tokens);
     }
   });
   // Each token's slots in expert order: slots are numbered in expert order.
-  const int64_t tokens = static_cast<int64_t>(slot_token.size()) / k;
   token_first.assign(tokens + 1, 0);
   for (int64_t s = base; s < base + slots; ++s) ++token_first[slot_token[s] + 1];
   for (int64_t t = 0; t < tokens; ++t) token_first[t + 1] += token_first[t];
@@ -300,7 +300,7 @@ int64_t moe_forward(const Config& c, const MoeWeights& w, const float* u, int64_
       tokens < kGemmMinTokens ? routed_few_tokens(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch)
       : whole_experts_per_thread(first_assignment, plan.experts)
           ? routed_experts_per_thread(w, d, u, plan, first_assignment, slot_token, slot_gate, out, k)
-          : routed_experts_split(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch);
+          : routed_experts_split(w, d, u, plan, first_assignment, slot_token, slot_gate, out, scratch, tokens);
   if (plan.split()) plan.group->sum(out, tokens * d);
   return routed;
 }

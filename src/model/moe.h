@@ -12,9 +12,10 @@ namespace dsv2 {
 
 // out = down(silu(gate·x) ⊙ up·x), x: [tokens, hidden]. With a split plan, w
 // holds rows `width` of gate_proj and up_proj and rows plan.hidden of down_proj
-// (shard.h), and the ranks exchange the pieces.
+// (shard.h), and the ranks exchange the pieces. step_rows: as matmul's (a
+// routed expert passes its layer's tokens).
 void mlp_forward(const MlpWeights& w, const float* x, int64_t tokens, float* out, Scratch& scratch, const ShardPlan& plan,
-                 const Split& width);
+                 const Split& width, int64_t step_rows = 0);
 
 // out = shared(u) + Σ_{i∈TopK} g_i·expert_i(u)   (DeepSeekMoE eq. for h'_t minus the residual)
 // With a split plan each rank runs the routed experts it holds and its slice of

@@ -67,7 +67,7 @@ void rows_in_panels(const Activations& xa, const WeightMatrix& w, int64_t panel_
 
 }  // namespace
 
-void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
+void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y, int64_t step_rows) {
   if (w.rows == 0 || tokens == 0) return;  // (a rank's empty share of a split weight)
   if (tokens >= kGemmMinTokens && is_block_quantized(w.dtype)) {
     // Several tokens on q8/q4 weights: the activations quantized once, then the
@@ -77,7 +77,8 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     rows_in_panels(activations_buffer, w, kGemmQ8PanelRows, y, &gemm_q8);
     return;
   }
-  if (tokens >= kGemmBf16MinTokens && w.dtype == DType::BF16 && gemm_bf16_for_prefill()) {
+  if (tokens >= kGemmMinTokens && std::max(tokens, step_rows) >= kGemmBf16MinTokens && w.dtype == DType::BF16 &&
+      gemm_bf16_for_prefill()) {
     // Several tokens on bf16 weights: the activations rounded to bf16 once per
     // product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
     thread_local Bf16Activations activations_buffer;  // grow-only
@@ -86,7 +87,7 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y) {
     return;
   }
   if (tokens >= kGemmMinTokens) {
-    // Several tokens (f32, f16, float8 weights; bf16 below kGemmBf16MinTokens):
+    // Several tokens (f32, f16, float8 weights; bf16 in a step below kGemmBf16MinTokens):
     // a float32 GEMM (OpenBLAS) per panel of rows, each panel
     // converted once per call. Threads split the rows; BLAS runs serially
     // inside each (nested OpenMP), so panels need no synchronisation.

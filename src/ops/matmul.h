@@ -7,13 +7,18 @@
 
 namespace dsv2 {
 
-void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y);
+// step_rows: the rows of the forward step this product is part of, when more
+// than `tokens` (a routed expert's share of a prompt); the bf16 GEMM's
+// threshold (kGemmBf16MinTokens) is on them, so that a prompt's experts with a
+// few tokens each take it as the prompt's other products do, while a small step
+// (speculative verification) keeps float32 activations throughout.
+void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y, int64_t step_rows = 0);
 
 // From this many tokens on, converting rows to float32 panels and running a
 // GEMM beats one row kernel call per token and row (matmul, and MLA's
 // absorptions of kv_b_proj).
 constexpr int64_t kGemmMinTokens = 4;
-// From this many tokens on, bf16 weights take the bf16 GEMM (ops/gemm_bf16.h),
+// From this many tokens (rows of the step) on, bf16 weights take the bf16 GEMM (ops/gemm_bf16.h),
 // which rounds the activations to bf16. Fewer tokens (a speculative
 // verification step, a small decode batch) keep float32 activations, so that
 // their logits stay within float32 noise of one-token decoding: greedy
