@@ -347,6 +347,112 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
 }
 #endif
 
+#undef DSV2_Q4_VNNI
+#if HWY_ARCH_X86 && (HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL)
+#define DSV2_Q4_VNNI 1
+#else
+#define DSV2_Q4_VNNI 0
+#endif
+#if DSV2_Q4_VNNI
+// q4 rows with AVX512-VNNI (ymm `vpdpbusd`, u8 × s8 into int32), two blocks per
+// 32-byte load: the low nibbles of both blocks (values 0..15 of each) are one
+// mask away, the high ones (16..31) a shift and a mask, against an activation
+// laid out to match once per matvec (InterleaveQ4Activation). Each pair's sums
+// land in one register, [block b: 4 lanes | block b+1: 4 lanes], and four
+// pairs fold into one vector of 8 block sums (blocks in the order 0 2 4 6 1 3
+// 5 7, the scales permuted to match). The AVX2 kernel above spends a
+// broadcast, a shift, a mask, vpmaddubsw and vpmaddwd on each block.
+// The AVX-512 target also runs on CPUs without VNNI, so this carries the ISA
+// itself and runs where the CPU has it; everything it calls carries the same
+// attribute (clang does not inline the Highway target's always-inline helpers
+// into a function of another target).
+#define DSV2_Q4_VNNI_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
+
+bool CpuHasVnni() {
+  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
+  return has;
+}
+
+// Per pair of blocks (b, b + 1): [x_b 0..15, x_b+1 0..15, x_b 16..31, x_b+1 16..31].
+HWY_INLINE void InterleaveQ4Activation(const int8_t* xq, int64_t blocks, int8_t* out) {
+  for (int64_t b = 0; b + 2 <= blocks; b += 2) {
+    const int8_t* x = xq + b * kQuantBlock;
+    int8_t* o = out + b * kQuantBlock;
+    std::copy(x, x + 16, o);
+    std::copy(x + 32, x + 48, o + 16);
+    std::copy(x + 16, x + 32, o + 32);
+    std::copy(x + 48, x + 64, o + 48);
+  }
+}
+
+DSV2_Q4_VNNI_ATTR inline __m256i PairSumsVnni(const uint8_t* w, const int8_t* xi) {
+  const __m256i mask = _mm256_set1_epi8(0x0F);
+  const __m256i bytes = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w));
+  const __m256i low = _mm256_and_si256(bytes, mask), high = _mm256_and_si256(_mm256_srli_epi16(bytes, 4), mask);
+  const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), low, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi)));
+  return _mm256_dpbusd_epi32(s, high, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xi + 32)));
+}
+
+// As SumLanesOfFourAvx2: four pairs' sums into the eight block sums.
+DSV2_Q4_VNNI_ATTR inline __m256i FoldPairsVnni(__m256i a, __m256i b, __m256i c, __m256i d) {
+  const __m256i ab = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+  const __m256i cd = _mm256_add_epi32(_mm256_unpacklo_epi32(c, d), _mm256_unpackhi_epi32(c, d));
+  return _mm256_add_epi32(_mm256_unpacklo_epi64(ab, cd), _mm256_unpackhi_epi64(ab, cd));
+}
+
+DSV2_Q4_VNNI_ATTR inline float SumOfLanesVnni(__m256 v) {
+  const __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(t, _mm_movehdup_ps(t)));
+}
+
+// Eight block scales as float32 (float16 ones widened); with `valid` < 8 the
+// lanes past it are 0 and nothing past ws[valid - 1] is read.
+DSV2_Q4_VNNI_ATTR inline __m256 LoadScalesVnni(const float* s, int valid) {
+  return _mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << valid) - 1), s);
+}
+DSV2_Q4_VNNI_ATTR inline __m256 LoadScalesVnni(const uint16_t* s, int valid) {
+  return _mm256_cvtph_ps(_mm_maskz_loadu_epi16(static_cast<__mmask8>((1u << valid) - 1), s));
+}
+
+// Σ_b ws[b]·xs[b]·Σ_j q·x over a q4 row, xi the interleaved activation, the
+// "+ 8" of the stored nibbles taken off through offsets as in DotQ8Q4UnsignedAvx2.
+// Blocks go 8 at a time; the last 2, 4 or 6 as pairs with the rest zero.
+template <class S>
+DSV2_Q4_VNNI_ATTR float DotQ8Q4Vnni(const int8_t* xq, const int8_t* xi, const float* xs, const float* offsets,
+                                    const uint8_t* wq, const S* ws, int64_t blocks) {
+  const __m256i order = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+  __m256 acc = _mm256_setzero_ps(), offset = _mm256_setzero_ps();
+  const int64_t paired = blocks / 2 * 2;
+  for (int64_t b = 0; b < paired; b += 8) {
+    const int valid = static_cast<int>(std::min<int64_t>(8, paired - b));
+    const uint8_t* w = wq + b * kQuantBlock / 2;
+    for (int64_t line = 0; line < 8 * kQuantBlock / 2; line += kCacheLine) __builtin_prefetch(w + kPrefetchBytes + line);
+    const int8_t* x = xi + b * kQuantBlock;
+    __m256i pair[4];
+    for (int p = 0; p < 4; ++p)
+      pair[p] = 2 * p < valid ? PairSumsVnni(w + 32 * p, x + 64 * p) : _mm256_setzero_si256();
+    const __m256i sums = FoldPairsVnni(pair[0], pair[1], pair[2], pair[3]);
+    const __m256 scales = LoadScalesVnni(ws + b, valid);
+    const __m256 d = _mm256_mul_ps(scales, _mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << valid) - 1), xs + b));
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_permutevar8x32_ps(d, order), acc);
+    offset = _mm256_fmadd_ps(scales, _mm256_maskz_loadu_ps(static_cast<__mmask8>((1u << valid) - 1), offsets + b), offset);
+  }
+  float sum = SumOfLanesVnni(acc) - SumOfLanesVnni(offset);
+  if (paired < blocks) {  // an odd block count: the last block on its own
+    const int64_t b = paired;
+    const int8_t* x = xq + b * kQuantBlock;
+    const uint8_t* w = wq + b * kQuantBlock / 2;
+    int32_t dot = 0;
+    for (int64_t j = 0; j < kQuantBlock / 2; ++j)
+      dot += x[j] * ((w[j] & 0xF) - 8) + x[j + kQuantBlock / 2] * ((w[j] >> 4) - 8);
+    sum += _mm256_cvtss_f32(LoadScalesVnni(ws + b, 1)) * xs[b] * static_cast<float>(dot);
+  }
+  return sum;
+}
+#undef DSV2_Q4_VNNI_ATTR
+#endif
+
 template <class S>
 HWY_INLINE float DotQ8Q4Portable(const int8_t* xq, const float* xs, const uint8_t* wq, const S* ws, int64_t blocks) {
   float sum = 0.0f;
@@ -365,6 +471,20 @@ HWY_INLINE void MatVecQ8With(const int8_t* xq, const float* xs, const std::byte*
   const int64_t blocks = n / kQuantBlock;
   const int64_t stride = q4 ? n / 2 : n;
   if (q4) {
+#if DSV2_Q4_VNNI
+    if (CpuHasVnni()) {
+      thread_local std::vector<float> offsets;  // grow-only; once per activation, not per row
+      thread_local std::vector<int8_t> interleaved;
+      offsets.resize(static_cast<size_t>(blocks));
+      interleaved.resize(static_cast<size_t>(n));
+      Q4Offsets(xq, xs, blocks, offsets.data());
+      InterleaveQ4Activation(xq, blocks, interleaved.data());
+      for (int64_t r = 0; r < rows; ++r)
+        y[r] = DotQ8Q4Vnni(xq, interleaved.data(), xs, offsets.data(), reinterpret_cast<const uint8_t*>(w + r * stride),
+                           ws + r * blocks, blocks);
+      return;
+    }
+#endif
 #if DSV2_AVX2_INTEGER_KERNELS
     thread_local std::vector<float> offsets;  // grow-only; once per activation, not per row
     offsets.resize(static_cast<size_t>(blocks));
