@@ -7,21 +7,10 @@
 # rounds), and reports the medians and the per-round ratios' median.
 #
 # Usage: bash bench/peer_decode.sh IK_BUILD_DIR BF16_DIR BF16.gguf Q8_0.gguf Q4_0.gguf
-# (the arguments of bench/peer_side_by_side.sh; BF16_DIR-q8 and -q4 must exist: that script writes them)
+# (the arguments of bench/peer_side_by_side.sh, bench/peer_args.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ $# -ne 5 ]]; then
-  echo "usage: bash bench/peer_decode.sh IK_BUILD_DIR BF16_DIR BF16.gguf Q8_0.gguf Q4_0.gguf" >&2
-  exit 2
-fi
-ik=$1 bf16_dir=$2
-declare -A gguf=([bf16]="$3" [q8]="$4" [q4]="$5")
-declare -A dsv2_dir=([bf16]="$bf16_dir" [q8]="$bf16_dir-q8" [q4]="$bf16_dir-q4")
-for t in bf16 q8 q4; do
-  for f in "${dsv2_dir[$t]}/config.json" "${gguf[$t]}"; do
-    [[ -e "$f" ]] || { echo "peer_decode.sh: $f: not found" >&2; exit 1; }
-  done
-done
+source bench/peer_args.sh "$@"
 rounds=${ROUNDS:-8} gen=${GEN:-64}
 out=$(mktemp)
 for round in $(seq "$rounds"); do

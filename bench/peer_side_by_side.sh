@@ -16,23 +16,10 @@
 # package); docs/PERFORMANCE.md lists the commands used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if [[ $# -ne 5 ]]; then
-  echo "usage: bash bench/peer_side_by_side.sh IK_BUILD_DIR BF16_DIR BF16.gguf Q8_0.gguf Q4_0.gguf" >&2
-  exit 2
-fi
-ik=$1 bf16_dir=$2
-declare -A gguf=([bf16]="$3" [q8]="$4" [q4]="$5")
-for f in "$ik/bin/llama-bench" "$bf16_dir/config.json" "$3" "$4" "$5"; do
-  [[ -e "$f" ]] || { echo "peer_side_by_side.sh: $f: not found" >&2; exit 1; }
-done
+source bench/peer_args.sh "$@"
 dsv2=build/dsv2
 rounds=${ROUNDS:-3}
 prompt=${PROMPT:-512} gen=${GEN:-64}
-
-for t in q8 q4; do
-  [[ -f "$bf16_dir-$t/model.safetensors" ]] || $dsv2 quantize -m "$bf16_dir" -o "$bf16_dir-$t" --type $t >/dev/null
-done
-declare -A dsv2_dir=([bf16]="$bf16_dir" [q8]="$bf16_dir-q8" [q4]="$bf16_dir-q4")
 out=$(mktemp)
 for round in $(seq "$rounds"); do
   for t in bf16 q8 q4; do
