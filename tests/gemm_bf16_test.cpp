@@ -18,6 +18,7 @@
 #include "core/parallel.h"
 #include "ops/gemm_bf16.h"
 #include "ops/matmul.h"
+#include "ops/repack.h"
 #include "ops/weight_matrix.h"
 
 namespace dsv2 {
@@ -148,6 +149,50 @@ TEST(GemmBf16, MatmulTakesItForBf16Batches) {
   set_num_threads(threads);
   EXPECT_EQ(std::memcmp(alone.data(), threaded.data(), alone.size() * sizeof(float)), 0);
   EXPECT_EQ(check_against_exact(x, tokens, m, 0, rows, threaded.data(), rows, "matmul"), 0);
+}
+
+// --repack (ops/repack.h): panels built once at load give the bits of those
+// packed per call, across partial panels, odd columns and column blocks, in a
+// row slice starting at a panel; a slice starting elsewhere packs per call.
+TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
+  for (int64_t cols : {3, 64, 1100}) {
+    const int64_t rows = 70, tokens = 13;
+    SCOPED_TRACE(std::to_string(rows) + " rows × " + std::to_string(cols));
+    const Bf16Matrix m = random_matrix(rows, cols, static_cast<uint32_t>(cols));
+    const auto x = random_activations(tokens, cols, 9);
+    Bf16Activations a;
+    a.round(x.data(), tokens, cols);
+    WeightMatrix repacked = m.w;
+    std::vector<std::byte> storage;
+    repack_rows(repacked, storage);
+    if (std::string(gemm_bf16_kernel()) != "avx512-bf16") {  // the float32 path reads rows: nothing to repack
+      EXPECT_EQ(repacked.panels, nullptr);
+      EXPECT_EQ(repacked_bytes(m.w), 0u);
+      continue;
+    }
+    ASSERT_NE(repacked.panels, nullptr);
+    EXPECT_EQ(repacked_bytes(m.w), static_cast<size_t>(3 * 32 * ((cols + 1) / 2) * 4));
+    std::vector<float> per_call(static_cast<size_t>(tokens * rows)), got(per_call.size(), -1.0f);
+    gemm_bf16(a, m.w, 0, rows, per_call.data(), rows);
+    gemm_bf16(a, repacked, 0, rows, got.data(), rows);
+    EXPECT_EQ(std::memcmp(per_call.data(), got.data(), got.size() * sizeof(float)), 0);
+    EXPECT_EQ(check_against_exact(x, tokens, m, 0, rows, got.data(), rows, "repacked"), 0);
+    // rows 32.. as a matrix of their own: its panels are the repacked ones from the second on
+    const WeightMatrix slice = repacked.row_slice(32, rows - 32);
+    EXPECT_EQ(slice.panels, repacked.panels + repacked.panel_bytes);
+    std::vector<float> sliced(static_cast<size_t>(tokens * (rows - 32)));
+    gemm_bf16(a, slice, 0, rows - 32, sliced.data(), rows - 32);
+    for (int64_t t = 0; t < tokens; ++t)
+      ASSERT_EQ(std::memcmp(sliced.data() + t * (rows - 32), per_call.data() + t * rows + 32, (rows - 32) * sizeof(float)), 0);
+    EXPECT_EQ(repacked.row_slice(5, 40).panels, nullptr);
+    // the float32 path ignores the panels
+    allow_gemm_bf16_avx512(false);
+    std::vector<float> float_path(got.size()), float_repacked(got.size());
+    gemm_bf16(a, m.w, 0, rows, float_path.data(), rows);
+    gemm_bf16(a, repacked, 0, rows, float_repacked.data(), rows);
+    allow_gemm_bf16_avx512(true);
+    EXPECT_EQ(std::memcmp(float_path.data(), float_repacked.data(), got.size() * sizeof(float)), 0);
+  }
 }
 
 }  // namespace

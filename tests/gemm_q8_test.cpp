@@ -18,6 +18,7 @@
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
 #include "ops/matmul.h"
+#include "ops/repack.h"
 #include "ops/weight_matrix.h"
 
 namespace dsv2 {
@@ -136,6 +137,44 @@ TEST(GemmQ8, MatchesReferenceAcrossTokenChunksAndPanelGroups) {
       reference::gemm_q8(xa, q.w, 3, rows, want.data(), rows);
       ASSERT_TRUE(same_bits(got, want));
     }
+  });
+}
+
+// --repack (ops/repack.h): panels built once at load give the reference's
+// bits on every kernel, across token chunks, panel groups and a partial last
+// panel, also in a row slice starting at a panel; the portable kernel reads rows.
+TEST(GemmQ8, RepackedPanelsGiveTheReferenceBits) {
+  for_each_target_and_kernel([&] {
+    for (int terms : {2, 1})
+      for (DType dtype : {DType::I8, DType::U8})
+        for (int64_t cols : {96, 4096}) {
+          const int64_t rows = 100, tokens = 70;
+          SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << rows << "x" << cols << ", " << terms << " term(s)");
+          const Quantized q = quantized(dtype, rows, cols, 41);
+          WeightMatrix repacked = q.w;
+          std::vector<std::byte> storage;
+          repack_rows(repacked, storage);
+          if (std::string(gemm_q8_kernel()) == "portable") {
+            EXPECT_EQ(repacked.panels, nullptr);
+            continue;
+          }
+          ASSERT_NE(repacked.panels, nullptr);
+          EXPECT_EQ(repacked_bytes(q.w), static_cast<size_t>(4 * (cols / kQuantBlock) * 32 * (kQuantBlock + 4)));
+          const auto x = random_activations(tokens, cols, 43);
+          Q8Activations xa;
+          xa.quantize(x.data(), tokens, cols, terms);
+          std::vector<float> got(static_cast<size_t>(tokens * rows), -1.0f), want = got;
+          gemm_q8(xa, repacked, 0, rows, got.data(), rows);
+          reference::gemm_q8(xa, q.w, 0, rows, want.data(), rows);
+          ASSERT_TRUE(same_bits(got, want));
+          const WeightMatrix slice = repacked.row_slice(64, rows - 64);
+          EXPECT_EQ(slice.panels, repacked.panels + 2 * repacked.panel_bytes);
+          std::vector<float> sliced(static_cast<size_t>(tokens * (rows - 64))), sliced_want = sliced;
+          gemm_q8(xa, slice, 0, rows - 64, sliced.data(), rows - 64);
+          reference::gemm_q8(xa, q.w.row_slice(64, rows - 64), 0, rows - 64, sliced_want.data(), rows - 64);
+          ASSERT_TRUE(same_bits(sliced, sliced_want));
+          EXPECT_EQ(repacked.row_slice(3, 50).panels, nullptr);
+        }
   });
 }
 

@@ -33,7 +33,7 @@ int run_bench(int argc, char** argv) {
              {"json", 0, false, "          print one JSON object instead of a table"},
              kSpeculativeOption, kDraftOption,
              {"step-runs", 0, true, "N         with --speculative: alternated runs of each step timed (default 9)"},
-             kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
+             kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   BenchOptions o;
   std::unique_ptr<Model> model;
@@ -83,6 +83,7 @@ int run_bench(int argc, char** argv) {
   if (args.has("json")) {
     nlohmann::json j = {{"threads", num_threads()},
                         {"activation_terms", gemm_q8_activation_terms()},
+                        {"repacked_bytes", model->repacked_bytes()},
                               {"prompt_tokens", r.prompt_tokens},
                               {"generated_tokens", r.generated_tokens},
                               {"context", r.context},
@@ -134,6 +135,8 @@ int run_bench(int argc, char** argv) {
               peaks.int8_dot_ops / 1e9, peaks.bf16_dot_flops / 1e9);
   std::printf("decode           %lld tokens after %lld cached: %.2f tokens/s (median step)\n",
               (long long)r.generated_tokens, (long long)r.context, r.decode_tokens_per_s);
+  if (model->repacked_bytes() > 0)
+    std::printf("repacked         %.1f MiB of prompt panels (--repack)\n", model->repacked_bytes() / mib);
   std::printf("read per token   %.1f MB weights + %.2f MB latent cache (%s)\n", r.bytes_per_token.weights / 1e6,
               r.bytes_per_token.cache / 1e6, cache_type_name(o.cache_type).c_str());
   std::printf("bandwidth        %.2f GB/s measured (read, %d threads)\n", r.bandwidth_bytes_per_s / gb, num_threads());

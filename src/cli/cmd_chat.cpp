@@ -50,7 +50,7 @@ int run_chat(int argc, char** argv) {
                            kSpeculativeOption,
                            kDraftOption},
                           sampling_option_specs(chat_defaults()),
-                          {kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
+                          {kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
   std::string dir;
   std::unique_ptr<Tokenizer> tokenizer;

@@ -39,7 +39,7 @@ int run_generate(int argc, char** argv) {
                             "          print one JSON line on stderr at the end: tokens, tokens_per_s, drafted, "
                             "accepted"}},
                           sampling_option_specs(generate_defaults()),
-                          {kAttnOption, kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
+                          {kAttnOption, kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption}}));
   if (args.print_help_if_requested()) return 0;
   GenerationOptions options;
   std::unique_ptr<Tokenizer> tokenizer;

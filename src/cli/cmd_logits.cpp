@@ -21,7 +21,7 @@ int run_logits(int argc, char** argv) {
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              {"attn", 0, true, "PATH      MLA form: absorbed (default: the server's, so its echoed logprobs equal these), naive or auto"},
              {"float32-activations", 0, false, "          bf16 weights' prefill in float32 as references compute (default: bf16 activations, as generation)"},
-             kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
+             kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   std::string output;
   std::vector<int32_t> ids;

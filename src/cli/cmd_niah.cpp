@@ -78,7 +78,7 @@ int run_niah(int argc, char** argv) {
              {"seed", 0, true, "S         seed of the numbers and text offsets (default 1)"},
              {"json", 0, false, "          one JSON object per cell (with each miss: the number and the completion), then a summary"},
              {"plot", 0, true, "FILE      write the heatmap as a PNG"},
-             kCacheTypeOption, kQuantizeOption, kActivationTermsOption, kExpertParallelOption, kThreadsOption});
+             kCacheTypeOption, kQuantizeOption, kActivationTermsOption, kRepackOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   NiahOptions o;
   std::string dir, haystack;

@@ -67,7 +67,7 @@ int run_serve(int argc, char** argv) {
              {"ctx", 0, true, "N         context per sequence, prompt + completion (default: the model's, at most 4096)"},
              {"queue", 0, true, "N         requests allowed to wait for a slot before 503 (default 64)"},
              {"max-body", 0, true, "BYTES     largest request body accepted (default 1048576)"},
-             kSpeculativeOption, kDraftOption, kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
+             kSpeculativeOption, kDraftOption, kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   std::string dir;
   std::unique_ptr<Tokenizer> tokenizer;

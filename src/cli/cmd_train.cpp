@@ -322,7 +322,7 @@ int run_eval(int argc, char** argv) {
              {"completions", 0, true, "FILE      --answers: also write every prompt, completion and reward (JSON Lines)"},
              {"limit", 0, true, "N         --task, --answers: only the first N items of each file (the harness's --limit)"},
              {"json", 0, false, "          one JSON object per file (or task) and for the total"},
-             kQuantizeOption, kActivationTermsOption, kCacheTypeOption, kThreadsOption});
+             kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   apply_thread_option(args);
   const std::string dir = model_dir_option(args);
@@ -335,6 +335,7 @@ int run_eval(int argc, char** argv) {
   const auto tokenizer = Tokenizer::load(dir);
   apply_activation_terms_option(args);
   Model model(dir, quantize_option(args));
+  apply_repack_option(args, model);
   if (tasks) return eval_tasks(args, model, *tokenizer, cache_type), 0;
   if (answers) return eval_answers(args, model, *tokenizer, dir), 0;
   const int64_t seq_len = args.get_int("seq-len", 256), max_tokens = args.get_int("max-tokens", 0);

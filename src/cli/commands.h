@@ -48,6 +48,10 @@ inline const OptionSpec kActivationTermsOption{
     "activation-terms", 0, true,
     "N         q8/q4 weights: int8 terms per activation in a prompt's products: 2 (default; logits as close to bf16 as "
     "float32 activations keep them) or 1 (as llama.cpp: half the integer work)"};
+inline const OptionSpec kRepackOption{
+    "repack", 0, false,
+    "          repack the weights' rows at load into the prompt products' panels (as ik_llama.cpp's -rtr): faster "
+    "prefill, same logits, as much memory again for the repacked matrices"};
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 inline const OptionSpec kExpertParallelOption{
@@ -84,6 +88,8 @@ void check_speculative_sampling(const SamplingOptions& sampling);
 std::optional<DType> quantize_option(const Args& args);
 // --activation-terms 1|2, if given: set for the whole process (set_gemm_q8_activation_terms).
 void apply_activation_terms_option(const Args& args);
+// --repack: the model's prompt matrices repacked (Model::repack_for_prompts).
+void apply_repack_option(const Args& args, Model& model);
 // --cache-type f32|q8|q4 (default f32).
 CacheType cache_type_option(const Args& args);
 // bf16 | f32 | q8 | q4 -> the stored dtype (q8: I8, q4: U8); errors name --option.

@@ -123,6 +123,10 @@ void apply_activation_terms_option(const Args& args) {
   set_gemm_q8_activation_terms(static_cast<int>(terms));
 }
 
+void apply_repack_option(const Args& args, Model& model) {
+  if (args.has("repack")) model.repack_for_prompts();
+}
+
 CacheType cache_type_option(const Args& args) {
   try {
     return parse_cache_type(args.get("cache-type", "f32"));
@@ -200,8 +204,10 @@ std::unique_ptr<Model> load_model(const Args& args, const std::string& dir) {
                      " rank(s), so it must be " + std::to_string(world.size()) +
                      (world.size() == 1 ? " (start dsv2 under mpirun -np N to split it)" : ""));
   apply_activation_terms_option(args);
-  if (world.size() == 1) return std::make_unique<Model>(dir, quantize_option(args));
-  return std::make_unique<Model>(dir, quantize_option(args), world);
+  auto model = world.size() == 1 ? std::make_unique<Model>(dir, quantize_option(args))
+                                 : std::make_unique<Model>(dir, quantize_option(args), world);
+  apply_repack_option(args, *model);
+  return model;
 }
 
 void apply_thread_option(const Args& args) {

@@ -9,6 +9,7 @@
 #include "model/moe.h"
 #include "ops/elementwise.h"
 #include "ops/matmul.h"
+#include "ops/repack.h"
 
 namespace dsv2 {
 
@@ -73,6 +74,25 @@ Model::Model(const std::string& dir, std::optional<DType> quantize_to, const dis
 
 Model::Model(const Config& config, const Weights& weights)
     : config_(config), weights_(weights), plan_(ShardPlan::whole(config_)), rope_(config_) {}
+
+int64_t Model::repack_for_prompts() {
+  require(checkpoint_ != nullptr, "model: --repack needs weights loaded from a model directory");
+  int64_t bytes = 0;
+  for_each_tensor(config_, weights_, [&](const TensorSlot& slot) {
+    if (!slot.matrix || slot.matrix->panels || dsv2::repacked_bytes(*slot.matrix) == 0) return;
+    if (slot.matrix == &weights_.embed_tokens || slot.matrix == &weights_.lm_head || slot.matrix == &weights_.score)
+      return;
+    repack_rows(*slot.matrix, repacked_.emplace_back());
+    bytes += static_cast<int64_t>(repacked_.back().size());
+  });
+  return bytes;
+}
+
+int64_t Model::repacked_bytes() const {
+  int64_t bytes = 0;
+  for (const auto& panels : repacked_) bytes += static_cast<int64_t>(panels.size());
+  return bytes;
+}
 
 const Checkpoint& Model::checkpoint() const {
   require(checkpoint_ != nullptr, "model: the weights are not from a checkpoint");

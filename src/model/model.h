@@ -88,6 +88,16 @@ class Model {
   // becomes `end`. On every rank of a split model alike.
   void fill_random_latents(LatentCache& cache, int64_t begin, int64_t end, uint64_t seed);
 
+  // Repacks every matrix a prompt's GEMMs read into their panels (ops/repack.h,
+  // `--repack`): attention, router, dense and expert projections of this
+  // rank's share; not the embedding, the LM head or a reward head (a prompt
+  // reads one of their rows at a time). Logits stay bit for bit the same;
+  // returns the bytes added. Only for a model loaded from a directory (a view
+  // of weights held elsewhere may change under it).
+  int64_t repack_for_prompts();
+  // What repack_for_prompts added on this rank, in bytes (0 if it did not run).
+  int64_t repacked_bytes() const;
+
   // MoE layer calls on this rank, and those in which no token chose an expert
   // it holds (it then skipped the routed experts' work).
   struct ExpertWork {
@@ -111,6 +121,7 @@ class Model {
   Weights weights_;
   ShardPlan plan_;
   std::vector<std::vector<std::byte>> quantized_;  // weights re-encoded at load time
+  std::vector<std::vector<std::byte>> repacked_;   // panels of repack_for_prompts
   Rope rope_;
   Scratch activations_, attention_scratch_, ffn_scratch_;
   std::vector<int32_t> batch_ids_;

@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "core/dtype.h"
+#include "core/error.h"
 #include "core/parallel.h"
 #include "ops/gemm.h"
 
@@ -158,10 +159,14 @@ void avx512_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first,
     const int64_t n = std::min(kBlockPairs, pairs - j0);
     for (int64_t p0 = 0; p0 < count; p0 += kP) {
       const int64_t rows = std::min(kP, count - p0);
-      pack_panel(w, first + p0, rows, j0, n, panel.data());
+      const uint32_t* packed = panel.data();
+      if (w.panels && (first + p0) % kP == 0)  // repacked at load: the same layout over all of the row's pairs
+        packed = reinterpret_cast<const uint32_t*>(w.panels + (first + p0) / kP * w.panel_bytes) + j0 * kP;
+      else
+        pack_panel(w, first + p0, rows, j0, n, panel.data());
       for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTile) {
         const int64_t tile = std::min<int64_t>(kMaxTile, x.tokens - t0);
-        const Tile a{panel.data(), x.values.data() + t0 * x.ld + 2 * j0, x.ld, n, rows, y + t0 * ldy + p0, ldy, j0 > 0};
+        const Tile a{packed, x.values.data() + t0 * x.ld + 2 * j0, x.ld, n, rows, y + t0 * ldy + p0, ldy, j0 > 0};
         kernels[tile](a);
       }
     }
@@ -192,6 +197,20 @@ void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, i
   }
 #endif
   float_gemm(x, w, first, count, y, ldy);
+}
+
+size_t gemm_bf16_panel_bytes(const WeightMatrix& w) {
+  if (w.dtype != DType::BF16 || !use_avx512()) return 0;
+  return static_cast<size_t>((w.cols + 1) / 2 * kP) * sizeof(uint32_t);
+}
+
+void pack_gemm_bf16_panel(const WeightMatrix& w, int64_t index, std::byte* out) {
+  require(gemm_bf16_panel_bytes(w) > 0 && index >= 0 && index * kP < w.rows, "gemm_bf16: no such panel to repack");
+#if DSV2_GEMM_BF16_X86
+  pack_panel(w, index * kP, std::min(kP, w.rows - index * kP), 0, (w.cols + 1) / 2, reinterpret_cast<uint32_t*>(out));
+#else
+  (void)out;
+#endif
 }
 
 const char* gemm_bf16_kernel() { return use_avx512() ? "avx512-bf16" : "float32-sgemm"; }

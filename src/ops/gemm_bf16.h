@@ -36,7 +36,14 @@ struct Bf16Activations {
 // calling thread (callers split rows over threads in multiples of kGemmBf16PanelRows).
 void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
 
-constexpr int64_t kGemmBf16PanelRows = 32;
+constexpr int64_t kGemmBf16PanelRows = kRepackRows;
+
+// Load-time repacking (ops/repack.h): the bytes of one panel of w as the
+// kernel of this CPU reads it ([column pair][kRepackRows rows][2 values], all
+// of a row's pairs), or 0 where gemm_bf16 reads rows (no AVX512-BF16).
+size_t gemm_bf16_panel_bytes(const WeightMatrix& w);
+// Panel `index` of w (rows past w.rows zero) into out[0, gemm_bf16_panel_bytes(w)).
+void pack_gemm_bf16_panel(const WeightMatrix& w, int64_t index, std::byte* out);
 
 // Which path gemm_bf16 runs on this CPU: "avx512-bf16" or "float32-sgemm".
 const char* gemm_bf16_kernel();

@@ -9,8 +9,10 @@
 // broadcast to every lane adds them into 16 per-row int32 sums: no horizontal
 // reduction, each weight load serves every token of the tile, each activation
 // broadcast 32 rows. Packing reads each weight once per call (at 512 prompt
-// tokens that is <1% of the multiply-adds); rows are not repacked at load, so
-// the one-token kernels keep their row layout and the weights are not stored twice.
+// tokens that is <1% of the multiply-adds, yet ~18% of a q8 prefill's time:
+// 32 rows read side by side wait on memory). With `--repack` (ops/repack.h)
+// the panels are built once at load and read where they lie; the rows stay
+// for the one-token kernels.
 #include "ops/gemm_q8.h"
 
 #include <algorithm>
@@ -61,15 +63,14 @@ struct Panel {
 
 constexpr int64_t kPrefetchBlocks = 16;  // how far ahead pack_panel prefetches each row
 
-inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, Panel& p) {
+// Bytes of a panel's values; its scales (float32) follow them in a repacked one.
+inline int64_t panel_value_bytes(const WeightMatrix& w) { return w.cols / kQuantBlock * kQuantBlock * kP; }
+
+inline void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, uint8_t* q, float* scales) {
   const int64_t blocks = w.cols / kQuantBlock;
-  p.q.resize(static_cast<size_t>(blocks * kQuantBlock * kP));
-  p.scales.resize(static_cast<size_t>(blocks * kP));
-  uint8_t* const q = p.q.data();
-  float* const scales = p.scales.data();
   if (rows < kP) {  // the rows past `rows` contribute zeros (their outputs are not stored)
-    std::fill(p.q.begin(), p.q.end(), w.is_q4() ? 8 : 0);
-    std::fill(p.scales.begin(), p.scales.end(), 0.0f);
+    std::fill(q, q + panel_value_bytes(w), w.is_q4() ? 8 : 0);
+    std::fill(scales, scales + blocks * kP, 0.0f);
   }
   // Each row's bytes and scales located once: the loop below is only loads and
   // stores (a division per row and block in row_scales() was most of its time).
@@ -345,18 +346,30 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
   const int64_t chunk = std::max<int64_t>(kMaxTile, ((int64_t(1) << 17) / x->cols) / kMaxTile * kMaxTile);
   const int64_t group = std::max<int64_t>(1, (int64_t(1) << 18) / (x->cols * kP));
   if (static_cast<int64_t>(panels.size()) < group) panels.resize(static_cast<size_t>(group));
+  // Panels repacked at load (ops/repack.h) are read where they lie.
+  auto repacked = [&](int64_t p0) { return w->panels != nullptr && (first + p0) % kP == 0; };
   for (int64_t g0 = 0; g0 < count; g0 += group * kP) {
     const int64_t group_end = std::min(count, g0 + group * kP);
     for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i)
-      detail::pack_panel(*w, first + p0, std::min(kP, count - p0), panels[static_cast<size_t>(i)]);
+      if (!repacked(p0)) {
+        detail::Panel& panel = panels[static_cast<size_t>(i)];
+        panel.q.resize(static_cast<size_t>(detail::panel_value_bytes(*w)));
+        panel.scales.resize(static_cast<size_t>(blocks * kP));
+        detail::pack_panel(*w, first + p0, std::min(kP, count - p0), panel.q.data(), panel.scales.data());
+      }
     for (int64_t c0 = 0; c0 < x->tokens; c0 += chunk) {
       const int64_t c1 = std::min(x->tokens, c0 + chunk);
       for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i) {
-        const detail::Panel& panel = panels[static_cast<size_t>(i)];
+        const uint8_t* pq = panels[static_cast<size_t>(i)].q.data();
+        const float* ps = panels[static_cast<size_t>(i)].scales.data();
+        if (repacked(p0)) {
+          pq = reinterpret_cast<const uint8_t*>(w->panels + (first + p0) / kP * w->panel_bytes);
+          ps = reinterpret_cast<const float*>(pq + detail::panel_value_bytes(*w));
+        }
         for (int64_t t0 = c0; t0 < c1; t0 += kMaxTile) {
           const int64_t tile = std::min<int64_t>(kMaxTile, c1 - t0);
-          const Tile a{panel.q.data(),
-                       panel.scales.data(),
+          const Tile a{pq,
+                       ps,
                        x->q.data() + t0 * x->cols,
                        x->scales.data() + t0 * blocks,
                        two ? x->residual.data() + t0 * x->cols : nullptr,
@@ -430,6 +443,20 @@ void gemm_q8(const Q8Activations& x, const WeightMatrix& w, int64_t first, int64
 }
 
 const char* gemm_q8_kernel() { return HWY_DYNAMIC_DISPATCH(KernelName)(); }
+
+size_t gemm_q8_panel_bytes(const WeightMatrix& w) {
+  // The portable kernel reads rows; the others share one panel layout.
+  if (!is_block_quantized(w.dtype) || std::strcmp(gemm_q8_kernel(), "portable") == 0) return 0;
+  return static_cast<size_t>(gemm_q8_detail::panel_value_bytes(w) + w.cols / kQuantBlock * gemm_q8_detail::kP * 4);
+}
+
+void pack_gemm_q8_panel(const WeightMatrix& w, int64_t index, std::byte* out) {
+  using gemm_q8_detail::kP;
+  require(gemm_q8_panel_bytes(w) > 0 && index >= 0 && index * kP < w.rows, "gemm_q8: no such panel to repack");
+  auto* q = reinterpret_cast<uint8_t*>(out);
+  gemm_q8_detail::pack_panel(w, index * kP, std::min(kP, w.rows - index * kP), q,
+                             reinterpret_cast<float*>(q + gemm_q8_detail::panel_value_bytes(w)));
+}
 
 void allow_gemm_q8_vnni(bool allowed) { gemm_q8_detail::vnni_allowed.store(allowed); }
 

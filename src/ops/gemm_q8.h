@@ -56,7 +56,15 @@ int gemm_q8_activation_terms();
 void gemm_q8(const Q8Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
 
 // Rows repacked together into one register-blocked panel.
-constexpr int64_t kGemmQ8PanelRows = 32;
+constexpr int64_t kGemmQ8PanelRows = kRepackRows;
+
+// Load-time repacking (ops/repack.h): the bytes of one panel of q8/q4 weights
+// as this CPU's kernel reads it ([block][quad][row][4 bytes] values, then
+// float32 scales [block][row]), or 0 where gemm_q8 reads rows (the portable
+// kernel) or w is not q8/q4.
+size_t gemm_q8_panel_bytes(const WeightMatrix& w);
+// Panel `index` of w (rows past w.rows zero) into out[0, gemm_q8_panel_bytes(w)).
+void pack_gemm_q8_panel(const WeightMatrix& w, int64_t index, std::byte* out);
 
 // Which inner kernel gemm_q8 runs on this CPU at the dispatched target:
 // "avx512-vnni", "avx2-maddubs" or "portable".

@@ -75,10 +75,11 @@ WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
   WeightMatrix m = *this;
   m.rows = count;
   if (count == 0) {
-    m.data = nullptr, m.scale_inv = nullptr;
+    m.data = nullptr, m.scale_inv = nullptr, m.panels = nullptr;
     return m;
   }
   m.data = row_data(first);
+  m.panels = panels && first % kRepackRows == 0 ? panels + first / kRepackRows * panel_bytes : nullptr;
   if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first).data : fp8_row_scales(first);
   return m;
 }

@@ -18,6 +18,9 @@ inline bool is_block_quantized(DType dtype) { return dtype == DType::I8 || dtype
 // Elements in one stored row of `cols` values: q4 packs two values per byte.
 inline int64_t stored_columns(DType dtype, int64_t cols) { return dtype == DType::U8 ? cols / 2 : cols; }
 
+// Rows per panel of the prompt GEMMs (gemm_bf16, gemm_q8), packed per call or at load.
+constexpr int64_t kRepackRows = 32;
+
 struct WeightMatrix {
   DType dtype = DType::F32;
   int64_t rows = 0, cols = 0;
@@ -28,6 +31,13 @@ struct WeightMatrix {
   const void* scale_inv = nullptr;
   DType scale_dtype = DType::F32;
   int64_t block_rows = 128, block_cols = 128;
+  // Optionally, the same rows repacked once at load for the prompt GEMM of
+  // this type (ops/repack.h, `--repack`): panel k holds rows [kRepackRows·k,
+  // kRepackRows·(k + 1)) in the layout gemm_bf16 / gemm_q8 otherwise build per
+  // call, panel_bytes each. nullptr: packed per call. The rows above stay the
+  // weights every other kernel reads.
+  const std::byte* panels = nullptr;
+  size_t panel_bytes = 0;
 
   bool empty() const { return data == nullptr; }
   bool is_q4() const { return dtype == DType::U8; }
@@ -53,7 +63,7 @@ struct WeightMatrix {
   }
   size_t bytes() const;  // as stored, block scales included
   // Rows [first, first + count) as a matrix of their own (a view into the same
-  // storage). float8 rows share scales in blocks of block_rows rows, so there
+  // storage; repacked panels are kept when first is a multiple of kRepackRows). float8 rows share scales in blocks of block_rows rows, so there
   // `first` must be a multiple of block_rows.
   WeightMatrix row_slice(int64_t first, int64_t count) const;
   // Rows a slice should start at a multiple of (1 but for float8's row blocks).

@@ -1,0 +1,29 @@
+// Load-time repacking of weight rows for the prompt GEMMs (`--repack`, what
+// ik_llama.cpp calls run-time repacking, -rtr). gemm_bf16 and gemm_q8 read
+// their weights as panels of kRepackRows interleaved rows; without repacking
+// they build each panel per call from the rows, which on this machine is
+// 15-18% of a 512-token prefill (32 rows read side by side wait on memory).
+// Repacked once, the panels are read where they lie, one stream per panel.
+//
+// The rows stay as they are: the one-token kernels, the embedding and
+// everything else read them. So a repacked matrix takes its size again in
+// memory. The products are bit for bit those of the panels packed per call.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "ops/weight_matrix.h"
+
+namespace dsv2 {
+
+// Bytes w's panels take for this CPU's prompt GEMM, 0 where its type has none
+// here (f32, f16, float8; bf16 without AVX512-BF16; q8/q4 on the portable kernel).
+size_t repacked_bytes(const WeightMatrix& w);
+
+// Packs w's panels into `storage` (resized; it must outlive w and its slices)
+// and points w.panels at them, in parallel over panels. Does nothing where
+// repacked_bytes(w) is 0.
+void repack_rows(WeightMatrix& w, std::vector<std::byte>& storage);
+
+}  // namespace dsv2
