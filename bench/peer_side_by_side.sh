@@ -7,6 +7,10 @@
 # (written next to it as BF16_DIR-q8, BF16_DIR-q4 when missing). ik runs with
 # -rtr 0 and -rtr 1 (rows repacked at load) and the better median of the two is
 # its figure. Runs alternate between the engines, ROUNDS (3) rounds, medians.
+# Both are measured warm: dsv2 bench --warmup prefills the prompt once before
+# the timed one, llama-bench runs each test twice (-r 2) and its second sample
+# is taken (the first prompt after loading also faults in each engine's
+# buffers, which on these VMs costs 0.1-0.3 s and varies with the host).
 # dsv2's q8/q4 run twice: with its default two int8 terms per activation and
 # with --activation-terms 1 (llama.cpp's one term; rows "q8 1t", "q4 1t"), and
 # every dsv2 row again with --repack (rows repacked at load, as ik's -rtr 1;
@@ -30,17 +34,17 @@ for round in $(seq "$rounds"); do
       [[ $t == bf16 && $terms == 1 ]] && continue
       for repack in "" r; do
         $dsv2 bench -m "${dsv2_dir[$t]}" --prompt "$prompt" --gen "$gen" --threads 2 --activation-terms $terms \
-          ${repack:+--repack} --json |
+          ${repack:+--repack} --warmup --json |
           python3 -c 'import json,sys; j=json.load(sys.stdin); print(sys.argv[1], "dsv2-" + sys.argv[2], j["prefill_tokens_per_s"], j["decode_tokens_per_s"])' "$t" "$terms$repack" >>"$out"
       done
     done
     for rtr in 0 1; do
-      "$ik/bin/llama-bench" -m "${gguf[$t]}" -t 2 -mla 3 -fa 1 -fmoe 1 -rtr $rtr -p "$prompt" -n "$gen" -r 1 -o json 2>/dev/null |
+      "$ik/bin/llama-bench" -m "${gguf[$t]}" -t 2 -mla 3 -fa 1 -fmoe 1 -rtr $rtr -p "$prompt" -n "$gen" -r 2 -o json 2>/dev/null |
         python3 -c '
 import json, sys
 runs = json.load(sys.stdin)
-pp = next(r["avg_ts"] for r in runs if r["n_prompt"] > 0)
-tg = next(r["avg_ts"] for r in runs if r["n_gen"] > 0)
+pp = next(r["samples_ts"][-1] for r in runs if r["n_prompt"] > 0)
+tg = next(r["samples_ts"][-1] for r in runs if r["n_gen"] > 0)
 print(sys.argv[1], sys.argv[2], pp, tg)' "$t" "ik-rtr$rtr" >>"$out"
     done
   done

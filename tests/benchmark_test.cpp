@@ -128,6 +128,7 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["activation_terms"], 2);
   EXPECT_EQ(j["repacked_bytes"], 0);
+  EXPECT_EQ(j["warmup"], false);
   for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
                           "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes",
                           "fp32_fma_peak_flops_per_s", "prefill_peak_share"})
@@ -153,10 +154,11 @@ TEST(Benchmark, Bf16PrefillIsMeasuredAgainstTheBf16Peak) {
 // q8 weights prefill through the integer GEMM: their share is of the int8 dot-product peak.
 TEST(Benchmark, QuantizedPrefillIsMeasuredAgainstTheInt8Peak) {
   const auto r = test::run_dsv2("bench -m " + test::fixture("v2_lite") +
-                                " --quantize q8 --activation-terms 1 --repack --prompt 8 --gen 2 -t 1 --json");
+                                " --quantize q8 --activation-terms 1 --repack --warmup --prompt 8 --gen 2 -t 1 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["activation_terms"], 1);
+  EXPECT_EQ(j["warmup"], true);
   // --repack: the q8 matrices' panels (all but the embedding and LM head) where a kernel reads panels
   if (std::string(gemm_q8_kernel()) != "portable") EXPECT_GT(j["repacked_bytes"].get<int64_t>(), 0);
   if (j["int8_dot_peak_ops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no int8 dot-product instruction measured here";

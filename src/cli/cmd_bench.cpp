@@ -19,7 +19,7 @@
 namespace dsv2::cli {
 
 int run_bench(int argc, char** argv) {
-  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--attn auto|naive|absorbed] [--cache-type TYPE] [--threads N] [--json] "
+  Args args(argc, argv, "dsv2 bench -m DIR [--prompt N] [--gen N] [--ctx N] [--attn auto|naive|absorbed] [--warmup] [--cache-type TYPE] [--threads N] [--json] "
             "[--speculative mtp [--draft N] [--step-runs N]]\n\n"
             "With --speculative mtp: greedy tokens/s with and without MTP drafts, and the medians of N alternated\n"
             "runs of a 1-token decoding step, a verification step (1 + draft tokens) and one MTP draft row after the\n"
@@ -30,6 +30,7 @@ int run_bench(int argc, char** argv) {
              {"ctx", 'c', true, "N         decode after this many cached tokens; those past the prompt are random latents (default: the prompt)"},
              {"seed", 0, true, "S         seed of the random token ids (default 1)"},
              {"attn", 0, true, "PATH      MLA form of the prefill: auto (default: fewer multiply-adds), naive or absorbed; decoding is absorbed"},
+             {"warmup", 0, false, "          prefill the prompt once, untimed, before the measured prefill (steady state: the first prompt after loading also faults in its buffers)"},
              {"json", 0, false, "          print one JSON object instead of a table"},
              kSpeculativeOption, kDraftOption,
              {"step-runs", 0, true, "N         with --speculative: alternated runs of each step timed (default 9)"},
@@ -45,6 +46,7 @@ int run_bench(int argc, char** argv) {
     o.generate = args.get_int("gen", 32);
     o.context = args.get_int("ctx", 0);
     o.seed = static_cast<uint64_t>(args.get_int("seed", 1));
+    o.warmup = args.has("warmup");
     o.cache_type = cache_type_option(args);
     o.prefill_path = parse_attention_path(args.get("attn", "auto"));
     if (o.prompt < 1 || o.prompt > (1 << 20)) throw UsageError("option --prompt: must be between 1 and 1048576");
@@ -84,6 +86,7 @@ int run_bench(int argc, char** argv) {
     nlohmann::json j = {{"threads", num_threads()},
                         {"activation_terms", gemm_q8_activation_terms()},
                         {"repacked_bytes", model->repacked_bytes()},
+                        {"warmup", o.warmup},
                               {"prompt_tokens", r.prompt_tokens},
                               {"generated_tokens", r.generated_tokens},
                               {"context", r.context},

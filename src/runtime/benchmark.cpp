@@ -117,6 +117,10 @@ BenchResult run_benchmark(Model& model, const BenchOptions& o) {
 
   r.prefill_path = o.prefill_path != AttentionPath::kAuto ? o.prefill_path
                                                             : choose_attention_path(c, {SequenceSpan{&cache, 0, o.prompt}});
+  if (o.warmup) {
+    LatentCache warm(c, o.prompt, 0, o.cache_type);
+    model.forward(ids.data(), o.prompt, warm, r.prefill_path, logits.data(), true);
+  }
   auto start = Clock::now();
   model.forward(ids.data(), o.prompt, cache, r.prefill_path, logits.data(), true);
   const double prefill_seconds = seconds_since(start);

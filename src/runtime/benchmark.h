@@ -39,6 +39,12 @@ struct BenchOptions {
   CacheType cache_type = CacheType::kF32;
   AttentionPath prefill_path = AttentionPath::kAuto;  // decoding is absorbed
   uint64_t seed = 1;
+  // Prefill the prompt once, untimed, before the measured prefill. The first
+  // prompt after loading also grows the forward's buffers (~90 MB at 512
+  // tokens of V2-Lite's shape) and faults their pages in, which on a VM costs
+  // 0.1-0.3 s and varies with the host; llama-bench's repetitions after its
+  // first measure the same steady state.
+  bool warmup = false;
 };
 struct BenchResult {
   int64_t prompt_tokens = 0, generated_tokens = 0, context = 0;
