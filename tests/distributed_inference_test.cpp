@@ -127,7 +127,8 @@ class ServeProcess {
  public:
   ServeProcess(int ranks, const std::string& extra = "") : port_(free_port()) {
     const std::string serve = test::dsv2_binary() + " serve --port " + std::to_string(port_) + " " + extra;
-    const std::string command = ranks > 1 ? test::mpirun_command() + " -np " + std::to_string(ranks) + " " + serve : serve;
+    // (one process: exec'd by the shell, so that pid_ is the server itself)
+    const std::string command = ranks > 1 ? test::mpirun_command() + " -np " + std::to_string(ranks) + " " + serve : "exec " + serve;
     pid_ = fork();
     if (pid_ == 0) {
       setpgid(0, 0);
@@ -229,6 +230,18 @@ pid_t rank_process(int rank, const std::string& marker) {
     }
   }
   return 0;
+}
+
+// One process: SIGTERM or SIGINT stops the server and it exits 0 (its own
+// handling; the stop is retried until listen() has returned, so a signal right
+// as the server starts listening is not lost).
+TEST(DistributedInference, OneProcessServerEndsCleanlyOnSigtermAndSigint) {
+  for (int sig : {SIGTERM, SIGINT}) {
+    ServeProcess server(1);
+    ASSERT_TRUE(httplib::Client("127.0.0.1", server.port()).Get("/health")) << "the server did not come up";
+    kill(server.pid(), sig);
+    EXPECT_EQ(server.wait_for_exit(30), 0) << "signal " << sig;
+  }
 }
 
 TEST(DistributedInference, KilledRankEndsTheServerWith503AndNoHang) {

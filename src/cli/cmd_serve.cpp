@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 
 #include "cli/commands.h"
@@ -19,20 +20,48 @@
 namespace dsv2::cli {
 
 namespace {
-Server* running_server = nullptr;
-void stop_on_signal(int) {
-  if (running_server) running_server->stop();
+int signal_pipe[2] = {-1, -1};
+void wake_watcher(int) {  // a signal handler may only do async-signal-safe things: write a byte
+  const char byte = 1;
+  (void)!::write(signal_pipe[1], &byte, 1);
+}
+
+// In one process a SIGINT or SIGTERM stops the server: listen() returns and
+// the process exits 0. The stop is retried until listen() has returned: a
+// stop() that arrives before the listening socket is up is ignored (httplib
+// stops only a running server), and the server would never end.
+std::mutex server_mutex;
+bool server_gone = false;  // run_serve is past listen(): the watcher must not touch the server
+struct MarkServerGone {  // declared after the server, so it runs first when the server's scope ends
+  ~MarkServerGone() {
+    std::lock_guard lock(server_mutex);
+    server_gone = true;
+  }
+};
+
+void stop_on_signals(Server& server) {
+  if (::pipe(signal_pipe) != 0) throw Error("serve: cannot create a pipe for signals");
+  std::thread([&server] {
+    char byte;
+    while (::read(signal_pipe[0], &byte, 1) != 1) {
+    }
+    for (;;) {
+      {
+        std::lock_guard lock(server_mutex);
+        if (server_gone) return;
+        server.stop();
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  }).detach();
+  std::signal(SIGINT, wake_watcher);
+  std::signal(SIGTERM, wake_watcher);
 }
 
 // Under mpirun a SIGTERM (or SIGINT) means the job is ending: mpirun sends it
 // when another rank has stopped, and a second later kills what is left. The
 // engine, waiting for that rank inside a collective, can finish nothing: the
 // requests in flight are answered with 503 at once and the process leaves.
-int signal_pipe[2] = {-1, -1};
-void wake_watcher(int) {
-  const char byte = 1;
-  (void)!::write(signal_pipe[1], &byte, 1);
-}
 
 void watch_for_job_end(Server& server) {
   if (::pipe(signal_pipe) != 0) throw Error("serve: cannot create a pipe for signals");
@@ -114,12 +143,11 @@ int run_serve(int argc, char** argv) {
 
   const ChatRenderer render = make_chat_renderer(*tokenizer, dir + "/tokenizer_config.json");
   Server server(model, *tokenizer, [render](const std::vector<ChatMessage>& messages) { return render(messages, true); }, options);
+  const MarkServerGone mark_server_gone;
   if (model.plan().split()) {
     watch_for_job_end(server);
   } else {
-    running_server = &server;
-    std::signal(SIGINT, stop_on_signal);
-    std::signal(SIGTERM, stop_on_signal);
+    stop_on_signals(server);
   }
   const bool ok = server.listen([&](int port) {
     const std::string drafting =
@@ -133,7 +161,6 @@ int run_serve(int argc, char** argv) {
       std::fprintf(stderr, "dsv2 serve: warning: %s is not a loopback address and no --api-key is set: anyone who can "
                            "reach it can use the model\n", options.host.c_str());
   });
-  running_server = nullptr;
   if (!ok) throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port) + " (in use, or not an address of this machine)");
   return 0;
 }
