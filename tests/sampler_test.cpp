@@ -3,7 +3,10 @@
 // from the sampler), one control at a time and all together in their order.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <random>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -237,6 +240,82 @@ TEST(Sampler, RejectsBadOptions) {
   SamplingOptions o;
   o.logit_bias = {{4, 1.0f}};
   EXPECT_THROW(Sampler(o, 4), Error);
+}
+
+// The sampler sorts only as much of the vocabulary as top-p, min-p and the
+// draw reach. Against steps 4-8 written out with a full sort (this test's own
+// code, the definition in sampler.h): the same kept tokens and probabilities,
+// and the same draws from the same seed, on a large vocabulary with a long
+// tail, under each truncation alone and together.
+struct Kept {
+  std::vector<std::pair<float, int32_t>> sorted;  // weights exp(l/T - max), most likely first
+  double total = 0.0;
+};
+Kept truncate_by_full_sort(const std::vector<float>& logits, const SamplingOptions& o) {
+  Kept k;
+  for (size_t i = 0; i < logits.size(); ++i) k.sorted.push_back({logits[i] / o.temperature, static_cast<int32_t>(i)});
+  std::sort(k.sorted.begin(), k.sorted.end(),
+            [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+  if (o.top_k > 0 && o.top_k < static_cast<int64_t>(k.sorted.size())) k.sorted.resize(o.top_k);
+  const float max_logit = k.sorted[0].first;
+  double total = 0.0;
+  for (auto& c : k.sorted) total += c.first = std::exp(c.first - max_logit);
+  size_t keep = k.sorted.size();
+  if (o.top_p < 1.0f) {
+    double cumulative = 0.0;
+    for (size_t i = 0; i < keep; ++i)
+      if ((cumulative += k.sorted[i].first / total) >= o.top_p) {
+        keep = i + 1;
+        break;
+      }
+  }
+  if (o.min_p > 0.0f) {
+    size_t n = 1;
+    while (n < keep && k.sorted[n].first >= o.min_p) ++n;
+    keep = n;
+  }
+  k.sorted.resize(keep);
+  for (const auto& c : k.sorted) k.total += c.first;
+  return k;
+}
+
+TEST(Sampler, SortsOnlyWhatItNeedsYetKeepsAndDrawsAsAFullSort) {
+  const int64_t vocab = 20000;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0.0f, 2.5f);
+  std::vector<float> logits(vocab);
+  for (auto& l : logits) l = normal(rng);
+  logits[123] = logits[456] = 9.0f;  // a tie at the top: the lower id ranks first
+  struct Case {
+    float temperature, top_p, min_p;
+    int64_t top_k;
+  };
+  for (const Case c : {Case{1.0f, 1.0f, 0.0f, 0}, Case{0.7f, 0.9f, 0.0f, 0}, Case{1.3f, 0.995f, 0.0f, 0},
+                       Case{1.0f, 1.0f, 0.02f, 0}, Case{1.0f, 1.0f, 0.0f, 300}, Case{0.8f, 0.95f, 0.001f, 5000}}) {
+    SamplingOptions o;
+    o.temperature = c.temperature, o.top_p = c.top_p, o.min_p = c.min_p, o.top_k = c.top_k, o.seed = 11;
+    SCOPED_TRACE(testing::Message() << "T " << c.temperature << " top_p " << c.top_p << " min_p " << c.min_p << " top_k " << c.top_k);
+    const Kept want = truncate_by_full_sort(logits, o);
+    Sampler sampler(o, vocab);
+    const std::vector<float> p = sampler.probabilities(logits.data());
+    int64_t nonzero = 0;
+    for (float x : p) nonzero += x > 0.0f;
+    EXPECT_EQ(nonzero, static_cast<int64_t>(want.sorted.size()));
+    for (const auto& [w, id] : want.sorted) EXPECT_NEAR(p[id], w / want.total, 1e-6 * (w / want.total) + 1e-12) << "token " << id;
+    // draws: u = 53 random bits × total, then the first candidate (most likely first) whose running sum passes u
+    std::mt19937_64 draws(o.seed);
+    for (int d = 0; d < 200; ++d) {
+      const double u = static_cast<double>(draws() >> 11) * 0x1.0p-53 * want.total;
+      double cumulative = 0.0;
+      int32_t expected = want.sorted.back().second;
+      for (const auto& [w, id] : want.sorted)
+        if (u < (cumulative += w)) {
+          expected = id;
+          break;
+        }
+      ASSERT_EQ(sampler.sample(logits.data()), expected) << "draw " << d;
+    }
+  }
 }
 
 }  // namespace

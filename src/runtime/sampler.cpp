@@ -101,24 +101,45 @@ int32_t Sampler::greedy() const {
   return best;
 }
 
+namespace {
+// Highest first; ties keep the lower id first so the order is fully determined.
+bool ranks_before(const std::pair<float, int32_t>& a, const std::pair<float, int32_t>& b) {
+  return a.first > b.first || (a.first == b.first && a.second < b.second);
+}
+}  // namespace
+
+void Sampler::sort_prefix(int64_t n) {
+  if (n <= sorted_) return;
+  // Grown geometrically, so that walking the prefix one candidate at a time
+  // sorts no more than a few times what it reaches.
+  n = std::min(end_, std::max({n, int64_t{64}, 2 * sorted_}));
+  std::partial_sort(candidates_.begin() + sorted_, candidates_.begin() + n, candidates_.begin() + end_, ranks_before);
+  sorted_ = n;
+}
+
+float Sampler::weight(int64_t i) const { return std::exp(candidates_[i].first - max_logit_); }
+
 int64_t Sampler::truncate() {
   for (auto& c : candidates_) c.first /= options_.temperature;
-  // Highest first; ties keep the lower id first so the order is fully determined.
-  auto by_logit = [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); };
-  int64_t keep = vocab_size_;
+  sorted_ = 0, end_ = vocab_size_;
   if (options_.top_k > 0 && options_.top_k < vocab_size_) {
-    keep = options_.top_k;
-    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(), by_logit);
-  } else {
-    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+    std::partial_sort(candidates_.begin(), candidates_.begin() + options_.top_k, candidates_.end(), ranks_before);
+    sorted_ = end_ = options_.top_k;
   }
-  const float max_logit = candidates_[0].first;
+  // The candidates are sorted only as far as top-p, min-p and the draw look:
+  // a full sort of a 102400-token vocabulary took 7.5 ms a token, against
+  // 0.7 ms for the weights and the first 256.
+  max_logit_ = candidates_[0].first;
+  if (sorted_ == 0)
+    for (const auto& c : candidates_) max_logit_ = std::max(max_logit_, c.first);
   double total = 0.0;
-  for (int64_t i = 0; i < keep; ++i) total += candidates_[i].first = std::exp(candidates_[i].first - max_logit);
+  for (int64_t i = 0; i < end_; ++i) total += weight(i);
+  int64_t keep = end_;
   if (options_.top_p < 1.0f) {  // the smallest prefix whose probability reaches top_p
     double cumulative = 0.0;
-    for (int64_t i = 0; i < keep; ++i) {
-      cumulative += candidates_[i].first / total;
+    for (int64_t i = 0; i < end_; ++i) {
+      sort_prefix(i + 1);
+      cumulative += weight(i) / total;
       if (cumulative >= options_.top_p) {
         keep = i + 1;
         break;
@@ -128,11 +149,18 @@ int64_t Sampler::truncate() {
   if (options_.min_p > 0.0f) {
     // The first candidate has weight exp(0) = 1, so a weight is p / p_max.
     int64_t k = 1;
-    while (k < keep && candidates_[k].first >= options_.min_p) ++k;
+    for (; k < keep; ++k) {
+      sort_prefix(k + 1);
+      if (weight(k) < options_.min_p) break;
+    }
     keep = k;
   }
-  total_ = 0.0;
-  for (int64_t i = 0; i < keep; ++i) total_ += candidates_[i].first;
+  if (keep == end_) {
+    total_ = total;
+  } else {
+    total_ = 0.0;
+    for (int64_t i = 0; i < keep; ++i) total_ += weight(i);
+  }
   return keep;
 }
 
@@ -149,13 +177,18 @@ int32_t Sampler::sample(const float* logits) {
       // A uniform draw from 53 random bits: identical on every platform for a given seed.
       const double u = static_cast<double>(rng_() >> 11) * 0x1.0p-53 * total_;
       double cumulative = 0.0;
-      next = candidates_[keep - 1].second;
+      next = -1;
       for (int64_t i = 0; i < keep; ++i) {
-        cumulative += candidates_[i].first;
+        sort_prefix(i + 1);
+        cumulative += weight(i);
         if (u < cumulative) {
           next = candidates_[i].second;
           break;
         }
+      }
+      if (next < 0) {  // u at the very top of the range, past the rounded sum: the last kept candidate
+        sort_prefix(keep);
+        next = candidates_[keep - 1].second;
       }
     }
   }
@@ -170,8 +203,8 @@ std::vector<float> Sampler::probabilities(const float* logits) {
     p[greedy()] = 1.0f;
     return p;
   }
-  const int64_t keep = truncate();
-  for (int64_t i = 0; i < keep; ++i) p[candidates_[i].second] = static_cast<float>(candidates_[i].first / total_);
+  const int64_t keep = truncate();  // [0, keep): the kept candidates, sorted or (all of them) not
+  for (int64_t i = 0; i < keep; ++i) p[candidates_[i].second] = static_cast<float>(weight(i) / total_);
   return p;
 }
 

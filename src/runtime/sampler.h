@@ -79,9 +79,14 @@ class Sampler {
   void adjust(const float* logits);
   // The adjusted candidate with the largest logit (lowest id on ties), before truncate() sorts them.
   int32_t greedy() const;
-  // Steps 4-7 over candidates_: sorts them, replaces logits with unnormalised
-  // probabilities, and returns how many (the most likely first) remain.
+  // Steps 4-7 over candidates_: tempers the logits and returns how many
+  // candidates remain: [0, keep) of candidates_, the most likely first as far
+  // as sorted_ (keep <= sorted_ unless every candidate in [0, end_) is kept).
   int64_t truncate();
+  // Makes candidates_[0, n) the n most likely of [0, end_), in order.
+  void sort_prefix(int64_t n);
+  // Candidate i's unnormalised probability, exp(logit - max): 1 for the most likely.
+  float weight(int64_t i) const;
   void remember(int32_t id, bool generated);
 
   SamplingOptions options_;
@@ -95,6 +100,8 @@ class Sampler {
   std::vector<int32_t> in_window_;              // per token: occurrences in the window
   std::vector<int32_t> generated_;              // per token: times generated
   double total_ = 0.0;                          // sum of the kept candidates' weights
+  int64_t sorted_ = 0, end_ = 0;                // truncate(): candidates_[0, sorted_) sorted; [0, end_) in play (top_k)
+  float max_logit_ = 0.0f;
 };
 
 // Index of the largest value; the lowest index wins ties.
