@@ -229,10 +229,14 @@ TEST(GemmQ8, ReferenceIsTheScaledIntegerProduct) {
           EXPECT_LE(std::fabs(x[at] - scale * (xa.q[at] + xa.residual[at] / 256.0)), scale / 256.0 + 1e-6 * std::fabs(x[at]));
         }
         ASSERT_EQ(xa.sums[t * blocks + b], s);
-        if (terms == 2) ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
+        if (terms == 2) {
+          ASSERT_EQ(xa.residual_sums[t * blocks + b], rs);
+        }
       }
     }
-    if (terms == 1) EXPECT_TRUE(xa.residual.empty() && xa.residual_sums.empty());
+    if (terms == 1) {
+      EXPECT_TRUE(xa.residual.empty() && xa.residual_sums.empty());
+    }
     expect_reference_is_the_product(xa, q.w);
   }
 }

@@ -357,7 +357,9 @@ TEST(Kernels, F16ScalesStayWithinFloat16Range) {
     quantize_block(w, q8, h8, q4, h4);
     EXPECT_EQ(h8, 0x0400);  // 2^-14
     EXPECT_EQ(f16_to_float(h8), 0x1p-14f);
-    if (amax < 7 * 0x1p-14f) EXPECT_EQ(h4, 0x0400);
+    if (amax < 7 * 0x1p-14f) {
+      EXPECT_EQ(h4, 0x0400);
+    }
     std::vector<float> d8(kQuantBlock), d4(kQuantBlock);
     dequantize_row_q8(q8.data(), BlockScales::half(&h8), kQuantBlock, d8.data());
     dequantize_row_q4(q4.data(), BlockScales::half(&h4), kQuantBlock, d4.data());

@@ -85,7 +85,9 @@ TEST_P(RmReference, InferenceScoresMatchTransformers) {
     const auto want = e["scores"].get<std::vector<double>>();
     const auto first = (j["pairwise"] ? e["chosen"] : e["completion"]).get<std::vector<int32_t>>();
     EXPECT_NEAR(rm.score(first), want[0], 1e-4);
-    if (j["pairwise"]) EXPECT_NEAR(rm.score(e["rejected"].get<std::vector<int32_t>>()), want[1], 1e-4);
+    if (j["pairwise"]) {
+      EXPECT_NEAR(rm.score(e["rejected"].get<std::vector<int32_t>>()), want[1], 1e-4);
+    }
   }
 }
 

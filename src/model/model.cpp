@@ -122,7 +122,7 @@ void Model::forward_tokens(const int32_t* ids, int64_t tokens, LatentCache& cach
   batch_ids_.assign(ids, ids + tokens);
   spans_.assign({SequenceSpan{&cache, 0, tokens}});
   check_batch();
-  if (plan_.split() && !is_follower()) announce(0, path, (last_only ? kLastOnly : 0) | (last_row_only ? kLastRowsOnly : 0));
+  if (plan_.split() && !is_follower()) announce(0, path, (last_only ? int64_t{kLastOnly} : 0) | (last_row_only ? int64_t{kLastRowsOnly} : 0));
   const float* x = run_layers(path, last_row_only);
   const int64_t d = config_.hidden_size, first = last_only ? tokens - 1 : 0;
   const float eps = static_cast<float>(config_.rms_norm_eps);
@@ -151,7 +151,7 @@ void Model::forward_chunks(const std::vector<Chunk>& chunks, AttentionPath path,
     batch_ids_.insert(batch_ids_.end(), c.ids, c.ids + c.tokens);
   }
   check_batch();
-  if (plan_.split() && !is_follower()) announce(1, path, last_rows_only ? kLastRowsOnly : 0);
+  if (plan_.split() && !is_follower()) announce(1, path, last_rows_only ? int64_t{kLastRowsOnly} : 0);
   const float* x = run_layers(path, last_rows_only);
   const int64_t d = config_.hidden_size, n = static_cast<int64_t>(spans_.size());
   const float eps = static_cast<float>(config_.rms_norm_eps);
