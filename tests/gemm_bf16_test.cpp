@@ -172,6 +172,9 @@ TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
     }
     ASSERT_NE(repacked.panels, nullptr);
     EXPECT_EQ(repacked_bytes(m.w), static_cast<size_t>(3 * 32 * ((cols + 1) / 2) * 4));
+    use_gemm_bf16_for_prefill(false);  // (dsv2 serve) prompts take float32 products: no panels to build
+    EXPECT_EQ(repacked_bytes(m.w), 0u);
+    use_gemm_bf16_for_prefill(true);
     std::vector<float> per_call(static_cast<size_t>(tokens * rows)), got(per_call.size(), -1.0f);
     gemm_bf16(a, m.w, 0, rows, per_call.data(), rows);
     gemm_bf16(a, repacked, 0, rows, got.data(), rows);

@@ -14,7 +14,8 @@ constexpr size_t kAlign = 64;  // each panel starts on a cache line
 
 size_t panel_bytes(const WeightMatrix& w) {
   if (w.empty() || w.rows == 0) return 0;
-  if (w.dtype == DType::BF16) return gemm_bf16_panel_bytes(w);
+  // (dsv2 serve runs bf16 prompts through float32 products: no panels read there)
+  if (w.dtype == DType::BF16) return gemm_bf16_for_prefill() ? gemm_bf16_panel_bytes(w) : 0;
   if (is_block_quantized(w.dtype)) return gemm_q8_panel_bytes(w);
   return 0;
 }

@@ -18,7 +18,8 @@
 namespace dsv2 {
 
 // Bytes w's panels take for this CPU's prompt GEMM, 0 where its type has none
-// here (f32, f16, float8; bf16 without AVX512-BF16; q8/q4 on the portable kernel).
+// here (f32, f16, float8; bf16 without AVX512-BF16 or with use_gemm_bf16_for_prefill
+// off, as in dsv2 serve; q8/q4 on the portable kernel).
 size_t repacked_bytes(const WeightMatrix& w);
 
 // Packs w's panels into `storage` (resized; it must outlive w and its slices)
