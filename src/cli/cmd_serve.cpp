@@ -62,7 +62,6 @@ void stop_on_signals(Server& server) {
 // when another rank has stopped, and a second later kills what is left. The
 // engine, waiting for that rank inside a collective, can finish nothing: the
 // requests in flight are answered with 503 at once and the process leaves.
-
 void watch_for_job_end(Server& server) {
   if (::pipe(signal_pipe) != 0) throw Error("serve: cannot create a pipe for signals");
   std::thread([&server] {
