@@ -159,11 +159,14 @@ void avx512_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first,
     const int64_t n = std::min(kBlockPairs, pairs - j0);
     for (int64_t p0 = 0; p0 < count; p0 += kP) {
       const int64_t rows = std::min(kP, count - p0);
-      const uint32_t* packed = panel.data();
-      if (w.panels && (first + p0) % kP == 0)  // repacked at load: the same layout over all of the row's pairs
-        packed = reinterpret_cast<const uint32_t*>(w.panels + (first + p0) / kP * w.panel_bytes) + j0 * kP;
-      else
+      // Repacked at load: the same layout over all of the row's pairs.
+      const uint32_t* packed = reinterpret_cast<const uint32_t*>(w.repacked_panel(first + p0));
+      if (packed) {
+        packed += j0 * kP;
+      } else {
         pack_panel(w, first + p0, rows, j0, n, panel.data());
+        packed = panel.data();
+      }
       for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTile) {
         const int64_t tile = std::min<int64_t>(kMaxTile, x.tokens - t0);
         const Tile a{packed, x.values.data() + t0 * x.ld + 2 * j0, x.ld, n, rows, y + t0 * ldy + p0, ldy, j0 > 0};

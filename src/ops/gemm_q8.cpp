@@ -44,15 +44,6 @@ constexpr int kMaxTile = 4;
 std::atomic<bool> vnni_allowed{true};
 std::atomic<int> activation_terms{2};
 
-bool cpu_has_vnni() {
-#if defined(__x86_64__) || defined(__i386__)
-  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
-                          __builtin_cpu_supports("avx512vl");
-  return has;
-#else
-  return false;
-#endif
-}
 
 // One panel of up to kP rows in the interleaved layout, with its scales
 // [block][row] (rows past `rows` zero).
@@ -314,7 +305,7 @@ void TileAvx2(const Tile& a) {
 template <int T>
 void (*TileKernel(bool q4, bool two_terms))(const Tile&) {
 #if DSV2_GEMM_Q8_VNNI
-  if (detail::vnni_allowed.load(std::memory_order_relaxed) && detail::cpu_has_vnni()) {
+  if (detail::vnni_allowed.load(std::memory_order_relaxed) && cpu_has_avx512_vnni()) {
     if (two_terms) return q4 ? &TileVnni<T, true, true> : &TileVnni<T, false, true>;
     return q4 ? &TileVnni<T, true, false> : &TileVnni<T, false, false>;
   }
@@ -346,12 +337,10 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
   const int64_t chunk = std::max<int64_t>(kMaxTile, ((int64_t(1) << 17) / x->cols) / kMaxTile * kMaxTile);
   const int64_t group = std::max<int64_t>(1, (int64_t(1) << 18) / (x->cols * kP));
   if (static_cast<int64_t>(panels.size()) < group) panels.resize(static_cast<size_t>(group));
-  // Panels repacked at load (ops/repack.h) are read where they lie.
-  auto repacked = [&](int64_t p0) { return w->panels != nullptr && (first + p0) % kP == 0; };
   for (int64_t g0 = 0; g0 < count; g0 += group * kP) {
     const int64_t group_end = std::min(count, g0 + group * kP);
     for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i)
-      if (!repacked(p0)) {
+      if (!w->repacked_panel(first + p0)) {
         detail::Panel& panel = panels[static_cast<size_t>(i)];
         panel.q.resize(static_cast<size_t>(detail::panel_value_bytes(*w)));
         panel.scales.resize(static_cast<size_t>(blocks * kP));
@@ -360,12 +349,12 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
     for (int64_t c0 = 0; c0 < x->tokens; c0 += chunk) {
       const int64_t c1 = std::min(x->tokens, c0 + chunk);
       for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i) {
-        const uint8_t* pq = panels[static_cast<size_t>(i)].q.data();
-        const float* ps = panels[static_cast<size_t>(i)].scales.data();
-        if (repacked(p0)) {
-          pq = reinterpret_cast<const uint8_t*>(w->panels + (first + p0) / kP * w->panel_bytes);
-          ps = reinterpret_cast<const float*>(pq + detail::panel_value_bytes(*w));
-        }
+        // Panels repacked at load (ops/repack.h) are read where they lie.
+        const std::byte* repacked = w->repacked_panel(first + p0);
+        const detail::Panel& panel = panels[static_cast<size_t>(i)];
+        const auto* pq = repacked ? reinterpret_cast<const uint8_t*>(repacked) : panel.q.data();
+        const float* ps =
+            repacked ? reinterpret_cast<const float*>(pq + detail::panel_value_bytes(*w)) : panel.scales.data();
         for (int64_t t0 = c0; t0 < c1; t0 += kMaxTile) {
           const int64_t tile = std::min<int64_t>(kMaxTile, c1 - t0);
           const Tile a{pq,
@@ -389,7 +378,7 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
 
 const char* KernelName() {
 #if DSV2_GEMM_Q8_VNNI
-  if (detail::vnni_allowed.load(std::memory_order_relaxed) && detail::cpu_has_vnni()) return "avx512-vnni";
+  if (detail::vnni_allowed.load(std::memory_order_relaxed) && cpu_has_avx512_vnni()) return "avx512-vnni";
 #endif
 #if DSV2_GEMM_Q8_AVX2
   return "avx2-maddubs";

@@ -368,11 +368,6 @@ HWY_INLINE float DotQ8Q4UnsignedAvx2(const int8_t* xq, const float* xs, const fl
 // into a function of another target).
 #define DSV2_Q4_VNNI_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512vnni")))
 
-bool CpuHasVnni() {
-  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl");
-  return has;
-}
-
 // Per pair of blocks (b, b + 1): [x_b 0..15, x_b+1 0..15, x_b 16..31, x_b+1 16..31].
 HWY_INLINE void InterleaveQ4Activation(const int8_t* xq, int64_t blocks, int8_t* out) {
   for (int64_t b = 0; b + 2 <= blocks; b += 2) {
@@ -472,7 +467,7 @@ HWY_INLINE void MatVecQ8With(const int8_t* xq, const float* xs, const std::byte*
   const int64_t stride = q4 ? n / 2 : n;
   if (q4) {
 #if DSV2_Q4_VNNI
-    if (CpuHasVnni()) {
+    if (cpu_has_avx512_vnni()) {
       thread_local std::vector<float> offsets;  // grow-only; once per activation, not per row
       thread_local std::vector<int8_t> interleaved;
       offsets.resize(static_cast<size_t>(blocks));
@@ -652,6 +647,15 @@ void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* o
   HWY_DYNAMIC_DISPATCH(DequantizeQ4)(q, scales, n, out);
 }
 std::string simd_target() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+bool cpu_has_avx512_vnni() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool has = __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512bw") &&
+                          __builtin_cpu_supports("avx512vl");
+  return has;
+#else
+  return false;
+#endif
+}
 float dot_fp8(const float* x, const uint8_t* w, const float* scales, int64_t n, int64_t block) {
   return HWY_DYNAMIC_DISPATCH(DotF8)(x, w, scales, n, block);
 }

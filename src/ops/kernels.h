@@ -84,6 +84,10 @@ void dequantize_row_q4(const uint8_t* q, BlockScales scales, int64_t n, float* o
 
 // The SIMD target the dispatcher uses now ("AVX2", "AVX3", "SSE4", "EMU128", ...).
 std::string simd_target();
+// Whether this CPU runs the AVX512-VNNI kernels (q4 rows here, gemm_q8's tile):
+// avx512vnni with avx512bw and avx512vl. Highway's AVX3 target does not imply
+// VNNI, so those kernels carry the ISA themselves and run where this says so.
+bool cpu_has_avx512_vnni();
 
 namespace reference {
 float dot_f32(const float* x, const float* w, int64_t n);

@@ -79,7 +79,7 @@ WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
     return m;
   }
   m.data = row_data(first);
-  m.panels = panels && first % kRepackRows == 0 ? panels + first / kRepackRows * panel_bytes : nullptr;
+  m.panels = repacked_panel(first);
   if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first).data : fp8_row_scales(first);
   return m;
 }

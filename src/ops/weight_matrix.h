@@ -45,6 +45,10 @@ struct WeightMatrix {
   // Bytes of one stored row (q4 packs two values per byte).
   size_t row_bytes() const { return static_cast<size_t>(stored_columns(dtype, cols)) * dtype_size(dtype); }
   const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
+  // The repacked panel that starts at row r, or nullptr (not repacked, or r not at a panel's start).
+  const std::byte* repacked_panel(int64_t r) const {
+    return panels && r % kRepackRows == 0 ? panels + static_cast<size_t>(r / kRepackRows) * panel_bytes : nullptr;
+  }
   // Row r's block scales (q8 and q4 only).
   BlockScales row_scales(int64_t r) const {
     const BlockScales all = scale_dtype == DType::F16 ? BlockScales::half(static_cast<const uint16_t*>(scale_inv))
