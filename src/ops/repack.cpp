@@ -12,25 +12,26 @@ namespace {
 
 constexpr size_t kAlign = 64;  // each panel starts on a cache line
 
-size_t panel_bytes(const WeightMatrix& w) {
+// One panel's bytes in storage: the GEMM's panel, padded to whole cache lines.
+size_t panel_stride(const WeightMatrix& w) {
   if (w.empty() || w.rows == 0) return 0;
+  size_t bytes = 0;
   // (dsv2 serve runs bf16 prompts through float32 products: no panels read there)
-  if (w.dtype == DType::BF16) return gemm_bf16_for_prefill() ? gemm_bf16_panel_bytes(w) : 0;
-  if (is_block_quantized(w.dtype)) return gemm_q8_panel_bytes(w);
-  return 0;
+  if (w.dtype == DType::BF16) bytes = gemm_bf16_for_prefill() ? gemm_bf16_panel_bytes(w) : 0;
+  if (is_block_quantized(w.dtype)) bytes = gemm_q8_panel_bytes(w);
+  return (bytes + kAlign - 1) / kAlign * kAlign;
 }
 
 int64_t panel_count(const WeightMatrix& w) { return (w.rows + kRepackRows - 1) / kRepackRows; }
 
 }  // namespace
 
-size_t repacked_bytes(const WeightMatrix& w) { return panel_bytes(w) * static_cast<size_t>(panel_count(w)); }
+size_t repacked_bytes(const WeightMatrix& w) { return panel_stride(w) * static_cast<size_t>(panel_count(w)); }
 
 void repack_rows(WeightMatrix& w, std::vector<std::byte>& storage) {
-  const size_t bytes = panel_bytes(w);
-  if (bytes == 0) return;
+  const size_t stride = panel_stride(w);
+  if (stride == 0) return;
   static_assert(kGemmBf16PanelRows == kRepackRows && kGemmQ8PanelRows == kRepackRows);
-  const size_t stride = (bytes + kAlign - 1) / kAlign * kAlign;
   const int64_t panels = panel_count(w);
   storage.resize(stride * static_cast<size_t>(panels) + kAlign);
   const auto base = reinterpret_cast<uintptr_t>(storage.data());
