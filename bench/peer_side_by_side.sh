@@ -11,10 +11,11 @@
 # the timed one, llama-bench runs each test twice (-r 2) and its second sample
 # is taken (the first prompt after loading also faults in each engine's
 # buffers, which on these VMs costs 0.1-0.3 s and varies with the host).
-# dsv2's q8/q4 run twice: with its default two int8 terms per activation and
-# with --activation-terms 1 (llama.cpp's one term; rows "q8 1t", "q4 1t"), and
-# every dsv2 row again with --repack (rows repacked at load, as ik's -rtr 1;
-# rows marked "r").
+# dsv2's q8/q4 run three ways: as by default (on CPUs with AVX512-BF16 the
+# weights widened to bf16 for a prompt's products), and by the integer GEMM with
+# two int8 terms per activation (--activation-terms 2, rows "2t") and with one
+# (llama.cpp's arithmetic, rows "1t"); every dsv2 row again with --repack (rows
+# repacked at load, as ik's -rtr 1; rows marked "r").
 #
 # Usage: bash bench/peer_side_by_side.sh IK_BUILD_DIR BF16_DIR BF16.gguf Q8_0.gguf Q4_0.gguf
 #   IK_BUILD_DIR  an ik_llama.cpp CMake build with bin/llama-bench
@@ -30,11 +31,11 @@ out=$(mktemp)
 for round in $(seq "$rounds"); do
   for t in bf16 q8 q4; do
     cat "${dsv2_dir[$t]}/model.safetensors" "${gguf[$t]}" >/dev/null
-    for terms in 2 1; do
-      [[ $t == bf16 && $terms == 1 ]] && continue
+    for terms in d 2 1; do
+      [[ $t == bf16 && $terms != d ]] && continue
       for repack in "" r; do
-        $dsv2 bench -m "${dsv2_dir[$t]}" --prompt "$prompt" --gen "$gen" --threads 2 --activation-terms $terms \
-          ${repack:+--repack} --warmup --json |
+        $dsv2 bench -m "${dsv2_dir[$t]}" --prompt "$prompt" --gen "$gen" --threads 2 \
+          $([[ $terms != d ]] && echo --activation-terms $terms) ${repack:+--repack} --warmup --json |
           python3 -c 'import json,sys; j=json.load(sys.stdin); print(sys.argv[1], "dsv2-" + sys.argv[2], j["prefill_tokens_per_s"], j["decode_tokens_per_s"])' "$t" "$terms$repack" >>"$out"
       done
     done
@@ -52,7 +53,7 @@ done
 python3 - "$out" "$prompt" "$gen" <<'PY'
 import statistics as st, sys
 rows = [l.split() for l in open(sys.argv[1])]
-print(f"median of {len(rows) // 16} rounds; prefill {sys.argv[2]} tokens, decode {sys.argv[3]} tokens, 2 threads;"
+print(f"median of {len(rows) // 20} rounds; prefill {sys.argv[2]} tokens, decode {sys.argv[3]} tokens, 2 threads;"
       " ik: the better of -rtr 0 / -rtr 1 (which one in brackets)")
 print(f"{'weights':8} {'dsv2 prefill':>13} {'ik prefill':>15} {'ratio':>6}   {'dsv2 decode':>12} {'ik decode':>14} {'ratio':>6}")
 for t in ("bf16", "q8", "q4"):
@@ -60,9 +61,9 @@ for t in ("bf16", "q8", "q4"):
     def ik(i):
         return max((med(f"ik-rtr{r}", i), r) for r in (0, 1))
     (ip, ipr), (idd, idr) = ik(2), ik(3)
-    for terms in ("2", "2r") if t == "bf16" else ("2", "2r", "1", "1r"):
+    for terms in ("d", "dr") if t == "bf16" else ("d", "dr", "2", "2r", "1", "1r"):
         dp, dd = med("dsv2-" + terms, 2), med("dsv2-" + terms, 3)
-        name = t + (" 1t" if terms[0] == "1" else "") + (" r" if terms.endswith("r") else "")
+        name = t + ("" if terms[0] == "d" else f" {terms[0]}t") + (" r" if terms.endswith("r") else "")
         print(f"{name:8} {dp:13.1f} {ip:11.1f} [{ipr}] {dp / ip:6.2f}   {dd:12.2f} {idd:10.2f} [{idr}] {dd / idd:6.2f}")
 PY
 rm -f "$out"

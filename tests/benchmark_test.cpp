@@ -127,6 +127,7 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["context"], 20);
   EXPECT_EQ(j["threads"], 1);
   EXPECT_EQ(j["activation_terms"], 2);
+  EXPECT_EQ(j["prompt_gemm"], "float32");  // float32 weights
   EXPECT_EQ(j["repacked_bytes"], 0);
   EXPECT_EQ(j["warmup"], false);
   for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
@@ -139,16 +140,22 @@ TEST(Benchmark, JsonReportIsComplete) {
                    j["prefill_flops_per_s"].get<double>() / j["fp32_fma_peak_flops_per_s"].get<double>());
 }
 
-// bf16 weights prefill a prompt of >= kGemmBf16MinTokens through vdpbf16ps where the CPU has it:
+// bf16 weights prefill a prompt of >= kGemmBf16MinTokens through vdpbf16ps where the CPU has it,
+// and so do q8 weights, widened to bf16, unless --activation-terms asks for the integer GEMM:
 // their share is of the bf16 dot-product peak.
 TEST(Benchmark, Bf16PrefillIsMeasuredAgainstTheBf16Peak) {
-  const auto r = test::run_dsv2("bench -m " + test::fixture("v2_yarn_bf16") + " --prompt 40 --gen 2 -t 1 --json");
-  ASSERT_EQ(r.exit_code, 0) << r.err;
-  const auto j = nlohmann::json::parse(r.out);
-  if (j["bf16_dot_peak_flops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no AVX512-BF16 here";
-  EXPECT_EQ(j["prefill_peak_kind"], "bf16 dot vdpbf16ps");
-  EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
-                   j["prefill_flops_per_s"].get<double>() / j["bf16_dot_peak_flops_per_s"].get<double>());
+  for (const char* quantize : {"", " --quantize q8"}) {
+    SCOPED_TRACE(quantize);
+    const auto r =
+        test::run_dsv2("bench -m " + test::fixture("v2_yarn_bf16") + quantize + " --prompt 40 --gen 2 -t 1 --json");
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto j = nlohmann::json::parse(r.out);
+    if (j["bf16_dot_peak_flops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no AVX512-BF16 here";
+    EXPECT_EQ(j["prompt_gemm"], "bf16");
+    EXPECT_EQ(j["prefill_peak_kind"], "bf16 dot vdpbf16ps");
+    EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
+                     j["prefill_flops_per_s"].get<double>() / j["bf16_dot_peak_flops_per_s"].get<double>());
+  }
 }
 
 // q8 weights prefill through the integer GEMM: their share is of the int8 dot-product peak.
@@ -158,6 +165,7 @@ TEST(Benchmark, QuantizedPrefillIsMeasuredAgainstTheInt8Peak) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_EQ(j["activation_terms"], 1);
+  EXPECT_EQ(j["prompt_gemm"], "int8");
   EXPECT_EQ(j["warmup"], true);
   // --repack: the q8 matrices' panels (all but the embedding and LM head) where a kernel reads panels
   if (std::string(gemm_q8_kernel()) != "portable") {

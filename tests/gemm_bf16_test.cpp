@@ -17,6 +17,8 @@
 #include "core/dtype.h"
 #include "core/parallel.h"
 #include "ops/gemm_bf16.h"
+#include "ops/gemm_q8.h"
+#include "ops/kernels.h"
 #include "ops/matmul.h"
 #include "ops/repack.h"
 #include "ops/weight_matrix.h"
@@ -195,6 +197,160 @@ TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
     gemm_bf16(a, repacked, 0, rows, float_repacked.data(), rows);
     allow_gemm_bf16_avx512(true);
     EXPECT_EQ(std::memcmp(float_path.data(), float_repacked.data(), got.size() * sizeof(float)), 0);
+  }
+}
+
+// q8, q4 and float8 weights widened to bf16 (gemm_bf16_takes): each weight
+// is its dequantized value (the scalar reference dequantizers here) rounded
+// to bf16, so the product must be, bit for bit, that of a bf16 matrix holding
+// those values, on every path, packed per call or repacked.
+struct QuantizedMatrix {
+  WeightMatrix w;
+  std::vector<std::byte> data;
+  std::vector<uint16_t> f16_scales;
+  std::vector<float> f32_scales;
+  Bf16Matrix widened;  // the values gemm_bf16 must multiply
+};
+
+QuantizedMatrix random_quantized(DType type, bool f32_scales, int64_t rows, int64_t cols, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, 0.05f);
+  QuantizedMatrix m;
+  m.w.dtype = type, m.w.rows = rows, m.w.cols = cols;
+  m.data.resize(static_cast<size_t>(rows) * static_cast<size_t>(stored_columns(type, cols)));
+  std::vector<float> values(static_cast<size_t>(cols)), widened(values.size());
+  m.widened.data.resize(static_cast<size_t>(rows * cols));
+  if (type == DType::F8_E4M3) {  // e4m3 codes (no NaN) with a float32 scale per 16 rows × 64 columns
+    m.w.block_rows = 16, m.w.block_cols = 64;
+    const int64_t col_blocks = (cols + 63) / 64;
+    m.f32_scales.resize(static_cast<size_t>((rows + 15) / 16 * col_blocks));
+    for (auto& s : m.f32_scales) s = std::uniform_real_distribution<float>(1e-4f, 2e-3f)(rng);
+    for (auto& b : m.data) {
+      auto code = static_cast<uint8_t>(rng() & 0xFF);
+      if ((code & 0x7F) == 0x7F) code ^= 1;
+      b = static_cast<std::byte>(code);
+    }
+    m.w.scale_inv = m.f32_scales.data();
+  } else {
+    const int64_t blocks = cols / 32;
+    m.f16_scales.resize(static_cast<size_t>(rows * blocks));
+    m.f32_scales.resize(m.f16_scales.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      for (auto& v : values) v = dist(rng);
+      std::byte* row = m.data.data() + r * stored_columns(type, cols);
+      if (f32_scales)
+        encode_row(type, values.data(), cols, row, m.f32_scales.data() + r * blocks);
+      else
+        encode_row(type, values.data(), cols, row, m.f16_scales.data() + r * blocks);
+    }
+    m.w.block_rows = 1, m.w.block_cols = 32;
+    m.w.scale_dtype = f32_scales ? DType::F32 : DType::F16;
+    m.w.scale_inv = f32_scales ? static_cast<const void*>(m.f32_scales.data()) : m.f16_scales.data();
+  }
+  m.w.data = m.data.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const auto* row = reinterpret_cast<const uint8_t*>(m.w.row_data(r));
+    if (type == DType::I8)
+      reference::dequantize_row_q8(reinterpret_cast<const int8_t*>(row), m.w.row_scales(r), cols, widened.data());
+    else if (type == DType::U8)
+      reference::dequantize_row_q4(row, m.w.row_scales(r), cols, widened.data());
+    else
+      reference::dequantize_row_fp8(row, m.w.fp8_row_scales(r), cols, m.w.block_cols, widened.data());
+    for (int64_t c = 0; c < cols; ++c) m.widened.data[r * cols + c] = float_to_bf16(widened[c]);
+  }
+  m.widened.w.dtype = DType::BF16, m.widened.w.rows = rows, m.widened.w.cols = cols;
+  m.widened.w.data = reinterpret_cast<const std::byte*>(m.widened.data.data());
+  return m;
+}
+
+TEST(GemmBf16, WidensQ8Q4AndFloat8ToTheirValuesRoundedToBf16) {
+  for (auto [type, f32_scales] : {std::pair{DType::I8, false}, std::pair{DType::I8, true}, std::pair{DType::U8, false},
+                                  std::pair{DType::U8, true}, std::pair{DType::F8_E4M3, true}})
+    for (int64_t cols : {32, 64, 544, 1408})
+      for (int64_t rows : {1, 31, 70}) {
+        const int64_t tokens = 7;
+        SCOPED_TRACE(dtype_name(type) + (f32_scales ? " f32 scales " : " ") + std::to_string(rows) + " rows × " +
+                     std::to_string(cols));
+        const QuantizedMatrix m = random_quantized(type, f32_scales, rows + 3, cols, static_cast<uint32_t>(cols + rows));
+        ASSERT_TRUE(gemm_bf16_takes(m.w));
+        const auto x = random_activations(tokens, cols, static_cast<uint32_t>(rows));
+        Bf16Activations a;
+        a.round(x.data(), tokens, cols);
+        for_each_path([&] {
+          std::vector<float> got(static_cast<size_t>(tokens * rows)), want(got.size()), ref(got.size());
+          gemm_bf16(a, m.w, 3, rows, got.data(), rows);
+          gemm_bf16(a, m.widened.w, 3, rows, want.data(), rows);
+          ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
+          reference::gemm_bf16(a, m.w, 3, rows, ref.data(), rows);
+          if (std::string(gemm_bf16_kernel()) == "avx512-bf16") {
+            EXPECT_EQ(std::memcmp(got.data(), ref.data(), got.size() * sizeof(float)), 0);
+          }
+          EXPECT_EQ(check_against_exact(x, tokens, m.widened, 3, rows, got.data(), rows, "widened"), 0);
+        });
+      }
+  // float8 scale blocks that are not whole 32-column chunks, and other types, are not taken
+  QuantizedMatrix odd = random_quantized(DType::F8_E4M3, true, 4, 64, 1);
+  odd.w.block_cols = 48;
+  EXPECT_FALSE(gemm_bf16_takes(odd.w));
+  WeightMatrix f32;
+  f32.dtype = DType::F32, f32.rows = 4, f32.cols = 64;
+  EXPECT_FALSE(gemm_bf16_takes(f32));
+}
+
+// Which GEMM a prompt's product takes (matmul.h): widened bf16 for q8/q4 and
+// float8 where this CPU has the kernel, unless the integer GEMM is asked for
+// or bf16 activations are off; a small step keeps its old path.
+TEST(GemmBf16, PromptGemmWidensQuantizedWeightsWhereTheKernelRuns) {
+  const QuantizedMatrix q8 = random_quantized(DType::I8, false, 32, 64, 3);
+  const QuantizedMatrix fp8 = random_quantized(DType::F8_E4M3, true, 32, 64, 4);
+  const bool native = gemm_bf16_native();
+  EXPECT_EQ(prompt_gemm(q8.w, kGemmBf16MinTokens), native ? PromptGemm::kBf16 : PromptGemm::kQ8);
+  EXPECT_EQ(prompt_gemm(fp8.w, kGemmBf16MinTokens), native ? PromptGemm::kBf16 : PromptGemm::kFloat32);
+  EXPECT_EQ(prompt_gemm(q8.widened.w, kGemmBf16MinTokens), PromptGemm::kBf16);
+  EXPECT_EQ(prompt_gemm(q8.w, kGemmBf16MinTokens - 1), PromptGemm::kQ8);
+  EXPECT_EQ(prompt_gemm(fp8.w, kGemmBf16MinTokens - 1), PromptGemm::kFloat32);
+  use_gemm_q8_for_prompts(true);
+  EXPECT_EQ(prompt_gemm(q8.w, kGemmBf16MinTokens), PromptGemm::kQ8);
+  EXPECT_EQ(prompt_gemm(fp8.w, kGemmBf16MinTokens), native ? PromptGemm::kBf16 : PromptGemm::kFloat32);
+  use_gemm_q8_for_prompts(false);
+  use_gemm_bf16_for_prefill(false);
+  EXPECT_EQ(prompt_gemm(q8.w, kGemmBf16MinTokens), PromptGemm::kQ8);
+  EXPECT_EQ(prompt_gemm(fp8.w, kGemmBf16MinTokens), PromptGemm::kFloat32);
+  EXPECT_EQ(prompt_gemm(q8.widened.w, kGemmBf16MinTokens), PromptGemm::kFloat32);
+  use_gemm_bf16_for_prefill(true);
+}
+
+// Repacked widened panels give the bits of panels widened per call, and the
+// integer GEMM, which has its own panel format, does not read them.
+TEST(GemmBf16, RepacksWidenedPanelsThatOnlyItReads) {
+  if (!gemm_bf16_native()) GTEST_SKIP() << "no AVX512-BF16 kernel here: q8/q4 prompts take the integer GEMM";
+  const int64_t rows = 70, cols = 1408, tokens = 40;
+  for (DType type : {DType::I8, DType::U8, DType::F8_E4M3}) {
+    SCOPED_TRACE(dtype_name(type));
+    const QuantizedMatrix m = random_quantized(type, type == DType::F8_E4M3, rows, cols, 8);
+    WeightMatrix repacked = m.w;
+    std::vector<std::byte> storage;
+    repack_rows(repacked, storage);
+    ASSERT_NE(repacked.panels, nullptr);
+    EXPECT_EQ(repacked.panel_format, PanelFormat::kBf16);
+    EXPECT_EQ(repacked_bytes(m.w), static_cast<size_t>(3 * 32 * cols / 2 * 4));
+    const auto x = random_activations(tokens, cols, 2);
+    Bf16Activations a;
+    a.round(x.data(), tokens, cols);
+    std::vector<float> per_call(static_cast<size_t>(tokens * rows)), got(per_call.size());
+    gemm_bf16(a, m.w, 0, rows, per_call.data(), rows);
+    gemm_bf16(a, repacked, 0, rows, got.data(), rows);
+    EXPECT_EQ(std::memcmp(per_call.data(), got.data(), got.size() * sizeof(float)), 0);
+    const WeightMatrix slice = repacked.row_slice(32, rows - 32);
+    EXPECT_EQ(slice.panel_format, PanelFormat::kBf16);
+    if (type == DType::F8_E4M3) continue;  // (its slices start at a scale block, here 16 rows)
+    EXPECT_EQ(repacked.row_slice(5, 40).panel_format, PanelFormat::kNone);
+    Q8Activations q;
+    q.quantize(x.data(), tokens, cols, 2);
+    std::vector<float> integer(got.size()), integer_repacked(got.size());
+    gemm_q8(q, m.w, 0, rows, integer.data(), rows);
+    gemm_q8(q, repacked, 0, rows, integer_repacked.data(), rows);
+    EXPECT_EQ(std::memcmp(integer.data(), integer_repacked.data(), got.size() * sizeof(float)), 0);
   }
 }
 

@@ -144,6 +144,7 @@ TEST(GemmQ8, MatchesReferenceAcrossTokenChunksAndPanelGroups) {
 // bits on every kernel, across token chunks, panel groups and a partial last
 // panel, also in a row slice starting at a panel; the portable kernel reads rows.
 TEST(GemmQ8, RepackedPanelsGiveTheReferenceBits) {
+  use_gemm_q8_for_prompts(true);  // (else, with AVX512-BF16, q8/q4 prompts take widened bf16 panels)
   for_each_target_and_kernel([&] {
     for (int terms : {2, 1})
       for (DType dtype : {DType::I8, DType::U8})
@@ -176,6 +177,7 @@ TEST(GemmQ8, RepackedPanelsGiveTheReferenceBits) {
           EXPECT_EQ(repacked.row_slice(3, 50).panels, nullptr);
         }
   });
+  use_gemm_q8_for_prompts(false);
 }
 
 // reference::gemm_q8 of xa against every row of w is, in double precision,

@@ -1,7 +1,7 @@
 // --repack (Model::repack_for_prompts, ops/repack.h): the shipped dsv2-mini
 // with its prompt matrices repacked at load gives the logits of the same
 // model packing its panels per call, bit for bit, on prefill (both MLA forms)
-// and on the decoding steps after it, as bf16, q8 and q4 weights.
+// and on the decoding steps after it, as bf16, q8, q4 and fp8 weights.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -12,6 +12,7 @@
 #include "model/model.h"
 #include "ops/gemm_bf16.h"
 #include "ops/gemm_q8.h"
+#include "ops/matmul.h"
 #include "test_util.h"
 
 namespace dsv2 {
@@ -33,14 +34,19 @@ std::vector<float> run(Model& model, AttentionPath path) {
 }
 
 TEST(Repack, ModelLogitsAreBitForBitThoseOfPanelsPackedPerCall) {
-  for (DType type : {DType::BF16, DType::I8, DType::U8}) {
-    SCOPED_TRACE(dtype_name(type));
+  // q8/q4 twice: widened to bf16 panels (the default where the CPU has AVX512-BF16) and by the integer GEMM
+  for (auto [type, integer] : {std::pair{DType::BF16, false}, std::pair{DType::I8, false}, std::pair{DType::I8, true},
+                               std::pair{DType::U8, false}, std::pair{DType::U8, true}, std::pair{DType::F8_E4M3, false}}) {
+    SCOPED_TRACE(dtype_name(type) + (integer ? " integer GEMM" : ""));
+    use_gemm_q8_for_prompts(integer);
     Model plain(shipped_model(), type), repacked(shipped_model(), type);
     EXPECT_EQ(repacked.repacked_bytes(), 0);
     const int64_t bytes = repacked.repack_for_prompts();
     EXPECT_EQ(repacked.repacked_bytes(), bytes);
-    const bool kernel = type == DType::BF16 ? std::string(gemm_bf16_kernel()) == "avx512-bf16"
-                                            : std::string(gemm_q8_kernel()) != "portable";
+    const PromptGemm kind = prompt_gemm(plain.weights().layers[0].self_attn.o_proj, 70);
+    const bool kernel = kind == PromptGemm::kBf16  ? gemm_bf16_native()
+                        : kind == PromptGemm::kQ8 ? std::string(gemm_q8_kernel()) != "portable"
+                                                  : false;
     if (!kernel) {
       EXPECT_EQ(bytes, 0);  // the paths this CPU runs read rows
       continue;
@@ -48,6 +54,7 @@ TEST(Repack, ModelLogitsAreBitForBitThoseOfPanelsPackedPerCall) {
     // Every layer's attention and FFN matrices, not the embedding or the LM head.
     const WeightMatrix& o_proj = repacked.weights().layers[0].self_attn.o_proj;
     ASSERT_NE(o_proj.panels, nullptr);
+    EXPECT_EQ(o_proj.panel_format, kind == PromptGemm::kBf16 ? PanelFormat::kBf16 : PanelFormat::kQ8);
     EXPECT_NE(repacked.weights().layers.back().moe.experts.back().down_proj.panels, nullptr);
     EXPECT_EQ(repacked.weights().embed_tokens.panels, nullptr);
     EXPECT_EQ(repacked.weights().lm_head.panels, nullptr);
@@ -60,6 +67,7 @@ TEST(Repack, ModelLogitsAreBitForBitThoseOfPanelsPackedPerCall) {
     }
     EXPECT_EQ(repacked.repack_for_prompts(), 0);  // a second call finds everything repacked
   }
+  use_gemm_q8_for_prompts(false);
 }
 
 TEST(Repack, NeedsWeightsLoadedFromADirectory) {

@@ -70,10 +70,13 @@ int run_bench(int argc, char** argv) {
   // gemm_bf16's vdpbf16ps kernel runs (prompts of >= kGemmBf16MinTokens),
   // float32 FMA for the rest (float32 GEMMs).
   const ArithmeticPeaks peaks = measure_arithmetic_peaks();
-  const DType weight_type = model->weights().layers.back().self_attn.o_proj.dtype;
-  const bool int8_prefill = is_block_quantized(weight_type) && peaks.int8_dot_ops > 0.0;
-  const bool bf16_prefill = weight_type == DType::BF16 && o.prompt >= kGemmBf16MinTokens &&
-                            std::string(gemm_bf16_kernel()) == "avx512-bf16" && peaks.bf16_dot_flops > 0.0;
+  const PromptGemm prompt_kind = prompt_gemm(model->weights().layers.back().self_attn.o_proj, o.prompt);
+  const bool int8_prefill = prompt_kind == PromptGemm::kQ8 && peaks.int8_dot_ops > 0.0;
+  const bool bf16_prefill = prompt_kind == PromptGemm::kBf16 && std::string(gemm_bf16_kernel()) == "avx512-bf16" &&
+                            peaks.bf16_dot_flops > 0.0;
+  const char* prompt_gemm_name = prompt_kind == PromptGemm::kQ8     ? "int8"
+                                 : prompt_kind == PromptGemm::kBf16 ? "bf16"
+                                                                    : "float32";
   const double prefill_peak = int8_prefill ? peaks.int8_dot_ops : bf16_prefill ? peaks.bf16_dot_flops : peaks.fp32_fma_flops;
   const std::string prefill_peak_kind = int8_prefill   ? "int8 " + peaks.int8_kernel
                                         : bf16_prefill ? std::string("bf16 dot vdpbf16ps")
@@ -84,6 +87,7 @@ int run_bench(int argc, char** argv) {
   const double gb = 1e9, mib = 1024.0 * 1024.0;
   if (args.has("json")) {
     nlohmann::json j = {{"threads", num_threads()},
+                        {"prompt_gemm", prompt_gemm_name},
                         {"activation_terms", gemm_q8_activation_terms()},
                         {"repacked_bytes", model->repacked_bytes()},
                         {"warmup", o.warmup},
@@ -133,6 +137,7 @@ int run_bench(int argc, char** argv) {
   std::printf("threads          %d\n", num_threads());
   std::printf("prefill          %lld tokens: %.1f tokens/s, %.1f GFLOP/s (%s attention)\n", (long long)r.prompt_tokens,
               r.prefill_tokens_per_s, r.prefill_flops_per_s / 1e9, prefill_form);
+  std::printf("prompt GEMM      %s (the larger products of a prompt)\n", prompt_gemm_name);
   std::printf("prefill vs peak  %.1f%% of %.1f G/s (%s; fp32 fma %.1f, int8 %.1f, bf16 dot %.1f G/s measured)\n",
               100.0 * prefill_peak_share, prefill_peak / 1e9, prefill_peak_kind.c_str(), peaks.fp32_fma_flops / 1e9,
               peaks.int8_dot_ops / 1e9, peaks.bf16_dot_flops / 1e9);

@@ -46,8 +46,9 @@ inline const OptionSpec kQuantizeOption{"quantize", 0, true,
                                         "TYPE      re-encode the weights at load time: bf16, q8, q4 or fp8 (as dsv2 quantize)"};
 inline const OptionSpec kActivationTermsOption{
     "activation-terms", 0, true,
-    "N         q8/q4 weights: int8 terms per activation in a prompt's products: 2 (default; logits as close to bf16 as "
-    "float32 activations keep them) or 1 (as llama.cpp: half the integer work)"};
+    "N         q8/q4 weights: a prompt's products by the integer GEMM with N int8 terms per activation: 2 (logits as "
+    "close to bf16 as float32 activations keep them) or 1 (as llama.cpp: half the integer work). Without it, where "
+    "the CPU has AVX512-BF16, the weights are widened to bf16 for those products (as close as 2, faster)"};
 inline const OptionSpec kRepackOption{
     "repack", 0, false,
     "          repack the weights' rows at load into the prompt products' panels (as ik_llama.cpp's -rtr): faster "
@@ -86,7 +87,8 @@ int64_t draft_option(const Args& args);
 void check_speculative_sampling(const SamplingOptions& sampling);
 // --quantize TYPE, if given.
 std::optional<DType> quantize_option(const Args& args);
-// --activation-terms 1|2, if given: set for the whole process (set_gemm_q8_activation_terms).
+// --activation-terms 1|2, if given: q8/q4 prompts take the integer GEMM with that many terms, for the whole
+// process (use_gemm_q8_for_prompts, set_gemm_q8_activation_terms).
 void apply_activation_terms_option(const Args& args);
 // --repack: the model's prompt matrices repacked (Model::repack_for_prompts).
 void apply_repack_option(const Args& args, Model& model);

@@ -16,6 +16,7 @@
 #include "core/parallel.h"
 #include "dist/runtime.h"
 #include "ops/gemm_q8.h"
+#include "ops/matmul.h"
 #include "runtime/speculative.h"
 
 namespace {
@@ -121,6 +122,7 @@ void apply_activation_terms_option(const Args& args) {
   const long long terms = args.get_int("activation-terms", 2);
   if (terms != 1 && terms != 2) throw UsageError("option --activation-terms: must be 1 or 2");
   set_gemm_q8_activation_terms(static_cast<int>(terms));
+  use_gemm_q8_for_prompts(true);
 }
 
 void apply_repack_option(const Args& args, Model& model) {

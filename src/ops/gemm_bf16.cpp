@@ -5,6 +5,7 @@
 #include "ops/gemm_bf16.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -13,6 +14,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "ops/gemm.h"
+#include "ops/kernels.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -50,11 +52,27 @@ bool use_avx512() { return avx512_allowed.load(std::memory_order_relaxed) && cpu
 
 uint16_t weight_at(const uint16_t* row, int64_t cols, int64_t c) { return c < cols ? row[c] : 0; }
 
+// Row r as the bf16 values gemm_bf16 multiplies: bf16 rows as stored, other
+// types dequantized to float32 (value = scale · q) and rounded to bf16.
+void widened_row(const WeightMatrix& w, int64_t r, std::vector<float>& f, std::vector<uint16_t>& out) {
+  out.resize(static_cast<size_t>(w.cols));
+  if (w.dtype == DType::BF16) {
+    std::memcpy(out.data(), w.row_data(r), out.size() * sizeof(uint16_t));
+    return;
+  }
+  f.resize(static_cast<size_t>(w.cols));
+  w.dequantize_row(r, f.data());
+  for (int64_t c = 0; c < w.cols; ++c) out[c] = float_to_bf16(f[c]);
+}
+
 void reference_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y,
                     int64_t ldy) {
   const int64_t pairs = x.ld / 2;
+  std::vector<float> dequantized;
+  std::vector<uint16_t> widened;
   for (int64_t i = 0; i < count; ++i) {
-    const auto* row = reinterpret_cast<const uint16_t*>(w.row_data(first + i));
+    widened_row(w, first + i, dequantized, widened);
+    const uint16_t* row = widened.data();
     for (int64_t t = 0; t < x.tokens; ++t) {
       const uint16_t* xt = x.values.data() + t * x.ld;
       float acc = 0.0f;
@@ -78,17 +96,121 @@ void float_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first, 
   for (int64_t p0 = 0; p0 < count; p0 += kRows) {
     const int64_t n = std::min(kRows, count - p0);
     for (int64_t r = 0; r < n; ++r) w.dequantize_row(first + p0 + r, panel.data() + r * w.cols);
+    if (w.dtype != DType::BF16)  // the values the AVX512 kernel multiplies
+      for (int64_t i = 0; i < n * w.cols; ++i) panel[i] = bf16_to_float(float_to_bf16(panel[i]));
     gemm(false, true, x.tokens, n, w.cols, 1.0f, xf.data(), w.cols, panel.data(), w.cols, 0.0f, y + p0, ldy);
   }
 }
 
 #if DSV2_GEMM_BF16_X86
-#define DSV2_BF16_ATTR __attribute__((target("avx2,fma,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+// GCC 12 warns that the _mm512_undefined_* operands inside its own widening
+// intrinsics "may be used uninitialized" when they are inlined into functions
+// that get the ISA from a target attribute (GCC bug 105593), as in ops/amx.cpp.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#define DSV2_BF16_ATTR __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512dq,avx512bf16")))
+
+// 32 values dequantized (scale · q, as WeightMatrix::dequantize_row) into lo
+// (the first 16) and hi: a q8/q4 block (one scale), or 32 float8 values
+// inside one scale block (gemm_bf16_takes); `at` is the first one's byte.
+DSV2_BF16_ATTR void dequantize_32(DType dtype, const std::byte* at, float scale, __m512& lo, __m512& hi) {
+  const __m512 s = _mm512_set1_ps(scale);
+  const auto* q = reinterpret_cast<const __m128i*>(at);
+  if (dtype == DType::I8) {
+    lo = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q))));
+    hi = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(q + 1))));
+  } else if (dtype == DType::U8) {  // byte i: value i in the low nibble, i + 16 in the high one
+    const __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(q));
+    const __m512i eight = _mm512_set1_epi32(8);
+    lo = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(b, _mm512_set1_epi32(15)), eight)));
+    hi = _mm512_mul_ps(s, _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(b, 4), eight)));
+  } else {  // float8 e4m3: every code through a table
+    static const std::array<float, 256> table = [] {
+      std::array<float, 256> t{};
+      for (int i = 0; i < 256; ++i) t[i] = fp8_e4m3_to_float(static_cast<uint8_t>(i));
+      return t;
+    }();
+    lo = _mm512_mul_ps(s, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(q)), table.data(), 4));
+    hi = _mm512_mul_ps(s, _mm512_i32gather_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(q + 1)), table.data(), 4));
+  }
+}
+
+// v[i] holds 16 dwords of row i; afterwards v[j] holds dword j of the 16 rows.
+DSV2_BF16_ATTR inline void transpose_16x16(__m512i v[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {  // in each 128-bit lane: rows i, i+1 interleaved
+    t[i] = _mm512_unpacklo_epi32(v[i], v[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(v[i], v[i + 1]);
+  }
+  for (int k = 0; k < 16; k += 4) {  // lane L of v[k + m]: rows k..k+3 of dword 4L + m
+    v[k] = _mm512_unpacklo_epi64(t[k], t[k + 2]);
+    v[k + 1] = _mm512_unpackhi_epi64(t[k], t[k + 2]);
+    v[k + 2] = _mm512_unpacklo_epi64(t[k + 1], t[k + 3]);
+    v[k + 3] = _mm512_unpackhi_epi64(t[k + 1], t[k + 3]);
+  }
+  for (int m = 0; m < 4; ++m) {  // lanes even/odd of rows 0-7 (t[m]) and 8-15 (t[m + 4])
+    t[m] = _mm512_shuffle_i32x4(v[m], v[4 + m], 0x88);
+    t[m + 4] = _mm512_shuffle_i32x4(v[m], v[4 + m], 0xDD);
+    t[m + 8] = _mm512_shuffle_i32x4(v[8 + m], v[12 + m], 0x88);
+    t[m + 12] = _mm512_shuffle_i32x4(v[8 + m], v[12 + m], 0xDD);
+  }
+  for (int m = 0; m < 4; ++m) {
+    v[m] = _mm512_shuffle_i32x4(t[m], t[m + 8], 0x88);            // dword m: lane 0 of each
+    v[8 + m] = _mm512_shuffle_i32x4(t[m], t[m + 8], 0xDD);        // dword 8 + m: lane 2
+    v[4 + m] = _mm512_shuffle_i32x4(t[m + 4], t[m + 12], 0x88);   // dword 4 + m: lane 1
+    v[12 + m] = _mm512_shuffle_i32x4(t[m + 4], t[m + 12], 0xDD);  // dword 12 + m: lane 3
+  }
+}
+
+// pack_panel for weights stored other than as bf16: 32 columns (one q8/q4
+// block, 16 pairs) of 16 rows at a time, dequantized, rounded to bf16 and
+// transposed in registers, so that each of the 16 pairs is one 64-byte store
+// of its 16 rows (a 16-lane scatter per row instead made widening cost more
+// than the integer GEMM's whole per-call packing).
+DSV2_BF16_ATTR void pack_widened(const WeightMatrix& w, int64_t first, int64_t rows, int64_t j0, int64_t pairs,
+                                 uint32_t* out) {
+  constexpr int64_t kChunk = 16;
+  const std::byte* row[kP];
+  const void* scales[kP];  // row r's: float16 or float32 per q8/q4 block; float8: float32 per column block
+  const bool f16_scales = is_block_quantized(w.dtype) && w.scale_dtype == DType::F16;
+  for (int64_t r = 0; r < rows; ++r) {
+    row[r] = w.row_data(first + r);
+    scales[r] = is_block_quantized(w.dtype) ? w.row_scales(first + r).data : w.fp8_row_scales(first + r);
+  }
+  const int64_t ahead = stored_columns(w.dtype, 8 * kChunk);  // 4 chunks on (one byte per stored column)
+  for (int64_t c0 = 0; c0 < pairs; c0 += kChunk) {
+    const int64_t c = 2 * (j0 + c0), at = stored_columns(w.dtype, c);
+    const int64_t block = is_block_quantized(w.dtype) ? c / kQuantBlock : c / w.block_cols;
+    for (int64_t g = 0; g < rows; g += 16) {
+      __m512i v[16];
+      for (int64_t i = 0; i < 16; ++i) {
+        const int64_t r = g + i;
+        if (r >= rows) {
+          v[i] = _mm512_setzero_si512();
+          continue;
+        }
+        __builtin_prefetch(row[r] + at + ahead);
+        const float scale = f16_scales ? _cvtsh_ss(static_cast<const uint16_t*>(scales[r])[block])
+                                       : static_cast<const float*>(scales[r])[block];
+        __m512 lo, hi;
+        dequantize_32(w.dtype, row[r] + at, scale, lo, hi);
+        // vcvtne2ps2bf16 rounds to nearest even as float_to_bf16 does, but flushes float32
+        // denormals to zero (vdpbf16ps takes denormal weights as zero anyway; no scale of a
+        // real checkpoint makes a weight that small).
+        v[i] = (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
+      }
+      transpose_16x16(v);
+      for (int64_t j = 0; j < kChunk; ++j) _mm512_storeu_si512(out + (c0 + j) * kP + g, v[j]);
+    }
+  }
+}
 
 // Rows [first, first + rows) of w, column pairs [j0, j0 + pairs), as
 // [pair][row][2 values] (rows past `rows` and the column past cols zero).
 void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, int64_t j0, int64_t pairs, uint32_t* out) {
   if (rows < kP) std::fill(out, out + pairs * kP, 0u);
+  if (w.dtype != DType::BF16) return pack_widened(w, first, rows, j0, pairs, out);
   const uint16_t* row[kP];
   for (int64_t r = 0; r < rows; ++r) row[r] = reinterpret_cast<const uint16_t*>(w.row_data(first + r)) + 2 * j0;
   const int64_t full = std::min(pairs, w.cols / 2 - j0);  // pairs with both columns inside the row
@@ -160,7 +282,7 @@ void avx512_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first,
     for (int64_t p0 = 0; p0 < count; p0 += kP) {
       const int64_t rows = std::min(kP, count - p0);
       // Repacked at load: the same layout over all of the row's pairs.
-      const uint32_t* packed = reinterpret_cast<const uint32_t*>(w.repacked_panel(first + p0));
+      const uint32_t* packed = reinterpret_cast<const uint32_t*>(w.repacked_panel(first + p0, PanelFormat::kBf16));
       if (packed) {
         packed += j0 * kP;
       } else {
@@ -202,8 +324,20 @@ void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, i
   float_gemm(x, w, first, count, y, ldy);
 }
 
+bool gemm_bf16_takes(const WeightMatrix& w) {
+  switch (w.dtype) {
+    case DType::BF16: return true;
+    case DType::I8:
+    case DType::U8: return w.cols % kQuantBlock == 0;  // (the loader's rule)
+    case DType::F8_E4M3: return w.scale_inv && w.cols % 32 == 0 && w.block_cols % 32 == 0;
+    default: return false;
+  }
+}
+
+bool gemm_bf16_native() { return use_avx512(); }
+
 size_t gemm_bf16_panel_bytes(const WeightMatrix& w) {
-  if (w.dtype != DType::BF16 || !use_avx512()) return 0;
+  if (!gemm_bf16_takes(w) || !use_avx512()) return 0;
   return static_cast<size_t>((w.cols + 1) / 2 * kP) * sizeof(uint32_t);
 }
 

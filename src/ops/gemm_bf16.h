@@ -1,10 +1,14 @@
-// bfloat16 GEMM for bf16 weights at prefill: y = x·Wᵀ for a batch of tokens
+// bfloat16 GEMM for a prompt's products: y = x·Wᵀ for a batch of tokens
 // with the activations rounded to bfloat16 (round to nearest even) once per
 // product and float32 accumulation. This is what llama.cpp and ik_llama.cpp
 // do for bf16 weights (their activations are converted to the weights'
 // vec_dot type, bf16) and what `vdpbf16ps` consumes: a bf16 × bf16 product is
 // exact in float32, so the only errors are the activations' rounding (2^-9
-// relative) and the float32 summation.
+// relative) and the float32 summation. Where the CPU has AVX512-BF16, q8, q4
+// and float8 weights take it too, widened to bf16 as the panels are packed
+// (gemm_bf16_takes): about as close to the bf16 model as the integer GEMM's
+// two activation terms (dsv2-mini q8: mean KL 0.000056 against 0.000054) and
+// faster (docs/PERFORMANCE.md).
 //
 // x86 with AVX512-BF16: weights repacked per call into panels of 32 rows where
 // each pair of consecutive columns of a row sits next to the same pair of the
@@ -32,8 +36,19 @@ struct Bf16Activations {
   void round(const float* x, int64_t tokens, int64_t cols);
 };
 
-// y[t·ldy + i] = x_t · row(first + i) for i < count of a bf16 matrix, on the
-// calling thread (callers split rows over threads in multiples of kGemmBf16PanelRows).
+// The weights gemm_bf16 multiplies: bf16, and q8, q4 and float8 e4m3 (with
+// its scales in blocks of a multiple of 32 columns) widened to bf16 as they
+// are packed into panels: each weight is its dequantized float32 value (scale
+// · q, WeightMatrix::dequantize_row) rounded to bf16 (a float32 denormal to
+// zero, as vdpbf16ps takes it anyway), a relative error of at
+// most 2^-9 on top of the format's own quantization step (q8's is ~1/254 of a
+// block's largest value).
+bool gemm_bf16_takes(const WeightMatrix& w);
+// Whether this CPU runs the AVX512-BF16 kernel (else the float32 path).
+bool gemm_bf16_native();
+
+// y[t·ldy + i] = x_t · row(first + i) for i < count of a matrix gemm_bf16 takes,
+// on the calling thread (callers split rows over threads in multiples of kGemmBf16PanelRows).
 void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
 
 constexpr int64_t kGemmBf16PanelRows = kRepackRows;

@@ -340,7 +340,7 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
   for (int64_t g0 = 0; g0 < count; g0 += group * kP) {
     const int64_t group_end = std::min(count, g0 + group * kP);
     for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i)
-      if (!w->repacked_panel(first + p0)) {
+      if (!w->repacked_panel(first + p0, PanelFormat::kQ8)) {
         detail::Panel& panel = panels[static_cast<size_t>(i)];
         panel.q.resize(static_cast<size_t>(detail::panel_value_bytes(*w)));
         panel.scales.resize(static_cast<size_t>(blocks * kP));
@@ -350,7 +350,7 @@ void GemmQ8(const Q8Activations* x, const WeightMatrix* w, int64_t first, int64_
       const int64_t c1 = std::min(x->tokens, c0 + chunk);
       for (int64_t p0 = g0, i = 0; p0 < group_end; p0 += kP, ++i) {
         // Panels repacked at load (ops/repack.h) are read where they lie.
-        const std::byte* repacked = w->repacked_panel(first + p0);
+        const std::byte* repacked = w->repacked_panel(first + p0, PanelFormat::kQ8);
         const detail::Panel& panel = panels[static_cast<size_t>(i)];
         const auto* pq = repacked ? reinterpret_cast<const uint8_t*>(repacked) : panel.q.data();
         const float* ps =

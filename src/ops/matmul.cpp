@@ -1,6 +1,7 @@
 #include "ops/matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <vector>
 
 #include "core/parallel.h"
@@ -65,11 +66,25 @@ void rows_in_panels(const Activations& xa, const WeightMatrix& w, int64_t panel_
   });
 }
 
+std::atomic<bool> q8_for_prompts{false};
+
 }  // namespace
+
+void use_gemm_q8_for_prompts(bool enabled) { q8_for_prompts.store(enabled); }
+
+PromptGemm prompt_gemm(const WeightMatrix& w, int64_t rows) {
+  const bool bf16_allowed = rows >= kGemmBf16MinTokens && gemm_bf16_for_prefill() && gemm_bf16_takes(w);
+  if (w.dtype == DType::BF16) return bf16_allowed ? PromptGemm::kBf16 : PromptGemm::kFloat32;
+  const bool widened = bf16_allowed && gemm_bf16_native();
+  if (is_block_quantized(w.dtype))
+    return widened && !q8_for_prompts.load(std::memory_order_relaxed) ? PromptGemm::kBf16 : PromptGemm::kQ8;
+  return widened ? PromptGemm::kBf16 : PromptGemm::kFloat32;
+}
 
 void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y, int64_t step_rows) {
   if (w.rows == 0 || tokens == 0) return;  // (a rank's empty share of a split weight)
-  if (tokens >= kGemmMinTokens && is_block_quantized(w.dtype)) {
+  const PromptGemm kind = prompt_gemm(w, std::max(tokens, step_rows));
+  if (tokens >= kGemmMinTokens && kind == PromptGemm::kQ8) {
     // Several tokens on q8/q4 weights: the activations quantized once, then the
     // integer GEMM (ops/gemm_q8.h), threads splitting the rows in whole panels.
     thread_local Q8Activations activations_buffer;  // grow-only
@@ -77,10 +92,9 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y, int
     rows_in_panels(activations_buffer, w, kGemmQ8PanelRows, y, &gemm_q8);
     return;
   }
-  if (tokens >= kGemmMinTokens && std::max(tokens, step_rows) >= kGemmBf16MinTokens && w.dtype == DType::BF16 &&
-      gemm_bf16_for_prefill()) {
-    // Several tokens on bf16 weights: the activations rounded to bf16 once per
-    // product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
+  if (tokens >= kGemmMinTokens && kind == PromptGemm::kBf16) {
+    // Several tokens on bf16 weights (or others widened to bf16): the activations rounded to
+    // bf16 once per product, then the bf16 GEMM (ops/gemm_bf16.h: vdpbf16ps, float32 sums).
     thread_local Bf16Activations activations_buffer;  // grow-only
     activations_buffer.round(x, tokens, w.cols);
     rows_in_panels(activations_buffer, w, kGemmBf16PanelRows, y, &gemm_bf16);

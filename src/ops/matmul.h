@@ -28,6 +28,22 @@ constexpr int64_t kGemmMinTokens = 4;
 // gets ~48 tokens on average at V2-Lite's shapes.
 constexpr int64_t kGemmBf16MinTokens = 32;
 
+// Which GEMM a product of `rows` rows (the larger of its tokens and its step's
+// rows) on w runs, from kGemmMinTokens tokens on:
+// - kBf16: gemm_bf16 (bf16-rounded activations): bf16 weights from
+//   kGemmBf16MinTokens rows on; where the CPU has AVX512-BF16 also float8,
+//   and q8/q4 unless their integer GEMM was asked for (use_gemm_q8_for_prompts).
+//   Never while use_gemm_bf16_for_prefill is off (dsv2 serve).
+// - kQ8: gemm_q8, the integer GEMM (q8/q4 otherwise).
+// - kFloat32: rows converted to float32 panels, OpenBLAS (everything else).
+enum class PromptGemm { kBf16, kQ8, kFloat32 };
+PromptGemm prompt_gemm(const WeightMatrix& w, int64_t rows);
+// q8/q4 prompts: the integer GEMM (true; what --activation-terms selects) or,
+// where the CPU has AVX512-BF16, the weights widened to bf16 (false, the
+// default: as close to the bf16 model as float32 activations, and faster
+// than the integer GEMM's two activation terms; docs/PERFORMANCE.md).
+void use_gemm_q8_for_prompts(bool enabled);
+
 // One-token products y = W·x of several matrices in ONE parallel region, the
 // threads splitting all their rows together. Decoding a MoE layer runs its
 // experts this way instead of paying a fork/join (and an idle thread at the

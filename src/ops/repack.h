@@ -17,14 +17,16 @@
 
 namespace dsv2 {
 
-// Bytes w's panels take for this CPU's prompt GEMM, 0 where its type has none
-// here (f32, f16, float8; bf16 without AVX512-BF16 or with use_gemm_bf16_for_prefill
-// off, as in dsv2 serve; q8/q4 on the portable kernel).
+// Bytes w's panels take for the GEMM a prompt's product on it takes here
+// (prompt_gemm, ops/matmul.h; q8/q4/float8 widened to bf16 take 4 bytes per
+// pair of columns), 0 where that GEMM reads rows: f32 and f16 always; bf16
+// and float8 without AVX512-BF16 or with use_gemm_bf16_for_prefill off (dsv2
+// serve); q8/q4 on the portable integer kernel.
 size_t repacked_bytes(const WeightMatrix& w);
 
 // Packs w's panels into `storage` (resized; it must outlive w and its slices)
-// and points w.panels at them, in parallel over panels. Does nothing where
-// repacked_bytes(w) is 0.
+// and points w.panels at them (w.panel_format: whose layout), in parallel over
+// panels. Does nothing where repacked_bytes(w) is 0.
 void repack_rows(WeightMatrix& w, std::vector<std::byte>& storage);
 
 }  // namespace dsv2

@@ -75,11 +75,12 @@ WeightMatrix WeightMatrix::row_slice(int64_t first, int64_t count) const {
   WeightMatrix m = *this;
   m.rows = count;
   if (count == 0) {
-    m.data = nullptr, m.scale_inv = nullptr, m.panels = nullptr;
+    m.data = nullptr, m.scale_inv = nullptr, m.panels = nullptr, m.panel_format = PanelFormat::kNone;
     return m;
   }
   m.data = row_data(first);
-  m.panels = repacked_panel(first);
+  m.panels = repacked_panel(first, panel_format);
+  if (!m.panels) m.panel_format = PanelFormat::kNone;
   if (scale_inv) m.scale_inv = is_block_quantized(dtype) ? row_scales(first).data : fp8_row_scales(first);
   return m;
 }

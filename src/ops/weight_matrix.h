@@ -20,6 +20,9 @@ inline int64_t stored_columns(DType dtype, int64_t cols) { return dtype == DType
 
 // Rows per panel of the prompt GEMMs (gemm_bf16, gemm_q8), packed per call or at load.
 constexpr int64_t kRepackRows = 32;
+// Whose layout a matrix's repacked panels are in: gemm_bf16's (any weight type
+// widened to bf16) or gemm_q8's (q8/q4 values and float32 scales).
+enum class PanelFormat : uint8_t { kNone, kBf16, kQ8 };
 
 struct WeightMatrix {
   DType dtype = DType::F32;
@@ -34,10 +37,11 @@ struct WeightMatrix {
   // Optionally, the same rows repacked once at load for the prompt GEMM of
   // this type (ops/repack.h, `--repack`): panel k holds rows [kRepackRows·k,
   // kRepackRows·(k + 1)) in the layout gemm_bf16 / gemm_q8 otherwise build per
-  // call, panel_bytes each. nullptr: packed per call. The rows above stay the
-  // weights every other kernel reads.
+  // call, panel_bytes each, in panel_format. nullptr: packed per call. The
+  // rows above stay the weights every other kernel reads.
   const std::byte* panels = nullptr;
   size_t panel_bytes = 0;
+  PanelFormat panel_format = PanelFormat::kNone;
 
   bool empty() const { return data == nullptr; }
   bool is_q4() const { return dtype == DType::U8; }
@@ -45,9 +49,12 @@ struct WeightMatrix {
   // Bytes of one stored row (q4 packs two values per byte).
   size_t row_bytes() const { return static_cast<size_t>(stored_columns(dtype, cols)) * dtype_size(dtype); }
   const std::byte* row_data(int64_t r) const { return data + static_cast<size_t>(r) * row_bytes(); }
-  // The repacked panel that starts at row r, or nullptr (not repacked, or r not at a panel's start).
-  const std::byte* repacked_panel(int64_t r) const {
-    return panels && r % kRepackRows == 0 ? panels + static_cast<size_t>(r / kRepackRows) * panel_bytes : nullptr;
+  // The repacked panel in `format` that starts at row r, or nullptr (not
+  // repacked, in the other GEMM's format, or r not at a panel's start).
+  const std::byte* repacked_panel(int64_t r, PanelFormat format) const {
+    return panels && panel_format == format && r % kRepackRows == 0
+               ? panels + static_cast<size_t>(r / kRepackRows) * panel_bytes
+               : nullptr;
   }
   // Row r's block scales (q8 and q4 only).
   BlockScales row_scales(int64_t r) const {
