@@ -20,7 +20,7 @@ int run_logits(int argc, char** argv) {
              {"output", 'o', true, "FILE      where to write T x vocab_size float32 logits"},
              {"prefill", 0, true, "N         run the first N tokens as one batch, the rest one by one (default: all)"},
              {"attn", 0, true, "PATH      MLA form: absorbed (default: the server's, so its echoed logprobs equal these), naive or auto"},
-             {"float32-activations", 0, false, "          bf16 weights' prefill in float32 as references compute (default: bf16 activations, as generation)"},
+             {"float32-activations", 0, false, "          a prompt's products without bf16 activations, as references compute: float32 (q8/q4 weights: the integer GEMM, two int8 terms); default: as generation"},
              kQuantizeOption, kActivationTermsOption, kRepackOption, kCacheTypeOption, kExpertParallelOption, kThreadsOption});
   if (args.print_help_if_requested()) return 0;
   std::string output;
