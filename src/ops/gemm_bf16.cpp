@@ -31,8 +31,11 @@ constexpr int64_t kP = kGemmBf16PanelRows;
 // per call and run against every token. A 512-token prompt's activations for
 // those columns (512 KB) stay in L2 across the panels of the block.
 constexpr int64_t kBlockPairs = 256;
-// Token tile: 2·kMaxTile float32 accumulators of 16 rows (12 chains hide
-// vdpbf16ps's latency at two per cycle) and the two weight vectors.
+// Token tile: kMaxTile tokens against two panels side by side (64 rows):
+// 4·kMaxTile float32 accumulators of 16 rows, the four weight vectors and a
+// token's broadcast pair fill 29 of the 32 registers. One broadcast then feeds
+// four vdpbf16ps instead of two: one thread's bf16 prefill 285 -> 293
+// tokens/s against a tile of one panel (docs/PERFORMANCE.md).
 constexpr int kMaxTile = 6;
 
 std::atomic<bool> avx512_allowed{true};
@@ -243,66 +246,75 @@ void pack_panel(const WeightMatrix& w, int64_t first, int64_t rows, int64_t j0, 
 }
 
 struct Tile {
-  const uint32_t* panel;  // [pair][kP]
-  const uint16_t* x;      // the first token's first column of the block; token t at x + t·ld
+  const uint32_t* panel[2];  // [pair][kP] each: rows 0-31 and (panel[1], or nullptr) rows 32-63
+  const uint16_t* x;         // the first token's first column of the block; token t at x + t·ld
   int64_t ld, pairs;
-  int64_t rows;  // valid rows of the panel
+  int64_t rows;  // valid rows of the panels
   float* y;      // the first token's output for the panel's first row
   int64_t ldy;
   bool accumulate;  // continue the chains from y (blocks after the first)
 };
 
-template <int T>
+// T tokens × 16·V rows (V = 2: one panel, the last one of an odd count; 4: two
+// panels side by side). Each output is still one chain over the pairs in order.
+template <int T, int V>
 DSV2_BF16_ATTR void TileBf16(const Tile& a) {
-  const auto m0 = static_cast<__mmask16>(a.rows >= 16 ? 0xFFFF : (1u << a.rows) - 1);
-  const auto m1 = static_cast<__mmask16>(a.rows >= 32 ? 0xFFFF : a.rows <= 16 ? 0 : (1u << (a.rows - 16)) - 1);
-  __m512 f0[T], f1[T];
-  for (int t = 0; t < T; ++t) {
-    f0[t] = a.accumulate ? _mm512_maskz_loadu_ps(m0, a.y + t * a.ldy) : _mm512_setzero_ps();
-    f1[t] = a.accumulate ? _mm512_maskz_loadu_ps(m1, a.y + t * a.ldy + 16) : _mm512_setzero_ps();
+  __mmask16 m[V];
+  for (int v = 0; v < V; ++v) {
+    const int64_t valid = std::clamp<int64_t>(a.rows - 16 * v, 0, 16);
+    m[v] = static_cast<__mmask16>(valid == 16 ? 0xFFFF : (1u << valid) - 1);
   }
-#pragma GCC unroll 4
+  __m512 f[V][T];
+  for (int v = 0; v < V; ++v)
+    for (int t = 0; t < T; ++t)
+      f[v][t] = a.accumulate ? _mm512_maskz_loadu_ps(m[v], a.y + t * a.ldy + 16 * v) : _mm512_setzero_ps();
+#pragma GCC unroll 2
   for (int64_t j = 0; j < a.pairs; ++j) {
-    const __m512i w0 = _mm512_loadu_si512(a.panel + j * kP);
-    const __m512i w1 = _mm512_loadu_si512(a.panel + j * kP + 16);
+    __m512i w[V];
+    for (int v = 0; v < V; ++v) w[v] = _mm512_loadu_si512(a.panel[v / 2] + j * kP + 16 * (v % 2));
     for (int t = 0; t < T; ++t) {
       int32_t pair;
       std::memcpy(&pair, a.x + t * a.ld + 2 * j, 4);
       const __m512i xb = _mm512_set1_epi32(pair);
-      f0[t] = _mm512_dpbf16_ps(f0[t], (__m512bh)w0, (__m512bh)xb);
-      f1[t] = _mm512_dpbf16_ps(f1[t], (__m512bh)w1, (__m512bh)xb);
+      for (int v = 0; v < V; ++v) f[v][t] = _mm512_dpbf16_ps(f[v][t], (__m512bh)w[v], (__m512bh)xb);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    _mm512_mask_storeu_ps(a.y + t * a.ldy, m0, f0[t]);
-    _mm512_mask_storeu_ps(a.y + t * a.ldy + 16, m1, f1[t]);
-  }
+  for (int v = 0; v < V; ++v)
+    for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + 16 * v, m[v], f[v][t]);
 }
 #undef DSV2_BF16_ATTR
 
 void avx512_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y,
                  int64_t ldy) {
-  void (*const kernels[kMaxTile + 1])(const Tile&) = {nullptr,      &TileBf16<1>, &TileBf16<2>, &TileBf16<3>,
-                                                      &TileBf16<4>, &TileBf16<5>, &TileBf16<6>};
-  thread_local std::vector<uint32_t> panel;  // grow-only
-  panel.resize(static_cast<size_t>(kBlockPairs * kP));
+  void (*const narrow[kMaxTile + 1])(const Tile&) = {nullptr,         &TileBf16<1, 2>, &TileBf16<2, 2>, &TileBf16<3, 2>,
+                                                     &TileBf16<4, 2>, &TileBf16<5, 2>, &TileBf16<6, 2>};
+  void (*const wide[kMaxTile + 1])(const Tile&) = {nullptr,         &TileBf16<1, 4>, &TileBf16<2, 4>, &TileBf16<3, 4>,
+                                                   &TileBf16<4, 4>, &TileBf16<5, 4>, &TileBf16<6, 4>};
+  thread_local std::vector<uint32_t> buffer;  // grow-only: two panels
+  buffer.resize(static_cast<size_t>(2 * kBlockPairs * kP));
   const int64_t pairs = x.ld / 2;
   // Blocks of columns, each output's chain continued from y: the same order as one pass.
   for (int64_t j0 = 0; j0 < pairs; j0 += kBlockPairs) {
     const int64_t n = std::min(kBlockPairs, pairs - j0);
-    for (int64_t p0 = 0; p0 < count; p0 += kP) {
-      const int64_t rows = std::min(kP, count - p0);
-      // Repacked at load: the same layout over all of the row's pairs.
-      const uint32_t* packed = reinterpret_cast<const uint32_t*>(w.repacked_panel(first + p0, PanelFormat::kBf16));
-      if (packed) {
-        packed += j0 * kP;
-      } else {
-        pack_panel(w, first + p0, rows, j0, n, panel.data());
-        packed = panel.data();
+    for (int64_t p0 = 0; p0 < count; p0 += 2 * kP) {
+      const int64_t rows = std::min(2 * kP, count - p0);
+      const uint32_t* packed[2] = {nullptr, nullptr};
+      for (int k = 0; k * kP < rows; ++k) {
+        // Repacked at load: the same layout over all of the row's pairs.
+        packed[k] = reinterpret_cast<const uint32_t*>(w.repacked_panel(first + p0 + k * kP, PanelFormat::kBf16));
+        if (packed[k]) {
+          packed[k] += j0 * kP;
+        } else {
+          uint32_t* out = buffer.data() + k * kBlockPairs * kP;
+          pack_panel(w, first + p0 + k * kP, std::min(kP, rows - k * kP), j0, n, out);
+          packed[k] = out;
+        }
       }
+      const auto& kernels = packed[1] ? wide : narrow;
       for (int64_t t0 = 0; t0 < x.tokens; t0 += kMaxTile) {
         const int64_t tile = std::min<int64_t>(kMaxTile, x.tokens - t0);
-        const Tile a{packed, x.values.data() + t0 * x.ld + 2 * j0, x.ld, n, rows, y + t0 * ldy + p0, ldy, j0 > 0};
+        const Tile a{{packed[0], packed[1]}, x.values.data() + t0 * x.ld + 2 * j0, x.ld, n, rows, y + t0 * ldy + p0,
+                     ldy, j0 > 0};
         kernels[tile](a);
       }
     }
