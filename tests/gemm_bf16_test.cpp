@@ -22,6 +22,7 @@
 #include "ops/matmul.h"
 #include "ops/repack.h"
 #include "ops/weight_matrix.h"
+#include "quantized_matrix.h"
 
 namespace dsv2 {
 namespace {
@@ -206,48 +207,33 @@ TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
 // those values, on every path, packed per call or repacked.
 struct QuantizedMatrix {
   WeightMatrix w;
-  std::vector<std::byte> data;
-  std::vector<uint16_t> f16_scales;
-  std::vector<float> f32_scales;
+  test::Quantized q8_q4;            // q8/q4 rows and scales (tests/quantized_matrix.h)
+  std::vector<std::byte> fp8;       // float8 codes
+  std::vector<float> fp8_scales;
   Bf16Matrix widened;  // the values gemm_bf16 must multiply
 };
 
 QuantizedMatrix random_quantized(DType type, bool f32_scales, int64_t rows, int64_t cols, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, 0.05f);
   QuantizedMatrix m;
-  m.w.dtype = type, m.w.rows = rows, m.w.cols = cols;
-  m.data.resize(static_cast<size_t>(rows) * static_cast<size_t>(stored_columns(type, cols)));
-  std::vector<float> values(static_cast<size_t>(cols)), widened(values.size());
-  m.widened.data.resize(static_cast<size_t>(rows * cols));
   if (type == DType::F8_E4M3) {  // e4m3 codes (no NaN) with a float32 scale per 16 rows × 64 columns
+    std::mt19937 rng(seed);
+    m.w.dtype = type, m.w.rows = rows, m.w.cols = cols;
     m.w.block_rows = 16, m.w.block_cols = 64;
-    const int64_t col_blocks = (cols + 63) / 64;
-    m.f32_scales.resize(static_cast<size_t>((rows + 15) / 16 * col_blocks));
-    for (auto& s : m.f32_scales) s = std::uniform_real_distribution<float>(1e-4f, 2e-3f)(rng);
-    for (auto& b : m.data) {
+    m.fp8_scales.resize(static_cast<size_t>((rows + 15) / 16 * ((cols + 63) / 64)));
+    for (auto& s : m.fp8_scales) s = std::uniform_real_distribution<float>(1e-4f, 2e-3f)(rng);
+    m.fp8.resize(static_cast<size_t>(rows * cols));
+    for (auto& b : m.fp8) {
       auto code = static_cast<uint8_t>(rng() & 0xFF);
       if ((code & 0x7F) == 0x7F) code ^= 1;
       b = static_cast<std::byte>(code);
     }
-    m.w.scale_inv = m.f32_scales.data();
+    m.w.data = m.fp8.data(), m.w.scale_inv = m.fp8_scales.data();
   } else {
-    const int64_t blocks = cols / 32;
-    m.f16_scales.resize(static_cast<size_t>(rows * blocks));
-    m.f32_scales.resize(m.f16_scales.size());
-    for (int64_t r = 0; r < rows; ++r) {
-      for (auto& v : values) v = dist(rng);
-      std::byte* row = m.data.data() + r * stored_columns(type, cols);
-      if (f32_scales)
-        encode_row(type, values.data(), cols, row, m.f32_scales.data() + r * blocks);
-      else
-        encode_row(type, values.data(), cols, row, m.f16_scales.data() + r * blocks);
-    }
-    m.w.block_rows = 1, m.w.block_cols = 32;
-    m.w.scale_dtype = f32_scales ? DType::F32 : DType::F16;
-    m.w.scale_inv = f32_scales ? static_cast<const void*>(m.f32_scales.data()) : m.f16_scales.data();
+    m.q8_q4 = test::quantized(type, rows, cols, seed, false, f32_scales ? DType::F32 : DType::F16);
+    m.w = m.q8_q4.w;
   }
-  m.w.data = m.data.data();
+  std::vector<float> widened(static_cast<size_t>(cols));
+  m.widened.data.resize(static_cast<size_t>(rows * cols));
   for (int64_t r = 0; r < rows; ++r) {
     const auto* row = reinterpret_cast<const uint8_t*>(m.w.row_data(r));
     if (type == DType::I8)

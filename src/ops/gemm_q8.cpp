@@ -44,7 +44,6 @@ constexpr int kMaxTile = 4;
 std::atomic<bool> vnni_allowed{true};
 std::atomic<int> activation_terms{2};
 
-
 // One panel of up to kP rows in the interleaved layout, with its scales
 // [block][row] (rows past `rows` zero).
 struct Panel {
