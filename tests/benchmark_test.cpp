@@ -129,6 +129,7 @@ TEST(Benchmark, JsonReportIsComplete) {
   EXPECT_EQ(j["activation_terms"], 2);
   EXPECT_EQ(j["prompt_gemm"], "float32");  // float32 weights
   EXPECT_EQ(j["repacked_bytes"], 0);
+  EXPECT_EQ(j["released_bytes"], 0);
   EXPECT_EQ(j["warmup"], false);
   for (const char* key : {"prefill_tokens_per_s", "prefill_flops_per_s", "decode_tokens_per_s", "bandwidth_bytes_per_s", "roofline_tokens_per_s",
                           "roofline_share", "weight_bytes_per_token", "cache_bytes_per_token", "peak_rss_bytes",
@@ -153,6 +154,7 @@ TEST(Benchmark, Bf16PrefillIsMeasuredAgainstTheBf16Peak) {
     if (j["bf16_dot_peak_flops_per_s"].get<double>() == 0.0) GTEST_SKIP() << "no AVX512-BF16 here";
     EXPECT_EQ(j["prompt_gemm"], "bf16");
     EXPECT_EQ(j["prefill_peak_kind"], "bf16 dot vdpbf16ps");
+
     EXPECT_DOUBLE_EQ(j["prefill_peak_share"].get<double>(),
                      j["prefill_flops_per_s"].get<double>() / j["bf16_dot_peak_flops_per_s"].get<double>());
   }

@@ -8,14 +8,18 @@
 // it too, and the AVX512 kernel is checked against it.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "core/dtype.h"
 #include "core/parallel.h"
+#include "io/mapped_file.h"
 #include "ops/gemm_bf16.h"
 #include "ops/gemm_q8.h"
 #include "ops/kernels.h"
@@ -154,6 +158,58 @@ TEST(GemmBf16, MatmulTakesItForBf16Batches) {
   EXPECT_EQ(check_against_exact(x, tokens, m, 0, rows, threaded.data(), rows, "matmul"), 0);
 }
 
+// A bf16 matrix kept only as panels (WeightMatrix::products_read_panels):
+// one-token products and steps below kGemmBf16MinTokens read the panels, in
+// the order reference::matvec_bf16_panels spells out from the rows (float32
+// activations, one chain over the even columns and one over the odd ones),
+// the same bits whichever tokens share a call, and within float32 summation
+// error of the exact sum. The rows are overwritten with NaN after packing, so
+// a product that still read them would show it.
+TEST(GemmBf16, ProductsOfFewTokensReadBf16PanelsInTheirOwnOrder) {
+  if (!gemm_bf16_native()) GTEST_SKIP() << "no AVX512-BF16 kernel here: bf16 weights are never repacked";
+  for (auto [rows, cols] : {std::pair<int64_t, int64_t>{1, 64}, {45, 66}, {70, 33}, {96, 1100}}) {
+    SCOPED_TRACE(std::to_string(rows) + " rows × " + std::to_string(cols));
+    const Bf16Matrix m = random_matrix(rows, cols, static_cast<uint32_t>(rows + cols));
+    Bf16Matrix poisoned = m;
+    WeightMatrix w = m.w;
+    w.data = reinterpret_cast<const std::byte*>(poisoned.data.data());
+    AnonymousPages storage;
+    repack_rows(w, storage);
+    ASSERT_TRUE(w.products_read_panels());
+    std::fill(poisoned.data.begin(), poisoned.data.end(), float_to_bf16(std::numeric_limits<float>::quiet_NaN()));
+    const int64_t max_tokens = 31;
+    const auto x = random_activations(max_tokens, cols, 5);
+    std::vector<float> want(static_cast<size_t>(max_tokens * rows));
+    reference::matvec_bf16_panels(x.data(), max_tokens, cols, m.w, 0, rows, want.data(), rows);
+    // against the exact sum of the products of the bf16 weights and the float32 activations
+    const double u = std::ldexp(1.0, -24), gamma = cols * u / (1.0 - cols * u);
+    for (int64_t t = 0; t < max_tokens; ++t)
+      for (int64_t r = 0; r < rows; ++r) {
+        double sum = 0.0, magnitude = 0.0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double p = static_cast<double>(bf16_to_float(m.data[r * cols + c])) * x[t * cols + c];
+          sum += p, magnitude += std::fabs(p);
+        }
+        ASSERT_LE(std::fabs(want[t * rows + r] - sum), gamma * magnitude) << "token " << t << " row " << r;
+      }
+    // the kernel, any rows of any panel, 1..6 tokens at a time
+    for (auto [first, count] : {std::pair<int64_t, int64_t>{0, rows}, {rows / 3, rows - rows / 3}, {rows - 1, 1}})
+      for (int64_t tokens = 1; tokens <= 6; ++tokens) {
+        std::vector<float> got(static_cast<size_t>(tokens * count), -1.0f);
+        matvec_bf16_panels(x.data(), tokens, cols, w, first, count, got.data(), count);
+        for (int64_t t = 0; t < tokens; ++t)
+          ASSERT_EQ(std::memcmp(got.data() + t * count, want.data() + t * rows + first, count * sizeof(float)), 0)
+              << tokens << " tokens, rows " << first << "+" << count << ", token " << t;
+      }
+    // matmul: one token (matvec_many's split of the rows), and steps of 2 to 31 tokens
+    for (int64_t tokens : {1, 2, 3, 4, 7, 31}) {
+      std::vector<float> got(static_cast<size_t>(tokens * rows), -1.0f);
+      matmul(x.data(), tokens, w, got.data());
+      EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0) << tokens << " tokens";
+    }
+  }
+}
+
 // --repack (ops/repack.h): panels built once at load give the bits of those
 // packed per call, across partial panels, odd columns and column blocks, in a
 // row slice starting at a panel; a slice starting elsewhere packs per call.
@@ -166,7 +222,7 @@ TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
     Bf16Activations a;
     a.round(x.data(), tokens, cols);
     WeightMatrix repacked = m.w;
-    std::vector<std::byte> storage;
+    AnonymousPages storage;
     repack_rows(repacked, storage);
     if (std::string(gemm_bf16_kernel()) != "avx512-bf16") {  // the float32 path reads rows: nothing to repack
       EXPECT_EQ(repacked.panels, nullptr);
@@ -315,7 +371,7 @@ TEST(GemmBf16, RepacksWidenedPanelsThatOnlyItReads) {
     SCOPED_TRACE(dtype_name(type));
     const QuantizedMatrix m = random_quantized(type, type == DType::F8_E4M3, rows, cols, 8);
     WeightMatrix repacked = m.w;
-    std::vector<std::byte> storage;
+    AnonymousPages storage;
     repack_rows(repacked, storage);
     ASSERT_NE(repacked.panels, nullptr);
     EXPECT_EQ(repacked.panel_format, PanelFormat::kBf16);

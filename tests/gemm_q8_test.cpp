@@ -121,7 +121,7 @@ TEST(GemmQ8, RepackedPanelsGiveTheReferenceBits) {
           SCOPED_TRACE(testing::Message() << dtype_name(dtype) << " " << rows << "x" << cols << ", " << terms << " term(s)");
           const Quantized q = quantized(dtype, rows, cols, 41);
           WeightMatrix repacked = q.w;
-          std::vector<std::byte> storage;
+          AnonymousPages storage;
           repack_rows(repacked, storage);
           if (std::string(gemm_q8_kernel()) == "portable") {
             EXPECT_EQ(repacked.panels, nullptr);

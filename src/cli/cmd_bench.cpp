@@ -90,6 +90,7 @@ int run_bench(int argc, char** argv) {
                         {"prompt_gemm", prompt_gemm_name},
                         {"activation_terms", gemm_q8_activation_terms()},
                         {"repacked_bytes", model->repacked_bytes()},
+                        {"released_bytes", model->released_bytes()},
                         {"warmup", o.warmup},
                               {"prompt_tokens", r.prompt_tokens},
                               {"generated_tokens", r.generated_tokens},
@@ -144,7 +145,8 @@ int run_bench(int argc, char** argv) {
   std::printf("decode           %lld tokens after %lld cached: %.2f tokens/s (median step)\n",
               (long long)r.generated_tokens, (long long)r.context, r.decode_tokens_per_s);
   if (model->repacked_bytes() > 0)
-    std::printf("repacked         %.1f MiB of prompt panels (--repack)\n", model->repacked_bytes() / mib);
+    std::printf("repacked         %.1f MiB of prompt panels, %.1f MiB of rows they replace released\n",
+                model->repacked_bytes() / mib, model->released_bytes() / mib);
   std::printf("read per token   %.1f MB weights + %.2f MB latent cache (%s)\n", r.bytes_per_token.weights / 1e6,
               r.bytes_per_token.cache / 1e6, cache_type_name(o.cache_type).c_str());
   std::printf("bandwidth        %.2f GB/s measured (read, %d threads)\n", r.bandwidth_bytes_per_s / gb, num_threads());

@@ -52,7 +52,8 @@ inline const OptionSpec kActivationTermsOption{
 inline const OptionSpec kRepackOption{
     "repack", 0, false,
     "          repack the weights' rows at load into the prompt products' panels (as ik_llama.cpp's -rtr): faster "
-    "prefill, same logits, as much memory again for the repacked matrices"};
+    "prefill, the same prompt logits; bf16 panels replace the rows (no memory added), q8/q4/fp8 ones take as much "
+    "memory again"};
 inline const OptionSpec kCacheTypeOption{"cache-type", 0, true,
                                          "TYPE      latent cache storage: f32 (default), q8 (9 bits/value) or q4 (about 6)"};
 inline const OptionSpec kExpertParallelOption{

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "core/error.h"
 
@@ -52,6 +54,45 @@ void prefault_range(const void* data, size_t bytes) {
 
 MappedFile::~MappedFile() {
   if (data_) ::munmap(const_cast<std::byte*>(data_), size_);
+}
+
+bool MappedFile::contains(const void* p, size_t bytes) const {
+  const auto* b = static_cast<const std::byte*>(p);
+  return data_ && b >= data_ && bytes <= size_ && static_cast<size_t>(b - data_) <= size_ - bytes;
+}
+
+void release_range(const void* data, size_t bytes) {
+  if (!data || bytes == 0) return;
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(data) + page - 1) / page * page;  // whole pages only:
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(data) + bytes) / page * page;      // neighbours keep theirs
+  if (begin < end) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
+
+AnonymousPages::AnonymousPages(size_t bytes) : size_(bytes) {
+  if (bytes == 0) return;
+  void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw Error("cannot map " + std::to_string(bytes) + " bytes of memory: " + std::strerror(errno));
+#ifdef MADV_HUGEPAGE
+  ::madvise(p, bytes, MADV_HUGEPAGE);  // best effort
+#endif
+  data_ = static_cast<std::byte*>(p);
+}
+
+AnonymousPages::~AnonymousPages() {
+  if (data_) ::munmap(data_, size_);
+}
+
+AnonymousPages::AnonymousPages(AnonymousPages&& other) noexcept
+    : data_(std::exchange(other.data_, nullptr)), size_(std::exchange(other.size_, 0)) {}
+
+AnonymousPages& AnonymousPages::operator=(AnonymousPages&& other) noexcept {
+  if (this != &other) {
+    if (data_) ::munmap(data_, size_);
+    data_ = std::exchange(other.data_, nullptr);
+    size_ = std::exchange(other.size_, 0);
+  }
+  return *this;
 }
 
 }  // namespace dsv2

@@ -40,6 +40,8 @@ class SafetensorsFile {
 
   const std::string& path() const { return map_.path(); }
   void prefault() const { map_.prefault(); }
+  // Whether [p, p + bytes) lies in this file's map (a tensor used in place).
+  bool maps(const void* p, size_t bytes) const { return map_.contains(p, bytes); }
   const std::vector<TensorInfo>& tensors() const { return tensors_; }
   const TensorInfo* find(std::string_view name) const;  // nullptr if absent
 

@@ -77,13 +77,25 @@ Model::Model(const Config& config, const Weights& weights)
 
 int64_t Model::repack_for_prompts() {
   require(checkpoint_ != nullptr, "model: --repack needs weights loaded from a model directory");
+  const auto mapped = [&](const WeightMatrix& m, size_t bytes) {
+    for (const auto& file : checkpoint_->files())
+      if (file->maps(m.data, bytes)) return true;
+    return false;  // re-encoded at load (--quantize): its rows are this process's own memory
+  };
   int64_t bytes = 0;
   for_each_tensor(config_, weights_, [&](const TensorSlot& slot) {
-    if (!slot.matrix || slot.matrix->panels || dsv2::repacked_bytes(*slot.matrix) == 0) return;
-    if (slot.matrix == &weights_.embed_tokens || slot.matrix == &weights_.lm_head || slot.matrix == &weights_.score)
-      return;
-    repack_rows(*slot.matrix, repacked_.emplace_back());
+    WeightMatrix* m = slot.matrix;
+    if (!m || m->panels || dsv2::repacked_bytes(*m) == 0) return;
+    if (m == &weights_.embed_tokens || m == &weights_.lm_head || m == &weights_.score) return;
+    repack_rows(*m, repacked_.emplace_back());
     bytes += static_cast<int64_t>(repacked_.back().size());
+    // Rows every product now reads from the panels leave memory; the absorbed
+    // attention still reads kv_b_proj's (a head's slice, combined by its query).
+    const size_t rows = m->row_bytes() * static_cast<size_t>(m->rows);
+    if (m->products_read_panels() && !slot.name.ends_with("kv_b_proj.weight") && mapped(*m, rows)) {
+      release_range(m->data, rows);
+      released_bytes_ += static_cast<int64_t>(rows);
+    }
   });
   return bytes;
 }

@@ -21,6 +21,7 @@
 #include "core/dtype.h"
 #include "core/scratch.h"
 #include "io/checkpoint.h"
+#include "io/mapped_file.h"
 #include "model/config.h"
 #include "model/latent_cache.h"
 #include "model/mla.h"
@@ -91,12 +92,21 @@ class Model {
   // Repacks every matrix a prompt's GEMMs read into their panels (ops/repack.h,
   // `--repack`): attention, router, dense and expert projections of this
   // rank's share; not the embedding, the LM head or a reward head (a prompt
-  // reads one of their rows at a time). Logits stay bit for bit the same;
-  // returns the bytes added. Only for a model loaded from a directory (a view
-  // of weights held elsewhere may change under it).
+  // reads one of their rows at a time). A prompt's GEMM products stay bit for
+  // bit the same. bf16 panels replace the rows (WeightMatrix::
+  // products_read_panels: one-token products read them too, in their own
+  // float32 order, matvec_bf16_panels), and the pages of rows used in place
+  // from the checkpoint's map are released (kv_b_proj's stay: the absorbed
+  // attention reads its rows), so repacking bf16 weights costs no memory.
+  // q8/q4/float8 rows stay beside their panels: as much memory again for
+  // those (more, widened to bf16). Returns the panel bytes added. Only for a
+  // model loaded from a directory (a view of weights held elsewhere may change
+  // under it).
   int64_t repack_for_prompts();
-  // What repack_for_prompts added on this rank, in bytes (0 if it did not run).
+  // Panel bytes repack_for_prompts added on this rank (0 if it did not run),
+  // and the bytes of rows whose pages it released.
   int64_t repacked_bytes() const;
+  int64_t released_bytes() const { return released_bytes_; }
 
   // MoE layer calls on this rank, and those in which no token chose an expert
   // it holds (it then skipped the routed experts' work).
@@ -121,7 +131,8 @@ class Model {
   Weights weights_;
   ShardPlan plan_;
   std::vector<std::vector<std::byte>> quantized_;  // weights re-encoded at load time
-  std::vector<std::vector<std::byte>> repacked_;   // panels of repack_for_prompts
+  std::vector<AnonymousPages> repacked_;           // panels of repack_for_prompts
+  int64_t released_bytes_ = 0;
   Rope rope_;
   Scratch activations_, attention_scratch_, ffn_scratch_;
   std::vector<int32_t> batch_ids_;

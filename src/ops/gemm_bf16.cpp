@@ -282,6 +282,58 @@ DSV2_BF16_ATTR void TileBf16(const Tile& a) {
   for (int v = 0; v < V; ++v)
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + 16 * v, m[v], f[v][t]);
 }
+// T tokens (float32) against one panel's 32 rows, from its pairs: out[t][i]
+// for row i of the panel (rows past the matrix's come out 0). Per token and
+// 16 rows, one chain over the even columns and one over the odd ones.
+template <int T>
+DSV2_BF16_ATTR void PanelDots(const uint32_t* panel, const float* x, int64_t ldx, int64_t cols, float out[][kP]) {
+  const __m512i high = _mm512_set1_epi32(static_cast<int32_t>(0xFFFF0000u));
+  __m512 even[T][2], odd[T][2];
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < 2; ++h) even[t][h] = odd[t][h] = _mm512_setzero_ps();
+  const int64_t full = cols / 2;
+  for (int64_t j = 0; j < full; ++j) {
+    __m512 we[2], wo[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m512i v = _mm512_loadu_si512(panel + j * kP + 16 * h);
+      we[h] = _mm512_castsi512_ps(_mm512_slli_epi32(v, 16));  // the pair's first value: the low half
+      wo[h] = _mm512_castsi512_ps(_mm512_and_si512(v, high));
+    }
+    for (int t = 0; t < T; ++t) {
+      const __m512 xe = _mm512_set1_ps(x[t * ldx + 2 * j]), xo = _mm512_set1_ps(x[t * ldx + 2 * j + 1]);
+      for (int h = 0; h < 2; ++h) {
+        even[t][h] = _mm512_fmadd_ps(we[h], xe, even[t][h]);
+        odd[t][h] = _mm512_fmadd_ps(wo[h], xo, odd[t][h]);
+      }
+    }
+  }
+  if (cols % 2)  // the last column, alone in its pair
+    for (int h = 0; h < 2; ++h) {
+      const __m512 we = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_loadu_si512(panel + full * kP + 16 * h), 16));
+      for (int t = 0; t < T; ++t) even[t][h] = _mm512_fmadd_ps(we, _mm512_set1_ps(x[t * ldx + cols - 1]), even[t][h]);
+    }
+  for (int t = 0; t < T; ++t)
+    for (int h = 0; h < 2; ++h) _mm512_storeu_ps(out[t] + 16 * h, _mm512_add_ps(even[t][h], odd[t][h]));
+}
+
+void avx512_matvec_panels(const float* x, int64_t tokens, int64_t ldx, const WeightMatrix& w, int64_t first,
+                          int64_t count, float* y, int64_t ldy) {
+  constexpr int kTokens = 4;  // per pass over a panel: 16 chains
+  void (*const kernels[kTokens + 1])(const uint32_t*, const float*, int64_t, int64_t, float[][kP]) = {
+      nullptr, &PanelDots<1>, &PanelDots<2>, &PanelDots<3>, &PanelDots<4>};
+  alignas(64) float out[kTokens][kP];
+  for (int64_t p0 = first / kP * kP; p0 < first + count; p0 += kP) {
+    const auto* panel = reinterpret_cast<const uint32_t*>(w.repacked_panel(p0, PanelFormat::kBf16));
+    require(panel != nullptr, "gemm_bf16: a matrix read from its panels has none");
+    const int64_t r0 = std::max(first, p0), r1 = std::min(first + count, p0 + kP);
+    for (int64_t t0 = 0; t0 < tokens; t0 += kTokens) {
+      const int64_t n = std::min<int64_t>(kTokens, tokens - t0);
+      kernels[n](panel, x + t0 * ldx, ldx, w.cols, out);
+      for (int64_t t = 0; t < n; ++t)
+        std::copy(out[t] + (r0 - p0), out[t] + (r1 - p0), y + (t0 + t) * ldy + (r0 - first));
+    }
+  }
+}
 #undef DSV2_BF16_ATTR
 
 void avx512_gemm(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y,
@@ -347,6 +399,17 @@ void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, i
   float_gemm(x, w, first, count, y, ldy);
 }
 
+void matvec_bf16_panels(const float* x, int64_t tokens, int64_t ldx, const WeightMatrix& w, int64_t first,
+                        int64_t count, float* y, int64_t ldy) {
+  if (count <= 0 || tokens <= 0) return;
+#if DSV2_GEMM_BF16_X86
+  avx512_matvec_panels(x, tokens, ldx, w, first, count, y, ldy);  // (panels exist only where it runs)
+#else
+  (void)x, (void)ldx, (void)w, (void)y, (void)ldy;
+  throw Error("gemm_bf16: bf16 panels on a CPU without AVX512-BF16");
+#endif
+}
+
 bool gemm_bf16_takes(const WeightMatrix& w) {
   switch (w.dtype) {
     case DType::BF16: return true;
@@ -384,6 +447,22 @@ bool gemm_bf16_for_prefill() { return for_prefill.load(std::memory_order_relaxed
 namespace reference {
 void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy) {
   reference_gemm(x, w, first, count, y, ldy);
+}
+void matvec_bf16_panels(const float* x, int64_t tokens, int64_t ldx, const WeightMatrix& w, int64_t first,
+                        int64_t count, float* y, int64_t ldy) {
+  for (int64_t i = 0; i < count; ++i) {
+    const auto* row = reinterpret_cast<const uint16_t*>(w.row_data(first + i));
+    for (int64_t t = 0; t < tokens; ++t) {
+      const float* xt = x + t * ldx;
+      float even = 0.0f, odd = 0.0f;
+      for (int64_t c = 0; c + 1 < w.cols; c += 2) {
+        even = std::fma(bf16_to_float(row[c]), xt[c], even);
+        odd = std::fma(bf16_to_float(row[c + 1]), xt[c + 1], odd);
+      }
+      if (w.cols % 2) even = std::fma(bf16_to_float(row[w.cols - 1]), xt[w.cols - 1], even);
+      y[t * ldy + i] = even + odd;
+    }
+  }
 }
 }  // namespace reference
 

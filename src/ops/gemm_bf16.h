@@ -60,6 +60,17 @@ size_t gemm_bf16_panel_bytes(const WeightMatrix& w);
 // Panel `index` of w (rows past w.rows zero) into out[0, gemm_bf16_panel_bytes(w)).
 void pack_gemm_bf16_panel(const WeightMatrix& w, int64_t index, std::byte* out);
 
+// Products with few tokens (decoding, a step below kGemmBf16MinTokens) on a
+// bf16 matrix whose panels replaced its rows (WeightMatrix::
+// products_read_panels): y[t·ldy + i] = x_t · row(first + i) for t < tokens
+// and i < count, the float32 activations x_t = x + t·ldx not rounded, on the
+// calling thread; any rows, whole panels or not. Each output is two float32
+// chains over the column pairs in order, one over the even columns and one
+// over the odd ones, added at the end: the same bits whichever tokens share a
+// call, so a token of a verification step gets what decoding it alone gives.
+void matvec_bf16_panels(const float* x, int64_t tokens, int64_t ldx, const WeightMatrix& w, int64_t first,
+                        int64_t count, float* y, int64_t ldy);
+
 // Which path gemm_bf16 runs on this CPU: "avx512-bf16" or "float32-sgemm".
 const char* gemm_bf16_kernel();
 // Tests: forbid (false) or allow (true, the default where the CPU has it) the AVX512-BF16 kernel.
@@ -79,6 +90,9 @@ namespace reference {
 // odd column first (vdpbf16ps's order): acc = fma(w[2j+1], x[2j+1], acc);
 // acc = fma(w[2j], x[2j], acc).
 void gemm_bf16(const Bf16Activations& x, const WeightMatrix& w, int64_t first, int64_t count, float* y, int64_t ldy);
+// From the rows: even = fma(w[2j], x[2j], even) and odd = fma(w[2j+1], x[2j+1], odd) over j in order; even + odd.
+void matvec_bf16_panels(const float* x, int64_t tokens, int64_t ldx, const WeightMatrix& w, int64_t first,
+                        int64_t count, float* y, int64_t ldy);
 }  // namespace reference
 
 }  // namespace dsv2

@@ -48,6 +48,10 @@ void rows_times(const WeightMatrix& w, int64_t first, int64_t count, const float
     matvec_q8(xq, xs, w.row_data(first), w.row_scales(first), w.cols, count, w.is_q4(), y);
     return;
   }
+  if (w.products_read_panels()) {
+    matvec_bf16_panels(x, 1, w.cols, w, first, count, y, 1);
+    return;
+  }
   thread_local std::vector<float> row_buffer;  // grow-only
   if (row_buffer.size() < static_cast<size_t>(w.cols)) row_buffer.resize(w.cols);
   for (int64_t i = 0; i < count; ++i) y[i] = row_dot(w, first + i, x, row_buffer.data());
@@ -98,6 +102,17 @@ void matmul(const float* x, int64_t tokens, const WeightMatrix& w, float* y, int
     thread_local Bf16Activations activations_buffer;  // grow-only
     activations_buffer.round(x, tokens, w.cols);
     rows_in_panels(activations_buffer, w, kGemmBf16PanelRows, y, &gemm_bf16);
+    return;
+  }
+  if (tokens > 1 && w.products_read_panels()) {
+    // A few tokens (below kGemmBf16MinTokens) on bf16 weights kept only as panels: up to four
+    // tokens at a time against each panel while it is in cache, each token's outputs the bits
+    // decoding it alone gives (matvec_bf16_panels); threads split the rows in whole panels.
+    const int64_t panels = (w.rows + kGemmBf16PanelRows - 1) / kGemmBf16PanelRows;
+    parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
+      const int64_t r0 = p0 * kGemmBf16PanelRows, r1 = std::min(w.rows, p1 * kGemmBf16PanelRows);
+      matvec_bf16_panels(x, tokens, w.cols, w, r0, r1 - r0, y + r0, w.rows);
+    });
     return;
   }
   if (tokens >= kGemmMinTokens) {

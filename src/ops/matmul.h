@@ -57,8 +57,8 @@ void matvec_many(const MatVec* products, int64_t count);
 
 // Serial products with `count` consecutive rows of w starting at `first`, for
 // callers already inside a parallel region (one attention head's slice of
-// kv_b_proj while decoding). Rows are read in their stored format, as in the
-// batch-1 matmul path.
+// kv_b_proj while decoding). Rows are read as the batch-1 matmul path reads
+// them: in their stored format, or from the panels that replaced them.
 // y[i] = row(first + i) · x  (block-quantized rows take the integer kernel)
 void matvec_rows(const WeightMatrix& w, int64_t first, int64_t count, const float* x, float* y);
 // y = Σ_i coefficients[i] · row(first + i)  [w.cols]

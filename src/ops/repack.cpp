@@ -38,14 +38,13 @@ int64_t panel_count(const WeightMatrix& w) { return (w.rows + kRepackRows - 1) /
 
 size_t repacked_bytes(const WeightMatrix& w) { return panel_stride(w) * static_cast<size_t>(panel_count(w)); }
 
-void repack_rows(WeightMatrix& w, std::vector<std::byte>& storage) {
+void repack_rows(WeightMatrix& w, AnonymousPages& storage) {
   const size_t stride = panel_stride(w);
   if (stride == 0) return;
   static_assert(kGemmBf16PanelRows == kRepackRows && kGemmQ8PanelRows == kRepackRows);
   const int64_t panels = panel_count(w);
-  storage.resize(stride * static_cast<size_t>(panels) + kAlign);
-  const auto base = reinterpret_cast<uintptr_t>(storage.data());
-  std::byte* const out = storage.data() + ((base + kAlign - 1) / kAlign * kAlign - base);
+  storage = AnonymousPages(stride * static_cast<size_t>(panels));  // page-aligned: each panel on a cache line
+  std::byte* const out = storage.data();
   const PanelFormat format = panel_format(w);
   parallel_for(panels, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t p = p0; p < p1; ++p) {

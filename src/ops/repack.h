@@ -5,14 +5,19 @@
 // 15-18% of a 512-token prefill (32 rows read side by side wait on memory).
 // Repacked once, the panels are read where they lie, one stream per panel.
 //
-// The rows stay as they are: the one-token kernels, the embedding and
-// everything else read them. So a repacked matrix takes its size again in
-// memory. The products are bit for bit those of the panels packed per call.
+// bf16 panels hold the rows' own values, so they replace the rows: every
+// product reads them (WeightMatrix::products_read_panels, one-token products
+// included), and the loader releases the rows' pages (Model::
+// repack_for_prompts); repacking bf16 weights costs no memory. q8, q4 and
+// float8 panels are the weights widened to bf16 (or the integer GEMM's):
+// the one-token kernels keep reading the rows, so those matrices take their
+// size again in memory, or more. A prompt's GEMM products are bit for bit those of
+// the panels packed per call.
 #pragma once
 
 #include <cstddef>
-#include <vector>
 
+#include "io/mapped_file.h"
 #include "ops/weight_matrix.h"
 
 namespace dsv2 {
@@ -24,9 +29,9 @@ namespace dsv2 {
 // serve); q8/q4 on the portable integer kernel.
 size_t repacked_bytes(const WeightMatrix& w);
 
-// Packs w's panels into `storage` (resized; it must outlive w and its slices)
-// and points w.panels at them (w.panel_format: whose layout), in parallel over
-// panels. Does nothing where repacked_bytes(w) is 0.
-void repack_rows(WeightMatrix& w, std::vector<std::byte>& storage);
+// Packs w's panels into new anonymous pages `storage` (it must outlive w and
+// its slices) and points w.panels at them (w.panel_format: whose layout), in
+// parallel over panels. Does nothing where repacked_bytes(w) is 0.
+void repack_rows(WeightMatrix& w, AnonymousPages& storage);
 
 }  // namespace dsv2

@@ -44,6 +44,14 @@ struct WeightMatrix {
   PanelFormat panel_format = PanelFormat::kNone;
 
   bool empty() const { return data == nullptr; }
+  // Whether every product with this matrix reads its panels and none its rows
+  // (ops/matmul.h): bf16 rows repacked into gemm_bf16's panels, which hold the
+  // same values, so decoding needs no second copy (load-time repacking then
+  // releases the rows' pages, ops/repack.h). Widened q8/q4/float8 panels are
+  // bigger than their rows: one-token products keep reading those rows.
+  bool products_read_panels() const {
+    return panels && panel_format == PanelFormat::kBf16 && dtype == DType::BF16;
+  }
   bool is_q4() const { return dtype == DType::U8; }
   bool is_q8() const { return dtype == DType::I8; }
   // Bytes of one stored row (q4 packs two values per byte).
