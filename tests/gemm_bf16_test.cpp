@@ -111,8 +111,8 @@ TEST(GemmBf16, MatchesExactSumWithinFloat32BoundOnEveryPath) {
   std::vector<std::string> paths;
   for_each_path([&] {
     paths.push_back(gemm_bf16_kernel());
-    // odd and single columns, a block boundary (512 columns) crossed, partial panels and tiles
-    for (int64_t cols : {1, 2, 3, 17, 64, 513, 1100})
+    // odd and single columns, a block boundary (2048 columns) crossed, partial panels and tiles
+    for (int64_t cols : {1, 2, 3, 17, 64, 513, 2049})
       for (int64_t tokens : {1, 4, 7, 13})
         for (int64_t rows : {1, 31, 33, 70}) {
           SCOPED_TRACE(std::to_string(tokens) + " tokens × " + std::to_string(rows) + " rows × " + std::to_string(cols));
@@ -214,7 +214,7 @@ TEST(GemmBf16, ProductsOfFewTokensReadBf16PanelsInTheirOwnOrder) {
 // packed per call, across partial panels, odd columns and column blocks, in a
 // row slice starting at a panel; a slice starting elsewhere packs per call.
 TEST(GemmBf16, RepackedPanelsGiveTheBitsOfPanelsPackedPerCall) {
-  for (int64_t cols : {3, 64, 1100}) {
+  for (int64_t cols : {3, 64, 2100}) {
     const int64_t rows = 70, tokens = 13;
     SCOPED_TRACE(std::to_string(rows) + " rows × " + std::to_string(cols));
     const Bf16Matrix m = random_matrix(rows, cols, static_cast<uint32_t>(cols));
@@ -308,7 +308,7 @@ QuantizedMatrix random_quantized(DType type, bool f32_scales, int64_t rows, int6
 TEST(GemmBf16, WidensQ8Q4AndFloat8ToTheirValuesRoundedToBf16) {
   for (auto [type, f32_scales] : {std::pair{DType::I8, false}, std::pair{DType::I8, true}, std::pair{DType::U8, false},
                                   std::pair{DType::U8, true}, std::pair{DType::F8_E4M3, true}})
-    for (int64_t cols : {32, 64, 544, 1408})
+    for (int64_t cols : {32, 64, 544, 1408, 2112})  // (2112: across a block boundary)
       for (int64_t rows : {1, 31, 70}) {
         const int64_t tokens = 7;
         SCOPED_TRACE(dtype_name(type) + (f32_scales ? " f32 scales " : " ") + std::to_string(rows) + " rows × " +

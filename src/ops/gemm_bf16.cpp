@@ -27,10 +27,13 @@ namespace dsv2 {
 namespace {
 
 constexpr int64_t kP = kGemmBf16PanelRows;
-// Column pairs per panel: 32 rows × 512 columns of bf16 = 32 KB, packed once
-// per call and run against every token. A 512-token prompt's activations for
-// those columns (512 KB) stay in L2 across the panels of the block.
-constexpr int64_t kBlockPairs = 256;
+// Column pairs per block: 2048 columns, a whole V2-Lite hidden row. Two
+// panels of it (256 KB) are packed once per call into a buffer that stays in
+// L2 and run against every token, each token tile over the whole block, so its
+// 24 accumulators go through memory once per block. Blocks of 256 pairs (two
+// panels in 64 KB) made one thread's bf16 prefill 8% slower repacked and ~10%
+// slower packed per call; 128 and 64 slower still (docs/PERFORMANCE.md).
+constexpr int64_t kBlockPairs = 1024;
 // Token tile: kMaxTile tokens against two panels side by side (64 rows):
 // 4·kMaxTile float32 accumulators of 16 rows, the four weight vectors and a
 // token's broadcast pair fill 29 of the 32 registers. One broadcast then feeds
