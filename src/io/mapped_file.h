@@ -43,8 +43,8 @@ void release_range(const void* data, size_t bytes);
 
 // Zeroed, page-aligned anonymous memory, asked for in transparent huge pages
 // (MADV_HUGEPAGE): repacked weight panels, gigabytes written once at load,
-// fault in 512 times less often than in 4 KB pages and are not zero-filled
-// twice as a std::vector would be.
+// then fault in 512 times less often where the kernel grants 2 MB pages, and
+// are not zero-filled a second time as a std::vector's are.
 class AnonymousPages {
  public:
   AnonymousPages() = default;
