@@ -285,6 +285,7 @@ DSV2_BF16_ATTR void TileBf16(const Tile& a) {
   for (int v = 0; v < V; ++v)
     for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(a.y + t * a.ldy + 16 * v, m[v], f[v][t]);
 }
+
 // T tokens (float32) against one panel's 32 rows, from its pairs: out[t][i]
 // for row i of the panel (rows past the matrix's come out 0). Per token and
 // 16 rows, one chain over the even columns and one over the odd ones.

@@ -44,11 +44,12 @@ struct WeightMatrix {
   PanelFormat panel_format = PanelFormat::kNone;
 
   bool empty() const { return data == nullptr; }
-  // Whether every product with this matrix reads its panels and none its rows
-  // (ops/matmul.h): bf16 rows repacked into gemm_bf16's panels, which hold the
-  // same values, so decoding needs no second copy (load-time repacking then
-  // releases the rows' pages, ops/repack.h). Widened q8/q4/float8 panels are
-  // bigger than their rows: one-token products keep reading those rows.
+  // Whether matmul, matvec_many and matvec_rows (ops/matmul.h) read this
+  // matrix's panels, not its rows, for any number of tokens: bf16 rows
+  // repacked into gemm_bf16's panels, which hold the same values, so decoding
+  // needs no second copy (load-time repacking then releases the rows' pages,
+  // ops/repack.h). Widened q8/q4/float8 panels are bigger than their rows:
+  // one-token products keep reading those rows.
   bool products_read_panels() const {
     return panels && panel_format == PanelFormat::kBf16 && dtype == DType::BF16;
   }
